@@ -1,0 +1,17 @@
+"""ditcache: feature caching for diffusion transformers.
+
+    with ditcache.cached(pipe, ditcache.FORA(interval=3)) as run:
+        image = pipe(...).images[0]
+    print(run.stats.summary())
+"""
+
+from .adapters import Branch, ModelSpec, register_block, register_model
+from .engine import Run, apply, cached
+from .methods import FORA, METHODS, NoCache, TaylorSeer
+from .plan import Action, Plan
+
+__all__ = [
+    "FORA", "METHODS", "Action", "Branch", "ModelSpec", "NoCache", "Plan", "Run", "TaylorSeer",
+    "apply", "cached", "register_block", "register_model",
+]
+__version__ = "0.1.0"

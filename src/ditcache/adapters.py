@@ -1,0 +1,177 @@
+"""What ditcache knows about each model family, as data.
+
+``BLOCKS`` maps a block class name to its branches; ``MODELS`` maps a model class name to how its
+forward is called (which argument is the timestep, where the token grid comes from). A model is
+mapped by finding every submodule whose class is in ``BLOCKS`` (in module order, so Flux's
+double-stream blocks come before its single-stream ones). Supporting a new family means adding an
+entry here, or calling ``register_block`` / ``register_model`` from user code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .plan import Site
+
+KINDS = ("attn", "cross_attn", "mlp", "block")
+PARTIAL_MODES = (None, "tokens", "self_kv")
+
+
+@dataclass(frozen=True)
+class Branch:
+    child: str               # attribute of the block holding the branch module; "" = the whole block
+    kind: str                # one of KINDS
+    partial: str | None = None  # "tokens": the module is token-wise or cross-attention, run it on the subset;
+    #                           "self_kv": self-attention, run with queries from the subset, keys/values
+    #                           from all tokens (passed as encoder_hidden_states); None: no token subset path
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"Branch kind must be one of {KINDS}, got {self.kind!r}")
+        if self.partial not in PARTIAL_MODES:
+            raise ValueError(f"Branch partial mode must be one of {PARTIAL_MODES}, got {self.partial!r}")
+        if self.kind == "block" and self.child:
+            raise ValueError("a 'block' branch is the block itself: leave child empty")
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    branches: tuple[Branch, ...]
+    # For whole-block sites: which forward argument each returned stream is the residual of, so the
+    # store can cache (output - input) and a reuse step returns input + cached residual.
+    outputs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    timestep_arg: str = "timestep"  # name of the forward argument holding the timestep
+    grid: str | None = None          # key of GRIDS: how to read (frames, H, W) of the image tokens
+
+
+def _grid_patch2d(model: nn.Module, inputs: dict) -> tuple[int, int, int]:
+    x = inputs["hidden_states"]  # (B, C, H, W)
+    p = model.config.patch_size
+    return (1, x.shape[-2] // p, x.shape[-1] // p)
+
+
+def _grid_flux_ids(model: nn.Module, inputs: dict) -> tuple[int, int, int]:
+    ids = inputs["img_ids"]  # (N, 3) = (frame/index, row, col)
+    ids = ids[0] if ids.ndim == 3 else ids
+    return (1, int(ids[:, 1].max()) + 1, int(ids[:, 2].max()) + 1)
+
+
+def _grid_patch3d(model: nn.Module, inputs: dict) -> tuple[int, int, int]:
+    x = inputs["hidden_states"]  # (B, C, F, H, W)
+    pf, ph, pw = model.config.patch_size
+    return (x.shape[2] // pf, x.shape[3] // ph, x.shape[4] // pw)
+
+
+GRIDS = {"patch2d": _grid_patch2d, "flux_ids": _grid_flux_ids, "patch3d": _grid_patch3d}
+
+BLOCKS: dict[str, BlockSpec] = {
+    # DiT (attn1, ff) and PixArt (attn1, attn2, ff); attn2 is None in DiT and is then left out.
+    "BasicTransformerBlock": BlockSpec((
+        Branch("attn1", "attn", "self_kv"),
+        Branch("attn2", "cross_attn", "tokens"),
+        Branch("ff", "mlp", "tokens"),
+    )),
+    # Flux double stream: joint attention returns (image, text) outputs; separate image / text MLPs.
+    "FluxTransformerBlock": BlockSpec((
+        Branch("attn", "attn"),
+        Branch("ff", "mlp", "tokens"),
+        Branch("ff_context", "mlp", "tokens"),
+    )),
+    # Flux single stream: attention and MLP are fused into one projection: cache the whole block.
+    "FluxSingleTransformerBlock": BlockSpec(
+        (Branch("", "block"),), outputs=("encoder_hidden_states", "hidden_states")
+    ),
+    # SD3 / SD3.5: joint attention, optional second attention (SD3.5 dual), image and text MLPs
+    # (ff_context is None in the last, context_pre_only block).
+    "JointTransformerBlock": BlockSpec((
+        Branch("attn", "attn"),
+        Branch("attn2", "attn"),
+        Branch("ff", "mlp", "tokens"),
+        Branch("ff_context", "mlp", "tokens"),
+    )),
+    # Wan: self-attention with rotary embeddings (no subset path), cross-attention, MLP.
+    "WanTransformerBlock": BlockSpec((
+        Branch("attn1", "attn"),
+        Branch("attn2", "cross_attn", "tokens"),
+        Branch("ffn", "mlp", "tokens"),
+    )),
+}
+
+MODELS: dict[str, ModelSpec] = {
+    "DiTTransformer2DModel": ModelSpec(grid="patch2d"),
+    "PixArtTransformer2DModel": ModelSpec(grid="patch2d"),
+    "FluxTransformer2DModel": ModelSpec(grid="flux_ids"),
+    "SD3Transformer2DModel": ModelSpec(grid="patch2d"),
+    "WanTransformer3DModel": ModelSpec(grid="patch3d"),
+}
+
+
+def register_block(cls: type | str, *branches: Branch, outputs: tuple[str, ...] = ()) -> None:
+    """Teach ditcache a block class: ``register_block(MyBlock, Branch("attn", "attn"), Branch("mlp", "mlp", "tokens"))``."""
+    name = cls if isinstance(cls, str) else cls.__name__
+    if not branches:
+        raise ValueError("register_block needs at least one Branch")
+    BLOCKS[name] = BlockSpec(tuple(branches), outputs)
+
+
+def register_model(cls: type | str, spec: ModelSpec) -> None:
+    """Teach ditcache how a model class is called (only needed if its timestep argument is not 'timestep')."""
+    MODELS[cls if isinstance(cls, str) else cls.__name__] = spec
+
+
+def model_spec(model: nn.Module) -> ModelSpec:
+    return MODELS.get(type(model).__name__, ModelSpec())
+
+
+def find_sites(model: nn.Module) -> list[Site]:
+    """Every branch of every known block, in model order. Raises if the model has no known block."""
+    sites: list[Site] = []
+    layer = 0
+    for name, block in model.named_modules():
+        spec = BLOCKS.get(type(block).__name__)
+        if spec is None:
+            continue
+        for branch in spec.branches:
+            module = getattr(block, branch.child, None) if branch.child else block
+            if module is None:
+                continue
+            if not isinstance(module, nn.Module):
+                raise TypeError(f"{type(block).__name__}.{branch.child} is not a module")
+            full = f"{name}.{branch.child}" if branch.child else name
+            sites.append(Site(full, branch.kind, layer, module, branch.partial, len(sites)))
+        layer += 1
+    if not sites:
+        raise TypeError(
+            f"ditcache cannot map {type(model).__name__}: none of its submodules is a known block. "
+            f"Supported models: {sorted(MODELS)}; known blocks: {sorted(BLOCKS)}. "
+            "Register your block with ditcache.register_block(...)."
+        )
+    return sites
+
+
+def block_outputs(block: nn.Module) -> tuple[str, ...]:
+    return BLOCKS[type(block).__name__].outputs
+
+
+def token_grid(model: nn.Module, inputs: dict) -> tuple[int, int, int] | None:
+    rule = model_spec(model).grid
+    if rule is None:
+        return None
+    try:
+        return GRIDS[rule](model, inputs)
+    except (KeyError, AttributeError, TypeError, IndexError):
+        return None
+
+
+def timestep_value(t) -> float:
+    """The first element of a timestep argument (tensor, number), as a Python float."""
+    if isinstance(t, torch.Tensor):
+        return float(t.reshape(-1)[0])
+    return float(t)

@@ -1,0 +1,369 @@
+"""The engine: instance-level hooks on branch modules, step detection, and the branch forward.
+
+``apply(model_or_pipeline, method)`` wraps the model's ``forward`` (to see each call's timestep) and
+the ``forward`` of every branch module that the adapters name. Each model call is one step (a new
+timestep) or another branch of the current step (the same timestep again: split CFG). Once per call,
+host side, the method turns a ``StepContext`` into one ``Plan`` per site; the branch forwards then only
+look up their plan. Nothing is patched on classes: ``Run.remove()`` restores every ``forward``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+from . import adapters
+from .methods import resolve_method
+from .plan import Action, Plan, Site, StepContext
+from .store import Store, as_tuple, from_tuple, gather_tokens, scatter_tokens
+
+
+def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+# torch's counter has no formula for the CPU fused attention kernel: without this it counts 0.
+_EXTRA_FLOP_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flop}
+
+
+def flop_counter() -> FlopCounterMode:
+    """torch's FLOP counter, also counting CPU fused attention."""
+    return FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOP_FORMULAS)
+
+
+@dataclass
+class CallRecord:
+    """One model call: a step, or another CFG branch of it."""
+
+    step: int
+    branch: int
+    timestep: float
+    progress: float
+    actions: list[str]          # per site: Action value
+    tokens: list[int]           # per site: tokens computed by PARTIAL (0 otherwise)
+    flops: int                  # FLOPs executed by the whole call (torch's counter, memoised per plan shape)
+    site_flops: list[int]       # per site
+    wall_s: float               # wall-clock of the call (includes counting on the first call of a plan shape)
+    cache_bytes: int            # bytes held by the store after the call
+
+
+@dataclass
+class RunStats:
+    sites: list[str]
+    records: list[CallRecord] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """How many site calls were computed / reused / forecast / partial / skipped."""
+        c = Counter(a for r in self.records for a in r.actions)
+        return {a.value: c.get(a.value, 0) for a in Action}
+
+    def full_steps(self) -> int:
+        """Steps (branch 0) in which every site was computed."""
+        return sum(1 for r in self.records if r.branch == 0 and all(a == "full" for a in r.actions))
+
+    @property
+    def flops(self) -> int:
+        return sum(r.flops for r in self.records)
+
+    @property
+    def wall_s(self) -> float:
+        return sum(r.wall_s for r in self.records)
+
+    @property
+    def peak_cache_bytes(self) -> int:
+        return max((r.cache_bytes for r in self.records), default=0)
+
+    def summary(self) -> str:
+        c = self.counts()
+        steps = sum(1 for r in self.records if r.branch == 0)
+        return (
+            f"{steps} steps, {len(self.sites)} sites: "
+            + ", ".join(f"{k} {v}" for k, v in c.items() if v)
+            + f"; {self.flops / 1e9:.2f} GFLOPs; peak cache {self.peak_cache_bytes / 2**20:.1f} MiB"
+        )
+
+
+class Run:
+    """One model under one method: the hooks, the store and the stats. Use ``remove()`` to undo."""
+
+    def __init__(self, target, method, *, steps: int | None = None) -> None:
+        self.model, scheduler = _find_model(target)
+        if getattr(self.model, "_ditcache_run", None) is not None:
+            raise RuntimeError(
+                f"ditcache is already applied to this {type(self.model).__name__}; call remove() on the "
+                "first handle (or leave its `with` block) before applying again"
+            )
+        if steps is not None and (not isinstance(steps, int) or steps < 1):
+            raise ValueError(f"steps must be a positive int, got {steps!r}")
+        self.method = resolve_method(method)
+        self.sites: list[Site] = adapters.find_sites(self.model)
+        self.spec = adapters.model_spec(self.model)
+        self.store = Store()
+        self.stats = RunStats([s.name for s in self.sites])
+        self.num_steps = steps
+        self.step = -1
+        self.branch = 0
+        self.coord = 0.0
+        self.plans: list[Plan] = []
+        self._last_t: float | None = None
+        self._ctx: StepContext | None = None
+        self._meter: list[int] | None = None
+        self._counter: FlopCounterMode | None = None
+        self._flop_memo: dict = {}
+        self._restore: list[tuple[object, str, object]] = []
+        self._signature = inspect.signature(self.model.forward)
+        if self.spec.timestep_arg not in self._signature.parameters:
+            raise TypeError(
+                f"{type(self.model).__name__}.forward has no '{self.spec.timestep_arg}' argument, so ditcache "
+                "cannot tell the denoising steps apart; register the model with "
+                "ditcache.register_model(cls, ModelSpec(timestep_arg=...))"
+            )
+        self._install(scheduler)
+
+    # ----------------------------------------------------------------- hooks
+    def _patch(self, obj, attr: str, fn) -> None:
+        had = attr in obj.__dict__
+        self._restore.append((obj, attr, obj.__dict__[attr] if had else None))
+        setattr(obj, attr, fn)
+        if not had:
+            self._restore[-1] = (obj, attr, _ABSENT)
+
+    def _install(self, scheduler) -> None:
+        self._patch(self.model, "forward", self._model_forward(self.model.forward))
+        for site in self.sites:
+            make = self._block_forward if site.kind == "block" else self._branch_forward
+            self._patch(site.module, "forward", make(site, site.module.forward))
+        if scheduler is not None:
+            self._patch(scheduler, "set_timesteps", self._set_timesteps(scheduler, scheduler.set_timesteps))
+        self.model._ditcache_run = self
+
+    def remove(self) -> None:
+        """Restore every patched ``forward`` and drop the store. Safe to call twice."""
+        for obj, attr, old in reversed(self._restore):
+            if old is _ABSENT:
+                obj.__dict__.pop(attr, None)
+            else:
+                setattr(obj, attr, old)
+        self._restore.clear()
+        if getattr(self.model, "_ditcache_run", None) is self:
+            del self.model._ditcache_run
+        self.store.clear()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+    # ----------------------------------------------------------------- steps
+    def set_schedule(self, timesteps) -> None:
+        """The sampler announces a new generation of ``len(timesteps)`` steps."""
+        self.num_steps = len(timesteps)
+        self._new_generation()
+
+    def _new_generation(self) -> None:
+        self.store.clear()
+        self.step = -1
+        self._last_t = None
+
+    def _set_timesteps(self, scheduler, orig):
+        def set_timesteps(*args, **kwargs):
+            out = orig(*args, **kwargs)
+            self.set_schedule(scheduler.timesteps)
+            return out
+
+        return set_timesteps
+
+    def _begin_call(self, inputs: dict) -> None:
+        t = adapters.timestep_value(inputs[self.spec.timestep_arg])
+        if t == self._last_t:
+            self.branch += 1
+        else:
+            if self.num_steps is None:
+                raise RuntimeError(
+                    "ditcache does not know how many denoising steps this generation has: pass steps=... to "
+                    "ditcache.cached()/apply(), call run.set_schedule(timesteps), or sample through a "
+                    "diffusers pipeline (its scheduler announces the steps)"
+                )
+            self.step += 1
+            self.branch = 0
+            if self.step >= self.num_steps:  # a new generation with the same step count
+                self._new_generation()
+                self.step = 0
+            self._last_t = t
+        x = inputs.get("hidden_states")
+        T = self.num_steps
+        self._ctx = StepContext(
+            step=self.step,
+            num_steps=T,
+            progress=self.step / (T - 1) if T > 1 else 0.0,
+            timestep=t,
+            branch=self.branch,
+            batch_size=int(x.shape[0]) if isinstance(x, torch.Tensor) else 0,
+            grid=adapters.token_grid(self.model, inputs),
+        )
+        plans = self.method.plan(self._ctx, self.sites, self.store)
+        if len(plans) != len(self.sites):
+            raise RuntimeError(f"{type(self.method).__name__}.plan returned {len(plans)} plans for {len(self.sites)} sites")
+        for site, plan in zip(self.sites, plans):
+            if plan.action is Action.PARTIAL and site.partial is None:
+                raise ValueError(f"{site.name} ({site.kind}) has no token-subset path; it cannot be planned PARTIAL")
+        self.plans = plans
+        self.coord = t
+
+    def _model_forward(self, orig):
+        def forward(*args, **kwargs):
+            inputs = self._signature.bind_partial(*args, **kwargs).arguments
+            self._begin_call(inputs)
+            shapes = tuple(tuple(v.shape) for v in inputs.values() if isinstance(v, torch.Tensor))
+            key = (tuple((p.action, p.n_tokens) for p in self.plans), shapes)
+            memo = self._flop_memo.get(key)
+            start = time.perf_counter()
+            if memo is None:
+                self._meter = [0] * len(self.sites)
+                with flop_counter() as self._counter:
+                    out = orig(*args, **kwargs)
+                memo = self._flop_memo[key] = (self._counter.get_total_flops(), self._meter)
+                self._counter = self._meter = None
+            else:
+                out = orig(*args, **kwargs)
+            wall = time.perf_counter() - start
+            self.stats.records.append(CallRecord(
+                self._ctx.step, self._ctx.branch, self._ctx.timestep, self._ctx.progress,
+                [p.action.value for p in self.plans], [p.n_tokens for p in self.plans],
+                memo[0], list(memo[1]), wall, self.store.nbytes(),
+            ))
+            return out
+
+        return forward
+
+    # ----------------------------------------------------------------- sites
+    def _metered(self, site: Site, fn, *args):
+        before = self._counter.get_total_flops()
+        out = fn(*args)
+        self._meter[site.index] += self._counter.get_total_flops() - before
+        return out
+
+    def _branch_forward(self, site: Site, orig):
+        i = site.index
+
+        def forward(*args, **kwargs):
+            plan = self.plans[i]
+            if self._meter is not None:
+                return self._metered(site, self._run_branch, site, orig, plan, args, kwargs)
+            return self._run_branch(site, orig, plan, args, kwargs)
+
+        return forward
+
+    def _run_branch(self, site: Site, orig, plan: Plan, args, kwargs):
+        key = (self.branch, site.index)
+        action = plan.action
+        if action is Action.FULL:
+            out = orig(*args, **kwargs)
+            self.store.update(key, out, self.coord, plan.order)
+            return out
+        base = self.store.predict(key, self.coord, plan.order if action is not Action.REUSE else 0)
+        if action is Action.PARTIAL:
+            x = args[0] if args else kwargs["hidden_states"]      # (B, N, D)
+            sub_args, sub_kwargs = _subset_call(site, x, gather_tokens(x, plan.tokens), args, kwargs)
+            fresh = orig(*sub_args, **sub_kwargs)                  # (B, k, D): the only heavy work
+            if plan.write_back:
+                self.store.write_tokens(key, 0, plan.tokens, fresh)
+            base = (scatter_tokens(base[0], plan.tokens, fresh),) + tuple(base[1:])
+        elif action is Action.SKIP:
+            base = tuple(None if b is None else torch.zeros_like(b) for b in base)
+        return from_tuple(base, self.store.single(key))
+
+    def _block_forward(self, site: Site, orig):
+        i = site.index
+        signature = inspect.signature(orig)
+        names = adapters.block_outputs(site.module)
+
+        def forward(*args, **kwargs):
+            plan = self.plans[i]
+            inputs = signature.bind_partial(*args, **kwargs).arguments
+            if self._meter is not None:
+                return self._metered(site, self._run_block, site, orig, plan, names, inputs, args, kwargs)
+            return self._run_block(site, orig, plan, names, inputs, args, kwargs)
+
+        return forward
+
+    def _run_block(self, site: Site, orig, plan: Plan, names, inputs, args, kwargs):
+        key = (self.branch, site.index)
+        action = plan.action
+        xs = tuple(inputs[n] for n in names)
+        if action is Action.FULL:
+            out = orig(*args, **kwargs)
+            outs, _ = as_tuple(out)
+            self.store.update(key, tuple(o - x for o, x in zip(outs, xs)), self.coord, plan.order)  # residuals
+            return out
+        if action is Action.SKIP:
+            return from_tuple(xs, len(xs) == 1)
+        if action is Action.PARTIAL:
+            raise ValueError(f"{site.name}: whole-block sites cannot run PARTIAL")
+        delta = self.store.predict(key, self.coord, plan.order if action is not Action.REUSE else 0)
+        return from_tuple(tuple(x + d for x, d in zip(xs, delta)), len(xs) == 1)
+
+
+class _Absent:
+    pass
+
+
+_ABSENT = _Absent()
+
+
+def _subset_call(site: Site, x: torch.Tensor, xs: torch.Tensor, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Arguments to run the branch on the gathered tokens ``xs`` (B, k, D) instead of ``x`` (B, N, D)."""
+    kwargs = dict(kwargs)
+    if args:
+        args = (xs,) + tuple(args[1:])
+    else:
+        kwargs["hidden_states"] = xs
+    if site.partial == "self_kv":  # queries from the subset, keys and values from every token
+        if len(args) > 1:
+            args = (args[0], x) + tuple(args[2:])
+        else:
+            kwargs["encoder_hidden_states"] = x
+    return args, kwargs
+
+
+def _find_model(target) -> tuple[nn.Module, object | None]:
+    """A bare transformer, or a pipeline holding one as ``.transformer`` (its scheduler announces steps)."""
+    if isinstance(target, nn.Module):
+        return target, None
+    model = getattr(target, "transformer", None)
+    if isinstance(model, nn.Module):
+        scheduler = getattr(target, "scheduler", None)
+        return model, scheduler if hasattr(scheduler, "set_timesteps") else None
+    raise TypeError(
+        f"ditcache needs a diffusers transformer or a pipeline with a .transformer, got {type(target).__name__}"
+    )
+
+
+def apply(target, method, *, steps: int | None = None) -> Run:
+    """Hook ``method`` into a transformer or pipeline. Returns the run; ``run.remove()`` undoes it."""
+    return Run(target, method, steps=steps)
+
+
+@contextmanager
+def cached(target, method, *, steps: int | None = None):
+    """``with ditcache.cached(pipe_or_model, ditcache.FORA(interval=3)) as run: ...``"""
+    run = Run(target, method, steps=steps)
+    try:
+        yield run
+    finally:
+        run.remove()
+
+
+def notify_schedule(model: nn.Module, timesteps) -> None:
+    """Samplers call this after choosing their timesteps; a no-op when no run is attached."""
+    run = getattr(model, "_ditcache_run", None)
+    if run is not None:
+        run.set_schedule(timesteps)

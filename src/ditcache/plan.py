@@ -1,0 +1,81 @@
+"""The small types every method and the engine share: actions, plans, sites, step contexts."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch import nn
+
+
+class Action(enum.Enum):
+    FULL = "full"          # run the module, refresh the store
+    REUSE = "reuse"        # return the last computed output (order-0 prediction)
+    FORECAST = "forecast"  # return the Taylor forecast from the stored factors
+    PARTIAL = "partial"    # run the module on a token subset, scatter into the reuse/forecast base
+    SKIP = "skip"          # contribute nothing: a branch returns zeros, a block returns its input
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one site does in one step (and CFG branch)."""
+
+    action: Action
+    tokens: torch.Tensor | None = None  # (B, k) int64 token indices, PARTIAL only
+    order: int = 0                      # FULL: highest Taylor order to keep (0 = last output only);
+    #                                     FORECAST / PARTIAL: order of the base (0 = plain reuse)
+    write_back: bool = True             # PARTIAL: write the fresh tokens into the stored order-0 factor
+
+    @property
+    def n_tokens(self) -> int:
+        return 0 if self.tokens is None else int(self.tokens.shape[1])
+
+
+FULL = Plan(Action.FULL)
+REUSE = Plan(Action.REUSE)
+SKIP = Plan(Action.SKIP)
+
+
+@dataclass
+class Site:
+    """One hookable branch of one block."""
+
+    name: str          # module path inside the model, e.g. "transformer_blocks.3.ff"
+    kind: str          # "attn" | "cross_attn" | "mlp" | "block"
+    layer: int         # index of the block among all cached blocks, in model order
+    module: nn.Module
+    partial: str | None  # how the module runs on a token subset ("tokens", "self_kv"), None if it can't
+    index: int = 0     # position in the run's site list
+
+
+@dataclass
+class StepContext:
+    """What a method may look at when it plans one model call."""
+
+    step: int            # 0-based index of the denoising step in this generation
+    num_steps: int       # T
+    progress: float      # step / (T - 1), in [0, 1]; 0 = first (noisiest) step
+    timestep: float      # the timestep value the model was called with
+    branch: int          # 0 for the first call of a step, 1, 2, ... for repeated (split CFG) calls
+    batch_size: int
+    grid: tuple[int, int, int] | None  # (frames, H, W) of the image tokens, when the adapter knows it
+    extra: dict = field(default_factory=dict)
+
+
+class Method(Protocol):
+    """A method is a config dataclass with these members; see methods/fora.py for the simplest one."""
+
+    name: str
+
+    def validate(self) -> None: ...
+
+    def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
+        """One plan per site, in site order. Called once per model call, host side."""
+        ...
+
+
+def periodic_full(step: int, warmup: int, interval: int) -> bool:
+    """Full for the first ``warmup`` steps, then on every ``interval``-th step after them."""
+    return step < warmup or (step - warmup) % interval == 0
