@@ -18,6 +18,7 @@ from .plan import Site
 
 KINDS = ("attn", "cross_attn", "mlp", "block")
 PARTIAL_MODES = (None, "tokens", "self_kv")
+STREAMS = ("image", "text", "joint")
 
 
 @dataclass(frozen=True)
@@ -27,12 +28,15 @@ class Branch:
     partial: str | None = None  # "tokens": the module is token-wise or cross-attention, run it on the subset;
     #                           "self_kv": self-attention, run with queries from the subset, keys/values
     #                           from all tokens (passed as encoder_hidden_states); None: no token subset path
+    stream: str = "image"    # which tokens the branch sees: "image", "text", or "joint" (both, e.g. joint attention)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"Branch kind must be one of {KINDS}, got {self.kind!r}")
         if self.partial not in PARTIAL_MODES:
             raise ValueError(f"Branch partial mode must be one of {PARTIAL_MODES}, got {self.partial!r}")
+        if self.stream not in STREAMS:
+            raise ValueError(f"Branch stream must be one of {STREAMS}, got {self.stream!r}")
         if self.kind == "block" and self.child:
             raise ValueError("a 'block' branch is the block itself: leave child empty")
 
@@ -80,21 +84,21 @@ BLOCKS: dict[str, BlockSpec] = {
     )),
     # Flux double stream: joint attention returns (image, text) outputs; separate image / text MLPs.
     "FluxTransformerBlock": BlockSpec((
-        Branch("attn", "attn"),
+        Branch("attn", "attn", stream="joint"),
         Branch("ff", "mlp", "tokens"),
-        Branch("ff_context", "mlp", "tokens"),
+        Branch("ff_context", "mlp", "tokens", stream="text"),
     )),
     # Flux single stream: attention and MLP are fused into one projection: cache the whole block.
     "FluxSingleTransformerBlock": BlockSpec(
-        (Branch("", "block"),), outputs=("encoder_hidden_states", "hidden_states")
+        (Branch("", "block", stream="joint"),), outputs=("encoder_hidden_states", "hidden_states")
     ),
     # SD3 / SD3.5: joint attention, optional second attention (SD3.5 dual), image and text MLPs
     # (ff_context is None in the last, context_pre_only block).
     "JointTransformerBlock": BlockSpec((
-        Branch("attn", "attn"),
+        Branch("attn", "attn", stream="joint"),
         Branch("attn2", "attn"),
         Branch("ff", "mlp", "tokens"),
-        Branch("ff_context", "mlp", "tokens"),
+        Branch("ff_context", "mlp", "tokens", stream="text"),
     )),
     # Wan: self-attention with rotary embeddings (no subset path), cross-attention, MLP.
     "WanTransformerBlock": BlockSpec((
@@ -145,7 +149,7 @@ def find_sites(model: nn.Module) -> list[Site]:
             if not isinstance(module, nn.Module):
                 raise TypeError(f"{type(block).__name__}.{branch.child} is not a module")
             full = f"{name}.{branch.child}" if branch.child else name
-            sites.append(Site(full, branch.kind, layer, module, branch.partial, len(sites)))
+            sites.append(Site(full, branch.kind, layer, module, branch.partial, branch.stream, len(sites)))
         layer += 1
     if not sites:
         raise TypeError(

@@ -47,6 +47,7 @@ class Site:
     layer: int         # index of the block among all cached blocks, in model order
     module: nn.Module
     partial: str | None  # how the module runs on a token subset ("tokens", "self_kv"), None if it can't
+    stream: str = "image"  # tokens it sees: "image", "text" (Flux/SD3 context stream) or "joint" (both)
     index: int = 0     # position in the run's site list
 
 

@@ -1,0 +1,353 @@
+"""Engine invariants on tiny random-weight models of all five diffusers families."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+import torch
+from torch import nn
+
+import ditcache
+from ditcache import zoo
+from ditcache.plan import FULL, REUSE, Action, Plan
+from ditcache.sampling import sample
+from ditcache.store import Store
+
+FAMILIES = ["dit-tiny", "pixart-tiny", "flux-tiny", "sd3-tiny", "wan-tiny"]
+
+
+def _generate(model, name, batch=2, steps=6, seed=0, method=None, **kw):
+    noise, cond, uncond = zoo.conditioning(name, batch, seed)
+    if method is None:
+        return sample(model, noise, cond, uncond, steps=steps, guidance_scale=3.0), None
+    with ditcache.cached(model, method, **kw) as run:
+        out = sample(model, noise, cond, uncond, steps=steps, guidance_scale=3.0)
+    return out, run
+
+
+def _patched(model):
+    return [name for name, m in model.named_modules() if "forward" in m.__dict__]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("method", [ditcache.FORA(interval=1), ditcache.TaylorSeer(interval=1, order=2)])
+def test_every_step_computed_is_bit_identical(name, method):
+    model = zoo.build(name)
+    ref, _ = _generate(model, name)
+    out, run = _generate(model, name, method=method)
+    assert torch.equal(out, ref)
+    assert run.stats.counts()["full"] == 6 * len(run.sites)
+    assert _patched(model) == [] and not hasattr(model, "_ditcache_run")
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_remove_restores_every_forward(name):
+    model = zoo.build(name)
+    originals = {n: m.forward for n, m in model.named_modules()}
+    run = ditcache.apply(model, ditcache.FORA(interval=2), steps=4)
+    assert len(_patched(model)) == len(run.sites) + 1  # every site and the model itself
+    run.remove()
+    assert _patched(model) == []
+    assert {n: m.forward for n, m in model.named_modules()} == originals
+    run.remove()  # idempotent
+
+
+@pytest.mark.parametrize("name", ["dit-tiny", "flux-tiny"])
+@pytest.mark.parametrize("method", [ditcache.FORA(interval=2), ditcache.TaylorSeer(interval=2, order=1, warmup=1)])
+def test_back_to_back_generations_do_not_leak(name, method):
+    model = zoo.build(name)
+    noise_a, cond_a, uncond_a = zoo.conditioning(name, 2, seed=0)
+    noise_b, cond_b, uncond_b = zoo.conditioning(name, 3, seed=1)
+    with ditcache.cached(model, method) as run:
+        a = sample(model, noise_a, cond_a, uncond_a, steps=5, guidance_scale=2.0)
+        b = sample(model, noise_b, cond_b, uncond_b, steps=7, guidance_scale=2.0)
+    assert sum(r.branch == 0 for r in run.stats.records) == 12
+    fresh_a, _ = None, None
+    for noise, cond, uncond, steps, got in [(noise_a, cond_a, uncond_a, 5, a), (noise_b, cond_b, uncond_b, 7, b)]:
+        fresh = zoo.build(name)
+        with ditcache.cached(fresh, method):
+            want = sample(fresh, noise, cond, uncond, steps=steps, guidance_scale=2.0)
+        assert torch.equal(got, want)
+
+
+def test_explicit_steps_without_scheduler_restart_each_generation():
+    model = zoo.build("dit-tiny")
+    noise, cond, _ = zoo.conditioning("dit-tiny", 2)
+    ts = [900, 600, 300, 100]
+
+    def loop():
+        return [model(noise, timestep=torch.full((2,), t), class_labels=cond["class_labels"]).sample for t in ts]
+
+    with ditcache.cached(model, ditcache.FORA(interval=2), steps=4) as run:
+        first, second = loop(), loop()
+    for x, y in zip(first, second):
+        assert torch.equal(x, y)
+    assert [r.step for r in run.stats.records] == [0, 1, 2, 3] * 2
+
+
+def test_unknown_step_count_is_a_clear_error():
+    model = zoo.build("dit-tiny")
+    noise, cond, _ = zoo.conditioning("dit-tiny", 1)
+    with ditcache.cached(model, "fora"), pytest.raises(RuntimeError, match="how many denoising steps"):
+        model(noise, timestep=torch.tensor([10]), class_labels=cond["class_labels"])
+
+
+@pytest.mark.parametrize("name", ["dit-tiny", "pixart-tiny", "wan-tiny"])
+def test_split_cfg_branches_keep_separate_caches(name):
+    """Calls with a repeated timestep are branches of one step: each reads only its own cache."""
+    model = zoo.build(name)
+    _, cond, uncond = zoo.conditioning(name, 2)
+    g = torch.Generator().manual_seed(3)
+    xs = [torch.randn((2, *zoo.CONFIGS[name].latent), generator=g) for _ in range(5)]
+    ts = [torch.full((2,), t) for t in (950, 700, 500, 300, 50)]
+    method = ditcache.FORA(interval=3)
+
+    def call(x, t, kw):
+        return model(hidden_states=x, timestep=t, return_dict=False, **kw)[0]
+
+    with ditcache.cached(model, method, steps=5) as run:
+        split = [(call(x, t, uncond), call(x, t, cond)) for x, t in zip(xs, ts)]
+    assert [r.branch for r in run.stats.records] == [0, 1] * 5
+    for which, kw in ((0, uncond), (1, cond)):
+        with ditcache.cached(model, method, steps=5):
+            alone = [call(x, t, kw) for x, t in zip(xs, ts)]
+        for pair, ref in zip(split, alone):
+            assert torch.equal(pair[which], ref)
+
+
+@dataclass
+class RandomTokens:
+    """Test method: step 0 full; later steps run k random tokens on every site that has a subset path."""
+
+    k: int
+    seed: int = 0
+    name: ClassVar[str] = "random-tokens"
+
+    def validate(self) -> None:
+        pass
+
+    def plan(self, ctx, sites, store):
+        if ctx.step == 0:
+            return [FULL] * len(sites)
+        g = torch.Generator().manual_seed(self.seed + ctx.step)
+        n = math.prod(ctx.grid)
+        idx = torch.stack([torch.randperm(n, generator=g)[: self.k] for _ in range(ctx.batch_size)])  # (B, k)
+        return [Plan(Action.PARTIAL, tokens=idx) if s.partial and s.stream == "image" else REUSE for s in sites]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_partial_with_every_token_equals_full(name):
+    model = zoo.build(name)
+    ref, _ = _generate(model, name, steps=4)
+    out, run = _generate(model, name, steps=4, method=_AllTokensOrFull())
+    assert run.stats.counts()["partial"] > 0
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)  # permuted rows may round differently in BLAS
+
+
+@dataclass
+class _AllTokensOrFull:
+    """PARTIAL with a random permutation of every token where a subset path exists, FULL elsewhere."""
+
+    name: ClassVar[str] = "all-tokens"
+
+    def validate(self) -> None:
+        pass
+
+    def plan(self, ctx, sites, store):
+        if ctx.step == 0:
+            return [FULL] * len(sites)
+        g = torch.Generator().manual_seed(ctx.step)
+        n = math.prod(ctx.grid)
+        idx = torch.stack([torch.randperm(n, generator=g) for _ in range(ctx.batch_size)])  # (B, N)
+        return [Plan(Action.PARTIAL, tokens=idx) if s.partial and s.stream == "image" else FULL for s in sites]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_partial_k_tokens_keeps_the_rest_of_the_base(name):
+    model = zoo.build(name)
+    noise, cond, _ = zoo.conditioning(name, 2)
+    site_outputs: dict[str, list[torch.Tensor]] = {}
+    method = RandomTokens(k=3)
+    run = ditcache.apply(model, method, steps=3)
+    handles = []
+    for site in run.sites:
+        if site.partial:
+            handles.append(site.module.register_forward_hook(
+                lambda m, a, o, name=site.name: site_outputs.setdefault(name, []).append(o)))
+    inputs = {}
+    for site in run.sites:
+        if site.partial:
+            handles.append(site.module.register_forward_pre_hook(
+                lambda m, a, kw, name=site.name: inputs.setdefault(name, []).append(a[0] if a else kw["hidden_states"]),
+                with_kwargs=True))
+    kw = {k: v for k, v in cond.items()}
+    for t in (900, 500):
+        model(hidden_states=noise, timestep=torch.full((2,), t) if name != "flux-tiny" else torch.full((2,), t / 1000),
+              return_dict=False, **kw)
+    plans = run.plans
+    run.remove()
+    for h in handles:
+        h.remove()
+    checked = 0
+    for site, plan in zip(run.sites, plans):
+        if plan.action is not Action.PARTIAL:
+            continue
+        base, out = site_outputs[site.name]          # step 0 (full), step 1 (partial)
+        idx = plan.tokens                            # (B, k)
+        mask = torch.ones(out.shape[:2], dtype=torch.bool)
+        mask.scatter_(1, idx, False)
+        assert torch.equal(out[mask], base[mask])    # untouched tokens: the base, exactly
+        x1 = inputs[site.name][1]
+        full = site.module(x1) if site.partial == "tokens" and site.kind == "mlp" else None
+        if full is not None:                         # token-wise module: fresh rows = full compute at idx
+            torch.testing.assert_close(out.gather(1, idx[..., None].expand(-1, -1, out.shape[-1])),
+                                       full.gather(1, idx[..., None].expand(-1, -1, out.shape[-1])))
+        checked += 1
+    assert checked > 0
+
+
+@pytest.mark.parametrize("interval,full", [(1, 10), (2, 5), (3, 4), (5, 2)])
+def test_fora_counts_and_flops(interval, full):
+    model = zoo.build("dit-tiny")
+    _, ref_run = _generate(model, "dit-tiny", steps=10, method=ditcache.NoCache())
+    _, run = _generate(model, "dit-tiny", steps=10, method=ditcache.FORA(interval=interval))
+    n = len(run.sites)
+    assert run.stats.full_steps() == full
+    assert run.stats.counts() == {"full": full * n, "reuse": (10 - full) * n, "forecast": 0, "partial": 0, "skip": 0}
+    per_full = ref_run.stats.flops / 10
+    reuse_call = [r.flops for r in run.stats.records if r.actions[0] == "reuse"]
+    assert run.stats.flops == pytest.approx(full * per_full + (10 - full) * (reuse_call[0] if reuse_call else 0))
+    site_flops = sum(sum(r.site_flops) for r in run.stats.records)
+    ref_site_flops = sum(sum(r.site_flops) for r in ref_run.stats.records)
+    assert site_flops == ref_site_flops * full // 10   # reused sites execute no FLOPs
+    assert ref_run.stats.flops > 0
+
+
+def test_flop_counter_counts_cpu_attention():
+    from ditcache.engine import flop_counter
+
+    q = torch.randn(2, 4, 64, 32)
+    with flop_counter() as fc:
+        torch.nn.functional.scaled_dot_product_attention(q, q, q)
+    assert fc.get_total_flops() == 2 * 2 * (2 * 4 * 64 * 64 * 32)  # QK^T and AV
+
+
+def test_taylor_forecast_uses_real_timestep_spacing():
+    store = Store()
+    a, b = torch.randn(1, 4, 3), torch.randn(1, 4, 3)
+    f = lambda t: a + b * t  # noqa: E731
+    store.update((0, 0), f(900.0), 900.0, max_order=1)
+    store.update((0, 0), f(800.0), 800.0, max_order=1)   # spacing 100
+    torch.testing.assert_close(store.predict((0, 0), 650.0, order=1)[0], f(650.0))  # uneven target
+    torch.testing.assert_close(store.predict((0, 0), 650.0, order=0)[0], f(800.0))
+
+
+def test_second_order_forecast_is_exact_on_a_parabola():
+    store = Store()
+    c = torch.randn(2, 3)
+    f = lambda t: c * (1 + 0.01 * t + 0.0003 * t**2)  # noqa: E731
+    for t in (1.0, 0.7, 0.6):  # non-uniform spacing
+        store.update((0, 0), f(t), t, max_order=2)
+    # divided differences on a non-uniform grid approximate the derivatives only to first order in spacing:
+    # the order-2 forecast must beat order 1 and order 0
+    errs = [(store.predict((0, 0), 0.4, order=o)[0] - f(0.4)).abs().max() for o in (0, 1, 2)]
+    assert errs[2] < errs[1] < errs[0]
+
+
+def test_cache_bytes_reported():
+    model = zoo.build("dit-tiny")
+    _, run = _generate(model, "dit-tiny", steps=4, method=ditcache.TaylorSeer(interval=2, order=1, warmup=1))
+    # batch 4 (CFG), 16 tokens, hidden 16, fp32 -> 1 KiB per output; 4 sites x 2 factors
+    assert run.stats.peak_cache_bytes == 4 * 2 * 4 * 16 * 16 * 4
+
+
+def test_bad_inputs_give_clear_errors():
+    model = zoo.build("dit-tiny")
+    with pytest.raises(KeyError, match="known methods"):
+        ditcache.apply(model, "no-such-method")
+    with pytest.raises(ValueError, match="interval"):
+        ditcache.FORA(interval=0)
+    with pytest.raises(ValueError, match="interval"):
+        ditcache.TaylorSeer(interval=0)
+    with pytest.raises(ValueError, match="order"):
+        ditcache.TaylorSeer(order=-1)
+    with pytest.raises(TypeError, match="cannot map Linear.*DiTTransformer2DModel"):
+        ditcache.apply(nn.Linear(3, 3), "fora")
+    with pytest.raises(TypeError, match="not a ditcache method"):
+        ditcache.apply(model, 42)
+    with ditcache.cached(model, "fora"), pytest.raises(RuntimeError, match="already applied"):
+        ditcache.apply(model, "taylorseer")
+    assert _patched(model) == []
+
+
+def test_partial_on_a_site_without_subset_path_is_refused():
+    model = zoo.build("flux-tiny")
+    noise, cond, uncond = zoo.conditioning("flux-tiny", 1)
+
+    @dataclass
+    class Bad:
+        name: ClassVar[str] = "bad"
+
+        def validate(self):
+            pass
+
+        def plan(self, ctx, sites, store):
+            return [Plan(Action.PARTIAL, tokens=torch.zeros(1, 1, dtype=torch.long))] * len(sites)
+
+    with ditcache.cached(model, Bad()), pytest.raises(ValueError, match="no token-subset path"):
+        sample(model, noise, cond, steps=2)
+
+
+class TinyAttention(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).chunk(3, -1)
+        return self.out(torch.softmax(q @ k.transpose(1, 2) / q.shape[-1] ** 0.5, -1) @ v)
+
+
+class TinyBlock(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.attn = TinyAttention(d)
+        self.mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+
+    def forward(self, x, t):
+        x = x + self.attn(self.norm(x) * (1 + t))
+        return x + self.mlp(self.norm(x))
+
+
+class TinyModel(nn.Module):
+    def __init__(self, d=8, depth=2):
+        super().__init__()
+        self.blocks = nn.ModuleList(TinyBlock(d) for _ in range(depth))
+
+    def forward(self, x, timestep):
+        t = timestep.float().reshape(-1, 1, 1) / 1000
+        for b in self.blocks:
+            x = b(x, t)
+        return x
+
+
+def test_user_registered_plain_torch_block():
+    model = TinyModel().eval()
+    with pytest.raises(TypeError, match="register_block"):
+        ditcache.apply(model, "fora")
+    ditcache.register_block(TinyBlock, ditcache.Branch("attn", "attn"), ditcache.Branch("mlp", "mlp", "tokens"))
+    x = torch.randn(2, 5, 8)
+    ts = [torch.full((2,), t) for t in (900, 600, 300, 100)]
+    with torch.no_grad():
+        ref = [model(x, t) for t in ts]
+        with ditcache.cached(model, ditcache.FORA(interval=1), steps=4) as run:
+            same = [model(x, t) for t in ts]
+        with ditcache.cached(model, ditcache.FORA(interval=2), steps=4) as run2:
+            cached = [model(x, t) for t in ts]
+    assert all(torch.equal(a, b) for a, b in zip(ref, same))
+    assert [s.name for s in run.sites] == ["blocks.0.attn", "blocks.0.mlp", "blocks.1.attn", "blocks.1.mlp"]
+    assert run2.stats.full_steps() == 2 and not torch.equal(cached[1], ref[1])
