@@ -1,0 +1,351 @@
+"""The two embedded default models: a class-conditional DiT and a class-conditional Flux, both on
+Fashion-MNIST 28x28 padded to 32x32, both unmodified diffusers classes.
+
+Layout shared by both (chosen so that an uncached 50-step, 16-image CFG generation takes a few seconds
+on 2 CPU threads, and so that training fits in ~45 minutes on 1 thread; see the model cards):
+
+- pixels in [-1, 1], padded with -1 (the background value) from 28x28 to 32x32;
+- 4x4 patches -> an 8x8 grid of 64 image tokens;
+- class labels 0..9, and the id 10 (NULL_CLASS) meaning "no class" for classifier-free guidance.
+
+DiT (Peebles & Xie 2023): DDPM epsilon objective, linear betas 1e-4..0.02 over 1000 timesteps, sampled
+with DDIM. Flux (Black Forest Labs 2024; rectified flow, Esser et al. 2024): velocity objective
+v = noise - x0, sampled with flow-matching Euler. Flux's "text" is a learned 4-token sequence per class.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+# Label id that means "unconditional"; classes are 0..9, so the embedding tables have 11 rows.
+NULL_CLASS = 10
+NUM_CLASSES = 10
+
+# Side of the square the 28x28 images are padded to; (32 - 28) / 2 = 2 pixels each side.
+IMAGE_SIZE = 32
+PAD = 2
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+@dataclass
+class DiTSpec:
+    """Architecture of the default DiT (kwargs of diffusers.DiTTransformer2DModel, plus nothing else)."""
+
+    num_attention_heads: int = 2  # 2 heads x 64 = width 128: measured to fit the CPU time budget
+    attention_head_dim: int = 64  # DiT's own head size is 72; 64 keeps matmuls aligned
+    num_layers: int = 6  # depth 6 -> 6 BasicTransformerBlocks (attn1 + ff sites each) for caching
+    patch_size: int = 4  # 32x32 / 4x4 -> 64 tokens; patch 2 (256 tokens) measured ~4x too slow here
+    num_embeds_ada_norm: int = NUM_CLASSES  # diffusers passes this to LabelEmbedding as num_classes:
+    # the table gets num_classes + 1 rows and row num_classes (= NULL_CLASS = 10) is the null label
+
+    def transformer_kwargs(self) -> dict:
+        return dict(
+            num_attention_heads=self.num_attention_heads,
+            attention_head_dim=self.attention_head_dim,
+            in_channels=1,  # grey pixels
+            out_channels=1,  # epsilon only, no learned sigma
+            num_layers=self.num_layers,
+            sample_size=IMAGE_SIZE,
+            patch_size=self.patch_size,
+            num_embeds_ada_norm=self.num_embeds_ada_norm,
+        )
+
+
+@dataclass
+class FluxSpec:
+    """Architecture of the default Flux transformer and its class "text" conditioner."""
+
+    num_attention_heads: int = 2  # 2 heads x 64 = width 128, same budget as the DiT
+    attention_head_dim: int = 64  # Flux's own is 128; 64 = sum of axes_dims_rope
+    num_layers: int = 2  # double-stream (joint) blocks: sites attn, ff, ff_context
+    num_single_layers: int = 4  # single-stream blocks: one "block" site each
+    joint_attention_dim: int = 64  # width of the learned class "text" tokens
+    pooled_projection_dim: int = 64  # width of the learned pooled class vector
+    axes_dims_rope: tuple[int, int, int] = (16, 24, 24)  # RoPE dims for (unused, row, col); sums to head dim
+    patch: int = 4  # 4x4 pixel patches packed into channels: 64 tokens of 16 channels
+    text_tokens: int = 4  # L: length of the class "text" sequence
+
+    def transformer_kwargs(self) -> dict:
+        return dict(
+            patch_size=1,  # packing is done outside the model, as in diffusers' Flux pipeline
+            in_channels=self.patch * self.patch,  # 16 pixels per token
+            out_channels=self.patch * self.patch,
+            num_layers=self.num_layers,
+            num_single_layers=self.num_single_layers,
+            attention_head_dim=self.attention_head_dim,
+            num_attention_heads=self.num_attention_heads,
+            joint_attention_dim=self.joint_attention_dim,
+            pooled_projection_dim=self.pooled_projection_dim,
+            guidance_embeds=False,  # real CFG, no guidance distillation
+            axes_dims_rope=tuple(self.axes_dims_rope),
+        )
+
+
+class ClassConditioner(nn.Module):
+    """Class label -> Flux's (encoder_hidden_states, pooled_projections): learned tables, id 10 = null."""
+
+    def __init__(self, spec: FluxSpec):
+        super().__init__()
+        self.text_tokens = spec.text_tokens
+        self.joint_attention_dim = spec.joint_attention_dim
+        self.text = nn.Embedding(NUM_CLASSES + 1, spec.text_tokens * spec.joint_attention_dim)
+        self.pooled = nn.Embedding(NUM_CLASSES + 1, spec.pooled_projection_dim)
+
+    def forward(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        text = self.text(labels).view(-1, self.text_tokens, self.joint_attention_dim)  # (B, L, J)
+        return text, self.pooled(labels)  # (B, L, J), (B, P)
+
+
+def images_to_pixels(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 28, 28) -> float (B, 1, 32, 32) in [-1, 1], padded with the background value -1."""
+    x = images.float().div(127.5).sub(1.0).unsqueeze(1)  # (B, 1, 28, 28)
+    return nn.functional.pad(x, (PAD, PAD, PAD, PAD), value=-1.0)  # (B, 1, 32, 32)
+
+
+def crop(pixels: torch.Tensor) -> torch.Tensor:
+    """(B, 1, 32, 32) -> (B, 1, 28, 28) clamped to [-1, 1]."""
+    return pixels[..., PAD:PAD + 28, PAD:PAD + 28].clamp(-1.0, 1.0)
+
+
+def pack(pixels: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, 1, H, W) -> (B, H/p * W/p, p*p), row-major over the token grid (diffusers' _pack_latents order)."""
+    b, c, h, w = pixels.shape
+    x = pixels.view(b, c, h // patch, patch, w // patch, patch)
+    return x.permute(0, 2, 4, 1, 3, 5).reshape(b, (h // patch) * (w // patch), c * patch * patch)
+
+
+def unpack(tokens: torch.Tensor, patch: int, size: int = IMAGE_SIZE) -> torch.Tensor:
+    """(B, N, p*p) -> (B, 1, size, size); inverse of pack."""
+    b = tokens.shape[0]
+    g = size // patch
+    x = tokens.view(b, g, g, 1, patch, patch).permute(0, 3, 1, 4, 2, 5)  # (B, 1, g, p, g, p)
+    return x.reshape(b, 1, size, size)
+
+
+def image_ids(grid: int) -> torch.Tensor:
+    """(grid*grid, 3) float ids (0, row, col) for Flux's RoPE, row-major like pack."""
+    rows = torch.arange(grid).repeat_interleave(grid)
+    cols = torch.arange(grid).repeat(grid)
+    return torch.stack([torch.zeros_like(rows), rows, cols], dim=1).float()
+
+
+def zero_init_modulation(transformer: nn.Module) -> None:
+    """adaLN-Zero (DiT paper, sec. 3.2): zero the modulation and output layers so every block starts
+    as the identity and the model starts by predicting 0. diffusers leaves them at PyTorch's default."""
+    for name, module in transformer.named_modules():
+        last = name.rsplit(".", 1)[-1]
+        parent = name.rsplit(".", 2)[-2] if name.count(".") >= 1 else ""
+        is_modulation = last == "linear" and parent in ("norm1", "norm1_context", "norm", "norm_out")
+        is_output = name in ("proj_out", "proj_out_1", "proj_out_2")
+        if isinstance(module, nn.Linear) and (is_modulation or is_output):
+            nn.init.zeros_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+class DefaultModel:
+    """One embedded model: the diffusers transformer plus what turns labels and noise into its inputs.
+
+    Subclasses (one per family, registered in MODELS) set the layout; nothing here changes the
+    transformer, which stays a stock diffusers module that the caching engine can hook.
+    """
+
+    name: str
+    default_guidance_scale: float
+
+    def __init__(self, transformer: nn.Module, spec, device: str | torch.device = "cpu"):
+        self.transformer = transformer
+        self.spec = spec
+        self.device = torch.device(device)
+        self.last_run = None  # the ditcache Run of the latest cached generate(); None if uncached
+
+    # --- per-family layout, overridden -------------------------------------------------------
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 32, 32) pixels -> latents in the transformer's input layout."""
+        raise NotImplementedError
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents in the transformer's layout -> images (B, 1, 28, 28) in [-1, 1]."""
+        raise NotImplementedError
+
+    def conditioning(self, labels) -> tuple[dict, dict]:
+        """Model kwargs other than hidden_states/timestep for the labels, and for the null label."""
+        raise NotImplementedError
+
+    def latent_shape(self, batch: int) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    # --- shared -------------------------------------------------------------------------------
+    def _labels(self, labels) -> torch.Tensor:
+        labels = torch.as_tensor(labels, dtype=torch.long, device=self.device).reshape(-1)  # (B,)
+        if labels.numel() and (labels.min() < 0 or labels.max() > NULL_CLASS):
+            raise ValueError(f"labels must be in 0..{NULL_CLASS} ({NULL_CLASS} = unconditional)")
+        return labels
+
+    def initial_noise(self, batch: int, seed: int) -> torch.Tensor:
+        """Standard normal noise in the transformer's input layout, from a CPU generator so a seed
+        gives the same noise on every device."""
+        g = torch.Generator().manual_seed(seed)
+        return torch.randn(self.latent_shape(batch), generator=g).to(self.device)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        labels,
+        steps: int = 50,
+        seed: int = 0,
+        method=None,
+        guidance_scale: float | None = None,
+        progress: bool = False,
+        return_run: bool = False,
+    ):
+        """Images (B, 1, 28, 28) in [-1, 1] for class labels (B,). guidance_scale None -> the
+        model's default_guidance_scale; 1.0 disables CFG. With a method, sampling runs inside
+        ditcache.cached(...) and the run is kept in self.last_run (and returned if return_run)."""
+        from ditcache.sampling import sample  # the shared sampler: DDIM for DiT, flow Euler for Flux
+
+        scale = self.default_guidance_scale if guidance_scale is None else float(guidance_scale)
+        labels = self._labels(labels)
+        cond, uncond = self.conditioning(labels)
+        noise = self.initial_noise(labels.shape[0], seed)
+        if method is None:
+            self.last_run = None
+            latents = sample(self.transformer, noise, cond, uncond if scale != 1.0 else None,
+                             steps=steps, guidance_scale=scale, progress=progress)
+        else:
+            import ditcache
+
+            with ditcache.cached(self.transformer, method, steps=steps) as run:
+                latents = sample(self.transformer, noise, cond, uncond if scale != 1.0 else None,
+                                 steps=steps, guidance_scale=scale, progress=progress)
+            self.last_run = run
+        images = self.decode(latents)
+        return (images, self.last_run) if return_run else images
+
+
+class DiTDefault(DefaultModel):
+    name = "dit"
+    # CFG scale: chosen on 1000 samples (model card) for class accuracy vs FD in classifier space
+    default_guidance_scale = 3.0
+
+    def latent_shape(self, batch: int) -> tuple[int, ...]:
+        return (batch, 1, IMAGE_SIZE, IMAGE_SIZE)
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels  # pixel space: (B, 1, 32, 32)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return crop(latents.float())
+
+    def conditioning(self, labels) -> tuple[dict, dict]:
+        labels = self._labels(labels)
+        return {"class_labels": labels}, {"class_labels": torch.full_like(labels, NULL_CLASS)}
+
+
+class FluxDefault(DefaultModel):
+    name = "flux"
+    # CFG scale: chosen on 1000 samples (model card) for class accuracy vs FD in classifier space
+    default_guidance_scale = 3.0
+
+    def __init__(self, transformer: nn.Module, spec: FluxSpec, conditioner: ClassConditioner,
+                 device: str | torch.device = "cpu"):
+        super().__init__(transformer, spec, device)
+        self.conditioner = conditioner
+        grid = IMAGE_SIZE // spec.patch
+        self.img_ids = image_ids(grid).to(self.device)  # (64, 3)
+        self.txt_ids = torch.zeros(spec.text_tokens, 3, device=self.device)  # (L, 3): text has no position
+
+    def latent_shape(self, batch: int) -> tuple[int, ...]:
+        grid = IMAGE_SIZE // self.spec.patch
+        return (batch, grid * grid, self.spec.patch ** 2)
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pack(pixels, self.spec.patch)  # (B, 64, 16)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return crop(unpack(latents.float(), self.spec.patch))
+
+    def _kwargs(self, labels: torch.Tensor) -> dict:
+        text, pooled = self.conditioner(labels)  # (B, L, J), (B, P)
+        return {"encoder_hidden_states": text, "pooled_projections": pooled,
+                "img_ids": self.img_ids, "txt_ids": self.txt_ids}
+
+    def conditioning(self, labels) -> tuple[dict, dict]:
+        labels = self._labels(labels)
+        with torch.no_grad():
+            return self._kwargs(labels), self._kwargs(torch.full_like(labels, NULL_CLASS))
+
+
+# name -> (model class, architecture spec class)
+MODELS = {"dit": (DiTDefault, DiTSpec), "flux": (FluxDefault, FluxSpec)}
+
+
+def _family(name: str):
+    if name not in MODELS:
+        raise KeyError(f"unknown default model {name!r}; valid names: {sorted(MODELS)}")
+    return MODELS[name]
+
+
+def build(name: str, spec=None, device: str | torch.device = "cpu") -> DefaultModel:
+    """A freshly initialised (untrained) default model; spec None -> the shipped architecture."""
+    from diffusers import DiTTransformer2DModel, FluxTransformer2DModel
+
+    cls, spec_cls = _family(name)
+    spec = spec_cls() if spec is None else spec
+    if name == "dit":
+        transformer = DiTTransformer2DModel(**spec.transformer_kwargs())
+        zero_init_modulation(transformer)
+        return cls(transformer.to(device), spec, device)
+    transformer = FluxTransformer2DModel(**spec.transformer_kwargs())
+    zero_init_modulation(transformer)
+    return cls(transformer.to(device), spec, ClassConditioner(spec).to(device), device)
+
+
+def trainable_modules(model: DefaultModel) -> dict[str, nn.Module]:
+    """Prefix in the safetensors file -> module whose weights are stored under it."""
+    modules = {"transformer": model.transformer}
+    if isinstance(model, FluxDefault):
+        modules["conditioner"] = model.conditioner
+    return modules
+
+
+def state_dict(model: DefaultModel) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{k}": v.detach().contiguous().cpu()
+            for prefix, module in trainable_modules(model).items()
+            for k, v in module.state_dict().items()}
+
+
+def load_default(name: str, device: str | torch.device = "cpu", weights_dir: str | Path = WEIGHTS_DIR) -> DefaultModel:
+    """The shipped, trained model `name` ('dit' or 'flux') in eval mode; reads safetensors + JSON only."""
+    from safetensors.torch import load_file
+
+    _, spec_cls = _family(name)
+    weights_dir = Path(weights_dir)
+    config_path, weights_path = weights_dir / f"{name}.json", weights_dir / f"{name}.safetensors"
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing; train it with `python -m ditcache.models.train --model {name}`")
+    config = json.loads(config_path.read_text())
+    spec = spec_cls(**config["architecture"])
+    model = build(name, spec, device="cpu")
+    tensors = load_file(str(weights_path))
+    for prefix, module in trainable_modules(model).items():
+        own = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+        module.load_state_dict({k: v.float() for k, v in own.items()}, strict=True)
+    model.transformer.to(device).eval().requires_grad_(False)
+    if isinstance(model, FluxDefault):
+        model.conditioner.to(device).eval().requires_grad_(False)
+    model.device = torch.device(device)
+    if isinstance(model, FluxDefault):
+        model.img_ids, model.txt_ids = model.img_ids.to(device), model.txt_ids.to(device)
+    return model
+
+
+def spec_dict(spec) -> dict:
+    d = asdict(spec)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
