@@ -65,7 +65,6 @@ def test_back_to_back_generations_do_not_leak(name, method):
         a = sample(model, noise_a, cond_a, uncond_a, steps=5, guidance_scale=2.0)
         b = sample(model, noise_b, cond_b, uncond_b, steps=7, guidance_scale=2.0)
     assert sum(r.branch == 0 for r in run.stats.records) == 12
-    fresh_a, _ = None, None
     for noise, cond, uncond, steps, got in [(noise_a, cond_a, uncond_a, 5, a), (noise_b, cond_b, uncond_b, 7, b)]:
         fresh = zoo.build(name)
         with ditcache.cached(fresh, method):

@@ -118,7 +118,8 @@ MODELS: dict[str, ModelSpec] = {
 
 
 def register_block(cls: type | str, *branches: Branch, outputs: tuple[str, ...] = ()) -> None:
-    """Teach ditcache a block class: ``register_block(MyBlock, Branch("attn", "attn"), Branch("mlp", "mlp", "tokens"))``."""
+    """Teach ditcache a block class:
+    ``register_block(MyBlock, Branch("attn", "attn"), Branch("mlp", "mlp", "tokens"))``."""
     name = cls if isinstance(cls, str) else cls.__name__
     if not branches:
         raise ValueError("register_block needs at least one Branch")

@@ -211,7 +211,9 @@ class Run:
         )
         plans = self.method.plan(self._ctx, self.sites, self.store)
         if len(plans) != len(self.sites):
-            raise RuntimeError(f"{type(self.method).__name__}.plan returned {len(plans)} plans for {len(self.sites)} sites")
+            raise RuntimeError(
+                f"{type(self.method).__name__}.plan returned {len(plans)} plans for {len(self.sites)} sites"
+            )
         for site, plan in zip(self.sites, plans):
             if plan.action is Action.PARTIAL and site.partial is None:
                 raise ValueError(f"{site.name} ({site.kind}) has no token-subset path; it cannot be planned PARTIAL")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from .fora import FORA
 from .nocache import NoCache
 from .taylorseer import TaylorSeer
@@ -13,13 +15,37 @@ METHODS: dict[str, type] = {
 }
 
 
+def parse_method(text: str):
+    """``"fora"``, ``"fora:interval=3"``, ``"taylorseer:interval=5,order=1"`` -> a method config."""
+    name, _, args = text.partition(":")
+    try:
+        cls = METHODS[name.strip().lower()]
+    except KeyError:
+        raise KeyError(f"unknown method {name!r}; known methods: {sorted(METHODS)}") from None
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for item in filter(None, (a.strip() for a in args.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or key not in fields:
+            raise ValueError(f"bad setting {item!r} for {name}: expected key=value with key in {sorted(fields)}")
+        kind = type(getattr(cls(), key))
+        try:
+            kwargs[key] = {bool: lambda v: v.lower() in ("1", "true", "yes")}.get(kind, kind)(value)
+        except ValueError:
+            raise ValueError(f"bad value {value!r} for {name}.{key}: expected {kind.__name__}") from None
+    return cls(**kwargs)
+
+
+def describe(method) -> str:
+    """The inverse of parse_method: ``fora:interval=3,warmup=0``."""
+    args = ",".join(f"{f.name}={getattr(method, f.name)}" for f in dataclasses.fields(method))
+    return f"{method.name}:{args}" if args else method.name
+
+
 def resolve_method(method):
     """A method config, or the registry name of one (built with its documented defaults)."""
     if isinstance(method, str):
-        try:
-            return METHODS[method.lower()]()
-        except KeyError:
-            raise KeyError(f"unknown method {method!r}; known methods: {sorted(METHODS)}") from None
+        return parse_method(method)
     if method is None:
         return NoCache()
     if not callable(getattr(method, "plan", None)):
@@ -28,4 +54,4 @@ def resolve_method(method):
     return method
 
 
-__all__ = ["FORA", "METHODS", "NoCache", "TaylorSeer", "resolve_method"]
+__all__ = ["FORA", "METHODS", "NoCache", "TaylorSeer", "describe", "parse_method", "resolve_method"]

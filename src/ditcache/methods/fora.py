@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..plan import periodic_full, FULL, REUSE, Plan, Site, StepContext
+from ..plan import FULL, REUSE, Plan, Site, StepContext, periodic_full
 
 
 @dataclass

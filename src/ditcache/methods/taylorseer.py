@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..plan import periodic_full, Action, Plan, Site, StepContext
+from ..plan import Action, Plan, Site, StepContext, periodic_full
 
 
 @dataclass

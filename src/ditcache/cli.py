@@ -1,0 +1,119 @@
+"""The command line: a thin layer over the Python API. All file output of the CLI happens here."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def _threads(n: int | None) -> None:
+    import torch
+
+    torch.set_num_threads(n or min(2, os.cpu_count() or 1))
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+
+    from . import metrics
+    from .data import CLASSES
+    from .methods import describe, parse_method
+    from .models import load_default
+    from .viz import labelled_grid
+
+    _threads(args.threads)
+    method = parse_method(args.method)
+    model = load_default(args.model)
+    labels = [i % 10 for i in range(args.num)]
+    print(f"ditcache generate: {args.model} ({type(model.transformer).__name__}), {args.num} images, "
+          f"{args.steps} steps, seed {args.seed}, method {describe(method)}")
+
+    t = time.perf_counter()
+    ref, ref_run = model.generate(labels, steps=args.steps, seed=args.seed, method="none",
+                                  progress=True, return_run=True)
+    ref_s = time.perf_counter() - t
+    t = time.perf_counter()
+    out, run = model.generate(labels, steps=args.steps, seed=args.seed, method=method,
+                              progress=True, return_run=True)
+    out_s = time.perf_counter() - t
+
+    s = run.stats
+    steps = sum(r.branch == 0 for r in s.records)
+    counts = {k: v for k, v in s.counts().items() if v}
+    print(f"\n  steps: {steps}, of which fully computed {s.full_steps()}; site calls: "
+          + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" (of {len(s.sites)} sites per step)")
+    print(f"  FLOPs: {s.flops / 1e9:.2f} G vs {ref_run.stats.flops / 1e9:.2f} G uncached "
+          f"({ref_run.stats.flops / max(s.flops, 1):.2f}x fewer)")
+    print(f"  wall:  {out_s:.2f} s vs {ref_s:.2f} s uncached ({ref_s / out_s:.2f}x; one run each, "
+          "use benchmarks/ for interleaved medians)")
+    print(f"  cache: peak {s.peak_cache_bytes / 2**20:.2f} MiB")
+    print(f"  fidelity vs uncached (same seeds): PSNR {metrics.psnr(out, ref):.2f} dB, "
+          f"SSIM {metrics.ssim(out, ref):.4f}, max abs error {metrics.max_abs_error(out, ref):.4f}")
+    if args.out:
+        grid = labelled_grid([("uncached", ref), (method.name, out)], [CLASSES[i] for i in labels])
+        grid.save(args.out)
+        print(f"  wrote {args.out} (top: uncached, bottom: {method.name})")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from .methods import METHODS, describe
+
+    for name, cls in METHODS.items():
+        print(f"{name:12s} {describe(cls())}")
+    return 0
+
+
+def cmd_train_default(args: argparse.Namespace) -> int:
+    from .models.train import train_default
+
+    given = {"steps": args.steps, "batch_size": args.batch_size, "out_path": args.out}
+    train_default(args.model, seed=args.seed, threads=args.threads or 1, log_every=args.log_every,
+                  **{k: v for k, v in given.items() if v is not None})
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="ditcache", description="Feature caching for diffusion transformers.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="generate with a shipped default model, cached vs uncached")
+    g.add_argument("--model", choices=["dit", "flux"], default="dit")
+    g.add_argument("--method", default="fora",
+                   help="method name or name:key=value,... e.g. 'taylorseer:interval=4,order=2' "
+                   "(see `ditcache methods`)")
+    g.add_argument("--steps", type=int, default=50)
+    g.add_argument("--num", type=int, default=16, help="number of images (labels cycle through the 10 classes)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", default="grid.png", help="labelled image grid (PNG); '' to skip")
+    g.add_argument("--threads", type=int, default=None, help="torch threads (default: min(2, cores))")
+    g.set_defaults(fn=cmd_generate)
+
+    m = sub.add_parser("methods", help="list the methods and their default settings")
+    m.set_defaults(fn=cmd_methods)
+
+    t = sub.add_parser("train-default", help="retrain a shipped default model (reproduces the weights)")
+    t.add_argument("--model", choices=["dit", "flux"], required=True)
+    t.add_argument("--steps", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default=None, help="output safetensors path (default: the shipped weights)")
+    t.add_argument("--log-every", type=int, default=50)
+    t.add_argument("--threads", type=int, default=None)
+    t.set_defaults(fn=cmd_train_default)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (KeyError, ValueError, FileNotFoundError, TypeError) as e:
+        print(f"ditcache: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
