@@ -7,11 +7,11 @@
 
 from .adapters import Branch, ModelSpec, register_block, register_model
 from .engine import Run, apply, cached
-from .methods import FORA, METHODS, NoCache, TaylorSeer
+from .methods import FORA, METHODS, ClusCa, NoCache, TaylorSeer, ToCa
 from .plan import Action, Plan
 
 __all__ = [
-    "FORA", "METHODS", "Action", "Branch", "ModelSpec", "NoCache", "Plan", "Run", "TaylorSeer",
+    "FORA", "METHODS", "Action", "Branch", "ClusCa", "ModelSpec", "NoCache", "Plan", "Run", "TaylorSeer", "ToCa",
     "apply", "cached", "register_block", "register_model",
 ]
 __version__ = "0.1.0"

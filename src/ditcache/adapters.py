@@ -47,6 +47,7 @@ class BlockSpec:
     # For whole-block sites: which forward argument each returned stream is the residual of, so the
     # store can cache (output - input) and a reuse step returns input + cached residual.
     outputs: tuple[str, ...] = ()
+    image_out: int | None = None  # the block returns a tuple and this element is the image stream
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,10 @@ BLOCKS: dict[str, BlockSpec] = {
         Branch("attn", "attn", stream="joint"),
         Branch("ff", "mlp", "tokens"),
         Branch("ff_context", "mlp", "tokens", stream="text"),
-    )),
+    ), image_out=1),
     # Flux single stream: attention and MLP are fused into one projection: cache the whole block.
     "FluxSingleTransformerBlock": BlockSpec(
-        (Branch("", "block", stream="joint"),), outputs=("encoder_hidden_states", "hidden_states")
+        (Branch("", "block", stream="joint"),), outputs=("encoder_hidden_states", "hidden_states"), image_out=1
     ),
     # SD3 / SD3.5: joint attention, optional second attention (SD3.5 dual), image and text MLPs
     # (ff_context is None in the last, context_pre_only block).
@@ -99,7 +100,7 @@ BLOCKS: dict[str, BlockSpec] = {
         Branch("attn2", "attn"),
         Branch("ff", "mlp", "tokens"),
         Branch("ff_context", "mlp", "tokens", stream="text"),
-    )),
+    ), image_out=1),
     # Wan: self-attention with rotary embeddings (no subset path), cross-attention, MLP.
     "WanTransformerBlock": BlockSpec((
         Branch("attn1", "attn"),
@@ -117,13 +118,14 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-def register_block(cls: type | str, *branches: Branch, outputs: tuple[str, ...] = ()) -> None:
+def register_block(cls: type | str, *branches: Branch, outputs: tuple[str, ...] = (),
+                   image_out: int | None = None) -> None:
     """Teach ditcache a block class:
     ``register_block(MyBlock, Branch("attn", "attn"), Branch("mlp", "mlp", "tokens"))``."""
     name = cls if isinstance(cls, str) else cls.__name__
     if not branches:
         raise ValueError("register_block needs at least one Branch")
-    BLOCKS[name] = BlockSpec(tuple(branches), outputs)
+    BLOCKS[name] = BlockSpec(tuple(branches), outputs, image_out)
 
 
 def register_model(cls: type | str, spec: ModelSpec) -> None:
@@ -150,7 +152,7 @@ def find_sites(model: nn.Module) -> list[Site]:
             if not isinstance(module, nn.Module):
                 raise TypeError(f"{type(block).__name__}.{branch.child} is not a module")
             full = f"{name}.{branch.child}" if branch.child else name
-            sites.append(Site(full, branch.kind, layer, module, branch.partial, branch.stream, len(sites)))
+            sites.append(Site(full, branch.kind, layer, module, branch.partial, branch.stream, len(sites), block))
         layer += 1
     if not sites:
         raise TypeError(
@@ -161,8 +163,8 @@ def find_sites(model: nn.Module) -> list[Site]:
     return sites
 
 
-def block_outputs(block: nn.Module) -> tuple[str, ...]:
-    return BLOCKS[type(block).__name__].outputs
+def block_spec(block: nn.Module) -> BlockSpec:
+    return BLOCKS[type(block).__name__]
 
 
 def token_grid(model: nn.Module, inputs: dict) -> tuple[int, int, int] | None:

@@ -23,6 +23,7 @@ from . import adapters
 from .methods import resolve_method
 from .plan import Action, Plan, Site, StepContext
 from .store import Store, as_tuple, from_tuple, gather_tokens, scatter_tokens
+from .tokens import propagate
 
 
 def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -51,6 +52,7 @@ class CallRecord:
     flops: int                  # FLOPs executed by the whole call (torch's counter, memoised per plan shape)
     site_flops: list[int]       # per site
     wall_s: float               # wall-clock of the call (includes counting on the first call of a plan shape)
+    plan_s: float               # host-side planning time of the method (scores, k-means), inside wall_s
     cache_bytes: int            # bytes held by the store after the call
 
 
@@ -126,6 +128,7 @@ class Run:
                 "ditcache.register_model(cls, ModelSpec(timestep_arg=...))"
             )
         self._install(scheduler)
+        self._plan_s = 0.0
 
     # ----------------------------------------------------------------- hooks
     def _patch(self, obj, attr: str, fn) -> None:
@@ -142,12 +145,32 @@ class Run:
             self._patch(site.module, "forward", make(site, site.module.forward))
         if scheduler is not None:
             self._patch(scheduler, "set_timesteps", self._set_timesteps(scheduler, scheduler.set_timesteps))
+        probe = getattr(self.method, "probe_layer", None)
+        layer = probe(self.sites) if callable(probe) else None
+        if layer is not None:
+            self._install_probe(layer)
         self.model._ditcache_run = self
+
+    def _install_probe(self, layer: int) -> None:
+        """Keep the image-stream output of block ``layer`` of each FULL call in ``store.shared``."""
+        sites = [s for s in self.sites if s.layer == layer]
+        if not sites:
+            raise ValueError(f"probe layer {layer} is out of range (0..{self.sites[-1].layer})")
+        block, image_out = sites[0].block, adapters.block_spec(sites[0].block).image_out
+
+        def hook(module, args, out):
+            if self.plans[sites[0].index].action is Action.FULL:
+                self.store.shared[("probe", self.branch)] = out if image_out is None else out[image_out]
+
+        handle = block.register_forward_hook(hook)
+        self._restore.append((handle, "remove", _HANDLE))
 
     def remove(self) -> None:
         """Restore every patched ``forward`` and drop the store. Safe to call twice."""
         for obj, attr, old in reversed(self._restore):
-            if old is _ABSENT:
+            if old is _HANDLE:
+                obj.remove()
+            elif old is _ABSENT:
                 obj.__dict__.pop(attr, None)
             else:
                 setattr(obj, attr, old)
@@ -209,7 +232,9 @@ class Run:
             batch_size=int(x.shape[0]) if isinstance(x, torch.Tensor) else 0,
             grid=adapters.token_grid(self.model, inputs),
         )
+        start = time.perf_counter()
         plans = self.method.plan(self._ctx, self.sites, self.store)
+        self._plan_s = time.perf_counter() - start
         if len(plans) != len(self.sites):
             raise RuntimeError(
                 f"{type(self.method).__name__}.plan returned {len(plans)} plans for {len(self.sites)} sites"
@@ -222,12 +247,12 @@ class Run:
 
     def _model_forward(self, orig):
         def forward(*args, **kwargs):
+            start = time.perf_counter()
             inputs = self._signature.bind_partial(*args, **kwargs).arguments
             self._begin_call(inputs)
             shapes = tuple(tuple(v.shape) for v in inputs.values() if isinstance(v, torch.Tensor))
             key = (tuple((p.action, p.n_tokens) for p in self.plans), shapes)
             memo = self._flop_memo.get(key)
-            start = time.perf_counter()
             if memo is None:
                 self._meter = [0] * len(self.sites)
                 with flop_counter() as self._counter:
@@ -240,7 +265,7 @@ class Run:
             self.stats.records.append(CallRecord(
                 self._ctx.step, self._ctx.branch, self._ctx.timestep, self._ctx.progress,
                 [p.action.value for p in self.plans], [p.n_tokens for p in self.plans],
-                memo[0], list(memo[1]), wall, self.store.nbytes(),
+                memo[0], list(memo[1]), wall, self._plan_s, self.store.nbytes(),
             ))
             return out
 
@@ -270,6 +295,8 @@ class Run:
         if action is Action.FULL:
             out = orig(*args, **kwargs)
             self.store.update(key, out, self.coord, plan.order)
+            if plan.keep_input:
+                self.store.entries[key].data["input"] = (args, kwargs)
             return out
         base = self.store.predict(key, self.coord, plan.order if action is not Action.REUSE else 0)
         if action is Action.PARTIAL:
@@ -278,7 +305,11 @@ class Run:
             fresh = orig(*sub_args, **sub_kwargs)                  # (B, k, D): the only heavy work
             if plan.write_back:
                 self.store.write_tokens(key, 0, plan.tokens, fresh)
-            base = (scatter_tokens(base[0], plan.tokens, fresh),) + tuple(base[1:])
+            out = scatter_tokens(base[0], plan.tokens, fresh)      # (B, N, D)
+            if plan.propagate is not None:
+                labels, k, gamma = plan.propagate
+                out = propagate(out, plan.tokens, labels, k, gamma)
+            base = (out,) + tuple(base[1:])
         elif action is Action.SKIP:
             base = tuple(None if b is None else torch.zeros_like(b) for b in base)
         return from_tuple(base, self.store.single(key))
@@ -286,7 +317,7 @@ class Run:
     def _block_forward(self, site: Site, orig):
         i = site.index
         signature = inspect.signature(orig)
-        names = adapters.block_outputs(site.module)
+        names = adapters.block_spec(site.module).outputs
 
         def forward(*args, **kwargs):
             plan = self.plans[i]
@@ -319,6 +350,7 @@ class _Absent:
 
 
 _ABSENT = _Absent()
+_HANDLE = _Absent()
 
 
 def _subset_call(site: Site, x: torch.Tensor, xs: torch.Tensor, args: tuple, kwargs: dict) -> tuple[tuple, dict]:

@@ -27,6 +27,9 @@ class Plan:
     order: int = 0                      # FULL: highest Taylor order to keep (0 = last output only);
     #                                     FORECAST / PARTIAL: order of the base (0 = plain reuse)
     write_back: bool = True             # PARTIAL: write the fresh tokens into the stored order-0 factor
+    keep_input: bool = False            # FULL: keep the call's inputs in the store (for token scores)
+    propagate: tuple | None = None      # PARTIAL: (labels (B, N), K, gamma): move every token towards
+    #                                     its cluster's fresh mean by gamma (ClusCa)
 
     @property
     def n_tokens(self) -> int:
@@ -49,6 +52,7 @@ class Site:
     partial: str | None  # how the module runs on a token subset ("tokens", "self_kv"), None if it can't
     stream: str = "image"  # tokens it sees: "image", "text" (Flux/SD3 context stream) or "joint" (both)
     index: int = 0     # position in the run's site list
+    block: nn.Module | None = None  # the block holding the branch
 
 
 @dataclass

@@ -88,12 +88,12 @@ class Store:
     def nbytes(self) -> int:
         seen: set[int] = set()
         total = 0
-        for entry in self.entries.values():
-            for out in entry.factors:
-                for t in out:
-                    if t is not None and t.data_ptr() not in seen:
-                        seen.add(t.data_ptr())
-                        total += t.numel() * t.element_size()
+        tensors = [t for e in self.entries.values() for out in e.factors for t in out]
+        tensors += [t for e in self.entries.values() for t in _tensors(e.data)] + _tensors(self.shared)
+        for t in tensors:
+            if t is not None and t.data_ptr() not in seen:
+                seen.add(t.data_ptr())
+                total += t.numel() * t.element_size()
         return total
 
     def _entry(self, key: tuple[int, int]) -> Entry:
@@ -104,6 +104,17 @@ class Store:
                 f"site {key[1]} (branch {key[0]}) has no cached output yet: its first call in a generation "
                 "must be FULL. Check the method's warm-up."
             ) from None
+
+
+def _tensors(obj) -> list[torch.Tensor]:
+    """Every tensor inside nested dicts, lists and tuples (method state, kept inputs)."""
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, dict):
+        return [t for v in obj.values() for t in _tensors(v)]
+    if isinstance(obj, (list, tuple)):
+        return [t for v in obj for t in _tensors(v)]
+    return []
 
 
 def _combine(a: Output, b: Output, fn) -> Output:

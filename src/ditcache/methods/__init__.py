@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 
+from .clusca import ClusCa
 from .fora import FORA
 from .nocache import NoCache
 from .taylorseer import TaylorSeer
+from .toca import ToCa
 
 METHODS: dict[str, type] = {
     "none": NoCache,
     "fora": FORA,
     "taylorseer": TaylorSeer,
+    "toca": ToCa,
+    "clusca": ClusCa,
 }
 
 
@@ -29,6 +33,8 @@ def parse_method(text: str):
         if not eq or key not in fields:
             raise ValueError(f"bad setting {item!r} for {name}: expected key=value with key in {sorted(fields)}")
         kind = type(getattr(cls(), key))
+        if kind not in (int, float, str, bool):
+            raise ValueError(f"{name}.{key} cannot be set from the command line; use the Python API")
         try:
             kwargs[key] = {bool: lambda v: v.lower() in ("1", "true", "yes")}.get(kind, kind)(value)
         except ValueError:
@@ -54,4 +60,4 @@ def resolve_method(method):
     return method
 
 
-__all__ = ["FORA", "METHODS", "NoCache", "TaylorSeer", "describe", "parse_method", "resolve_method"]
+__all__ = ["FORA", "METHODS", "ClusCa", "NoCache", "TaylorSeer", "ToCa", "describe", "parse_method", "resolve_method"]

@@ -1,0 +1,186 @@
+"""ToCa: token-wise feature caching (Zou et al., arXiv 2410.05317, ICLR'25).
+
+Full steps compute everything and keep the attention inputs. Between them, each partially computed
+branch (MLP; cross-attention where the model has it) recomputes only its ``K = floor(r * N)`` most
+important tokens and reuses its cached output for the rest, writing the fresh rows into the cache;
+self-attention is reused whole. Importance = attention the token received at the last full step
+(or, with cross-attention, 1 + the entropy of its text attention), L2-normalised, plus
+``staleness_weight * (steps since the token was last computed) / interval``, times ``1 + bonus`` for
+the top token of each ``cell x cell`` patch of the token grid. The fresh ratio is
+``r = clamp(fresh_ratio * f_step(p) * f_layer(l) * f_module(kind), 0, 1)`` with linear curves in
+progress p and normalised layer depth l, and the full interval is ``round(interval / (a + b p))``.
+
+Scores are computed on a separate path from the kept inputs of FULL steps, so the model's attention
+keeps its fused kernel. Differences from the reference code, on purpose: full steps are placed by a
+counter (next full = this full + interval(p)) rather than a modulo test on a changing interval; an
+empty token choice (r = 0) is a plain reuse; grids not divisible by the cell get no bonus past the
+last whole cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
+import torch
+
+from .. import tokens as T
+from ..plan import FULL, REUSE, Action, Plan, Site, StepContext
+
+_KEEP = Plan(Action.FULL, keep_input=True)
+
+
+@dataclass
+class ToCa:
+    interval: int = 3                 # N: nominal full-step interval (authors' DiT DDIM-50 setting)
+    interval_curve: tuple[float, float] = (0.6, 0.8)  # (a, b): interval(p) = round(N / (a + b p)); DiT's
+    #                                   w = 0.4 gives 1 / (1 - w + 2 w p): sparse full steps early, dense late
+    sensitive: tuple[float, float] | None = (0.6, 0.8)  # progress window forced to interval 2 (DiT code:
+    #                                   steps s in [0.2T, 0.4T), counted down, "extremely sensitive")
+    fresh_ratio: float = 0.07         # r0: base share of tokens recomputed (authors' DiT DDIM-50 value)
+    step_curve: tuple[float, float] = (-1.0, 4.0)  # f_step = a + b p; DiT DDIM-50: 3 - 4 s/T = 4p - 1
+    layer_curve: tuple[float, float] = (0.8, 0.4)  # f_layer = a + b l, l = layer / (L - 1); DiT DDIM-50
+    module_factor: tuple[tuple[str, float], ...] = (("attn", 0.0), ("cross_attn", 0.6), ("mlp", 2.5))
+    #                                   f_module per branch kind: DiT reuses self-attention (0), MLP 2.5
+    staleness_weight: float = 0.25    # lambda3: weight of tokens' staleness in the score (authors' value)
+    bonus: float = 0.6                # beta: spatial-uniformity bonus (DiT 0.6, PixArt 0.4)
+    cell: int = 2                     # g: the bonus picks one token per g x g patch (DiT 2, PixArt 4)
+    score: str = "attention"          # "attention" (attention received / cross-attention entropy) or
+    #                                   "key_norm" (norm of each token's key: no attention map needed)
+    tie_cfg: bool = False             # [uncond; cond] halves take the same tokens (PixArt's code does;
+    #                                   DiT's does not, and per-sample choice is the default here)
+    warmup: int = 1                   # leading full steps (Flux code: 3)
+
+    name: ClassVar[str] = "toca"
+    SCORES: ClassVar[tuple[str, ...]] = ("attention", "key_norm")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @classmethod
+    def preset(cls, model: str, **overrides) -> ToCa:
+        """The authors' settings for 'dit' (DDIM-50), 'pixart' or 'flux', with optional overrides."""
+        try:
+            return replace(PRESETS[model], **overrides)
+        except KeyError:
+            raise KeyError(f"no ToCa preset {model!r}; known: {sorted(PRESETS)}") from None
+
+    def validate(self) -> None:
+        if not isinstance(self.interval, int) or self.interval < 1:
+            raise ValueError(f"ToCa.interval must be an int >= 1, got {self.interval!r}")
+        if self.fresh_ratio < 0:
+            raise ValueError(f"ToCa.fresh_ratio (r0) must be >= 0, got {self.fresh_ratio}")
+        if self.score not in self.SCORES:
+            raise ValueError(f"ToCa.score must be one of {self.SCORES}, got {self.score!r}")
+        if self.cell < 1 or self.bonus < 0 or self.staleness_weight < 0 or self.warmup < 0:
+            raise ValueError("ToCa.cell must be >= 1 and bonus, staleness_weight, warmup >= 0")
+        unknown = {k for k, _ in self.module_factor} - {"attn", "cross_attn", "mlp", "block"}
+        if unknown:
+            raise ValueError(f"ToCa.module_factor has unknown branch kinds {sorted(unknown)}")
+
+    # ------------------------------------------------------------------ schedule
+    def step_interval(self, progress: float) -> int:
+        if self.sensitive is not None and self.sensitive[0] <= progress < self.sensitive[1]:
+            return 2
+        a, b = self.interval_curve
+        return max(1, round(self.interval / max(a + b * progress, 1e-6)))
+
+    def fresh_ratio_at(self, progress: float, layer: float, kind: str) -> float:
+        f_step = self.step_curve[0] + self.step_curve[1] * progress
+        f_layer = self.layer_curve[0] + self.layer_curve[1] * layer
+        f_module = dict(self.module_factor).get(kind, 0.0)
+        return min(max(self.fresh_ratio * f_step * f_layer * f_module, 0.0), 1.0)
+
+    def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
+        state = store.shared.setdefault(("toca", ctx.branch), {"next_full": 0, "scores": {}, "stale": {}})
+        schedule = store.shared.setdefault("toca-schedule", {"next_full": 0})
+        if ctx.branch == 0 and (ctx.step < self.warmup or ctx.step >= schedule["next_full"]):
+            schedule["next_full"] = ctx.step + self.step_interval(ctx.progress)
+            schedule["full_step"] = ctx.step
+        if schedule.get("full_step") == ctx.step:
+            state["scores"].clear()
+            state["stale"].clear()
+            return [_KEEP if s.kind in ("attn", "cross_attn") else FULL for s in sites]
+        depth = max(s.layer for s in sites) or 1
+        plans = []
+        for site in sites:
+            r = self.fresh_ratio_at(ctx.progress, site.layer / depth, site.kind)
+            key = (ctx.branch, site.index)
+            n = store.entries[key].factors[0][0].shape[1] if site.partial else 0
+            k = int(r * n)
+            if k == 0:
+                plans.append(REUSE)
+                continue
+            score = self._score(ctx, sites, site, store, state)                  # (B, N)
+            stale = state["stale"].setdefault(site.index, torch.zeros_like(score))
+            score = score + self.staleness_weight * stale / self.interval
+            if site.stream == "image" and ctx.grid is not None and score.shape[1] == ctx.grid[0] * ctx.grid[1] * ctx.grid[2]:
+                score = T.spatial_bonus(score, ctx.grid, self.cell, self.bonus)
+            idx = T.top_k(score, k, self.tie_cfg and score.shape[0] % 2 == 0)   # (B, k)
+            stale += 1
+            stale.scatter_(1, idx, 0.0)
+            plans.append(Plan(Action.PARTIAL, tokens=idx))
+        return plans
+
+    # ------------------------------------------------------------------ scores
+    def _score(self, ctx: StepContext, sites: list[Site], site: Site, store, state: dict) -> torch.Tensor:
+        """(B, N) L2-normalised importance for the tokens ``site`` sees, from its layer's last full step."""
+        cache_key = (site.layer, site.stream)
+        if cache_key not in state["scores"]:
+            layer_sites = [s for s in sites if s.layer == site.layer]
+            cross = next((s for s in layer_sites if s.kind == "cross_attn"), None)
+            attn = next((s for s in layer_sites if s.kind == "attn"), None)
+            if self.score == "attention" and cross is not None and site.stream == "image":
+                args, kwargs = _kept(store, ctx.branch, cross)
+                q, k = T.query_key(cross.module, _x(args, kwargs), _context(args, kwargs))
+                scores = {"image": 1 + T.attention_entropy(q, k)}
+            elif attn is not None:
+                args, kwargs = _kept(store, ctx.branch, attn)
+                x, context = _x(args, kwargs), _context(args, kwargs)
+                joint = attn.stream == "joint" and context is not None
+                if self.score == "key_norm":
+                    scores = {"image": T.key_norm(attn.module, x)}
+                    if joint:
+                        scores["text"] = T.key_norm(attn.module, context)
+                else:
+                    q, k = T.query_key(attn.module, x, context if joint else None,
+                                       rotary=kwargs.get("image_rotary_emb"), joint=joint)
+                    received = T.attention_received(q, k)                        # (B, L + N) or (B, N)
+                    n_text = context.shape[1] if joint else 0
+                    scores = {"image": received[:, n_text:], "text": received[:, :n_text]}
+            else:
+                raise ValueError(f"ToCa needs an attention site in layer {site.layer} to score tokens")
+            for stream, s in scores.items():
+                state["scores"][(site.layer, stream)] = T.l2_normalise(s.float())
+        return state["scores"][cache_key]
+
+
+def _kept(store, branch: int, site: Site) -> tuple[tuple, dict]:
+    try:
+        return store.entries[(branch, site.index)].data["input"]
+    except KeyError:
+        raise RuntimeError(f"ToCa: no kept input for {site.name}; its last FULL step did not keep inputs") from None
+
+
+def _x(args: tuple, kwargs: dict) -> torch.Tensor:
+    return args[0] if args else kwargs["hidden_states"]
+
+
+def _context(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    return args[1] if len(args) > 1 else kwargs.get("encoder_hidden_states")
+
+
+PRESETS: dict[str, ToCa] = {
+    # DiT-XL/2, DDIM-50 (authors' ToCa-ddim50 schedule).
+    "dit": ToCa(),
+    # PixArt-alpha (authors' code): more compute early and in shallow layers; CFG halves tied.
+    "pixart": ToCa(interval=3, interval_curve=(0.8, 0.4), sensitive=None, fresh_ratio=0.30,
+                   step_curve=(1.9, -1.8), layer_curve=(1.6, -1.2),
+                   module_factor=(("attn", 0.0), ("cross_attn", 0.6), ("mlp", 1.6)),
+                   bonus=0.4, cell=4, tie_cfg=True),
+    # FLUX.1-dev (later README): N = 4, steps 0..2 full, double-stream MLPs at 0.4, f_layer 1.5 - l;
+    # single-stream blocks have no token-subset path here and are reused between full steps.
+    "flux": ToCa(interval=4, interval_curve=(1.0, 0.0), sensitive=None, fresh_ratio=0.1,
+                 step_curve=(1.0, 0.0), layer_curve=(1.5, -1.0),
+                 module_factor=(("attn", 0.0), ("cross_attn", 0.0), ("mlp", 0.4)), bonus=0.0, warmup=3),
+}

@@ -1,0 +1,176 @@
+"""Token-level tools: importance scores, the spatial bonus, top-k choice, k-means and propagation.
+
+Scores are computed from a FULL step's attention *inputs*, on a separate path: the module itself
+always runs through its own (fused) attention kernel, so caching never turns fused attention off.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers.models.embeddings import apply_rotary_emb
+from torch import nn
+
+
+def _heads(module: nn.Module, t: torch.Tensor) -> torch.Tensor:
+    """(B, N, H*d) -> (B, N, H, d)."""
+    return t.unflatten(-1, (module.heads, -1))
+
+
+def _project(module: nn.Module, linear: str, norm: str, x: torch.Tensor) -> torch.Tensor:
+    """(B, N, D) -> (B, N, H, d): a projection and its q/k norm, which some models (Wan) apply over all
+    heads at once and others (DiT, Flux) per head."""
+    t = getattr(module, linear)(x)                                   # (B, N, H*d)
+    n = getattr(module, norm, None)
+    shape = getattr(n, "normalized_shape", None) or getattr(getattr(n, "weight", None), "shape", None)
+    if n is not None and shape is not None and shape[-1] == t.shape[-1]:
+        return _heads(module, n(t))
+    t = _heads(module, t)
+    return t if n is None else n(t)
+
+
+def query_key(module: nn.Module, x: torch.Tensor, context: torch.Tensor | None = None, rotary=None,
+              joint: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Queries and keys (B, S, H, d) as a diffusers attention module computes them.
+
+    joint: ``context`` is a second stream attended jointly (Flux / SD3), placed before the image tokens.
+    """
+    kv_source = x if joint or context is None else context
+    q = _project(module, "to_q", "norm_q", x)
+    k = _project(module, "to_k", "norm_k", kv_source)
+    if joint and context is not None:
+        cq = _project(module, "add_q_proj", "norm_added_q", context)
+        ck = _project(module, "add_k_proj", "norm_added_k", context)
+        q, k = torch.cat([cq, q], 1), torch.cat([ck, k], 1)
+    if rotary is not None:
+        q = apply_rotary_emb(q, rotary, sequence_dim=1)
+        k = apply_rotary_emb(k, rotary, sequence_dim=1)
+    return q, k
+
+
+def _head_mean_probs(q: torch.Tensor, k: torch.Tensor):
+    """Yield softmax(q k^T / sqrt(d)) per head, (B, Sq, Sk), one head at a time to bound memory."""
+    scale = q.shape[-1] ** -0.5
+    for h in range(q.shape[2]):
+        yield torch.softmax(q[:, :, h] @ k[:, :, h].transpose(1, 2) * scale, dim=-1)
+
+
+@torch.no_grad()
+def attention_received(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """(B, Sk): how much attention each key token receives, summed over queries, averaged over heads."""
+    total = None
+    for p in _head_mean_probs(q, k):
+        s = p.sum(1)  # (B, Sk)
+        total = s if total is None else total + s
+    return total / q.shape[2]
+
+
+@torch.no_grad()
+def attention_entropy(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """(B, Sq): entropy of each query's head-mean attention over the keys (cross-attention: text)."""
+    mean = None
+    for p in _head_mean_probs(q, k):
+        mean = p if mean is None else mean + p
+    mean = mean / q.shape[2]
+    return -(mean * torch.log(mean + 1e-7)).sum(-1)
+
+
+@torch.no_grad()
+def key_norm(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(B, N): L2 norm of each token's key; needs no attention map (a flash-friendly proxy)."""
+    return _project(module, "to_k", "norm_k", x).norm(dim=-1).mean(-1)
+
+
+def l2_normalise(s: torch.Tensor) -> torch.Tensor:
+    """(B, N) scores scaled to unit L2 norm per sample."""
+    return s / s.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def spatial_bonus(score: torch.Tensor, grid: tuple[int, int, int], cell: int, beta: float) -> torch.Tensor:
+    """ToCa's uniformity term: in each cell x cell block of the (F, H, W) token grid, the top token's
+    score is multiplied by (1 + beta). Rows/columns past the last whole cell get no bonus."""
+    f, h, w = grid
+    if beta == 0 or cell <= 1 or h < cell or w < cell:
+        return score
+    b = score.shape[0]
+    hh, ww = h // cell * cell, w // cell * cell
+    s = score.reshape(b, f, h, w)[:, :, :hh, :ww]
+    blocks = s.reshape(b, f, hh // cell, cell, ww // cell, cell).permute(0, 1, 2, 4, 3, 5)
+    blocks = blocks.reshape(b, f, hh // cell, ww // cell, cell * cell)
+    top = torch.zeros_like(blocks).scatter_(-1, blocks.argmax(-1, keepdim=True), beta)
+    bonus = top.reshape(b, f, hh // cell, ww // cell, cell, cell).permute(0, 1, 2, 4, 3, 5).reshape(b, f, hh, ww)
+    full = torch.zeros(b, f, h, w, dtype=score.dtype)
+    full[:, :, :hh, :ww] = bonus
+    return score * (1 + full.reshape(b, -1))
+
+
+def top_k(score: torch.Tensor, k: int, tie_halves: bool = False) -> torch.Tensor:
+    """(B, k) indices of the highest scores. tie_halves: the batch is [uncond; cond] and both halves
+    take the tokens chosen from their mean score (PixArt's ToCa behaviour)."""
+    if tie_halves:
+        half = score.shape[0] // 2
+        idx = (score[:half] + score[half:]).topk(k, dim=-1).indices
+        return torch.cat([idx, idx])
+    return score.topk(k, dim=-1).indices
+
+
+@torch.no_grad()
+def kmeans(x: torch.Tensor, k: int, init: torch.Tensor | None = None, max_iters: int = 100, tol: float = 1e-4,
+           generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Batched k-means with L1 distance (ClusCa). x (B, N, D) -> labels (B, N), centroids (B, k, D), iterations.
+
+    init: centroids to start from (warm start from the previous full step); else k random tokens.
+    An empty cluster keeps its previous centroid (it does not collapse to zero).
+    """
+    b, n, _ = x.shape
+    if not 1 <= k <= n:
+        raise ValueError(f"k-means needs 1 <= K <= number of tokens ({n}), got K={k}")
+    if init is None:
+        pick = torch.stack([torch.randperm(n, generator=generator)[:k] for _ in range(b)])  # (B, k)
+        centroids = x.gather(1, pick.unsqueeze(-1).expand(-1, -1, x.shape[-1])).clone()
+    else:
+        centroids = init.clone()
+    labels = torch.zeros(b, n, dtype=torch.long)
+    iters = 0
+    for iters in range(1, max_iters + 1):
+        labels = torch.cdist(x, centroids, p=1).argmin(-1)                     # (B, N)
+        onehot = torch.zeros(b, n, k, dtype=x.dtype).scatter_(-1, labels.unsqueeze(-1), 1.0)
+        counts = onehot.sum(1)                                                  # (B, k)
+        sums = onehot.transpose(1, 2) @ x                                       # (B, k, D)
+        new = torch.where(counts.unsqueeze(-1) > 0, sums / counts.clamp_min(1).unsqueeze(-1), centroids)
+        done = torch.allclose(new, centroids, rtol=tol, atol=tol * 1e-2)
+        centroids = new
+        if done:
+            break
+    return labels, centroids, iters
+
+
+def one_per_cluster(labels: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, k) indices: one uniformly random member of each cluster. An empty cluster repeats a random
+    token of the sample instead (a duplicate index recomputes one token twice, harmlessly)."""
+    b, n = labels.shape
+    noise = torch.rand(b, n, generator=generator)                               # (B, N) random priorities
+    masked = torch.where(labels.unsqueeze(-1) == torch.arange(k), noise.unsqueeze(-1), -1.0)  # (B, N, k)
+    best, idx = masked.max(1)                                                   # (B, k)
+    fallback = noise.argmax(-1, keepdim=True).expand(-1, k)
+    return torch.where(best >= 0, idx, fallback)
+
+
+def propagate(out: torch.Tensor, idx: torch.Tensor, labels: torch.Tensor, k: int, gamma: float) -> torch.Tensor:
+    """ClusCa propagation: every token moves towards the mean fresh value of its cluster by gamma.
+
+    out (B, N, D) already holds the fresh rows at idx (B, m); labels (B, N) in [0, k). Tokens of a
+    cluster with no fresh row are left as they are; fresh rows keep their exact value when m = k.
+    """
+    if gamma == 0:
+        return out
+    d = out.shape[-1]
+    fresh = out.gather(1, idx.unsqueeze(-1).expand(-1, -1, d))                  # (B, m, D)
+    fresh_labels = labels.gather(1, idx)                                        # (B, m)
+    sums = torch.zeros(out.shape[0], k, d, dtype=out.dtype).scatter_add_(
+        1, fresh_labels.unsqueeze(-1).expand(-1, -1, d), fresh)
+    counts = torch.zeros(out.shape[0], k, dtype=out.dtype).scatter_add_(1, fresh_labels, torch.ones_like(
+        fresh_labels, dtype=out.dtype))
+    rep = sums / counts.clamp_min(1).unsqueeze(-1)                              # (B, k, D) cluster means
+    has = (counts > 0).gather(1, labels).unsqueeze(-1)                          # (B, N, 1)
+    target = rep.gather(1, labels.unsqueeze(-1).expand(-1, -1, d))              # (B, N, D)
+    return torch.where(has, out + gamma * (target - out), out)
