@@ -118,17 +118,14 @@ def kmeans(x: torch.Tensor, k: int, init: torch.Tensor | None = None, max_iters:
            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Batched k-means with L1 distance (ClusCa). x (B, N, D) -> labels (B, N), centroids (B, k, D), iterations.
 
-    init: centroids to start from (warm start from the previous full step); else k random tokens.
+    init: centroids to start from (warm start from the previous full step); else k-means++ seeding
+    (the reference starts from random tokens, which can put two seeds in one cluster and stay there).
     An empty cluster keeps its previous centroid (it does not collapse to zero).
     """
     b, n, _ = x.shape
     if not 1 <= k <= n:
         raise ValueError(f"k-means needs 1 <= K <= number of tokens ({n}), got K={k}")
-    if init is None:
-        pick = torch.stack([torch.randperm(n, generator=generator)[:k] for _ in range(b)])  # (B, k)
-        centroids = x.gather(1, pick.unsqueeze(-1).expand(-1, -1, x.shape[-1])).clone()
-    else:
-        centroids = init.clone()
+    centroids = _kmeans_pp(x, k, generator) if init is None else init.clone()
     labels = torch.zeros(b, n, dtype=torch.long)
     iters = 0
     for iters in range(1, max_iters + 1):
@@ -142,6 +139,20 @@ def kmeans(x: torch.Tensor, k: int, init: torch.Tensor | None = None, max_iters:
         if done:
             break
     return labels, centroids, iters
+
+
+def _kmeans_pp(x: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
+    """k-means++ seeds (B, k, D): each next seed drawn with probability proportional to its L1 distance
+    from the nearest seed so far."""
+    b, n, d = x.shape
+    first = torch.randint(n, (b,), generator=generator)
+    seeds = [x[torch.arange(b), first]]                                         # k x (B, D)
+    dist = torch.cdist(x, seeds[0].unsqueeze(1), p=1).squeeze(-1)               # (B, N)
+    for _ in range(1, k):
+        pick = torch.multinomial(dist.clamp_min(0) + 1e-12, 1, generator=generator).squeeze(-1)  # (B,)
+        seeds.append(x[torch.arange(b), pick])
+        dist = torch.minimum(dist, torch.cdist(x, seeds[-1].unsqueeze(1), p=1).squeeze(-1))
+    return torch.stack(seeds, 1)
 
 
 def one_per_cluster(labels: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -19,6 +19,7 @@ last whole cell.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
@@ -114,7 +115,7 @@ class ToCa:
             score = self._score(ctx, sites, site, store, state)                  # (B, N)
             stale = state["stale"].setdefault(site.index, torch.zeros_like(score))
             score = score + self.staleness_weight * stale / self.interval
-            if site.stream == "image" and ctx.grid is not None and score.shape[1] == ctx.grid[0] * ctx.grid[1] * ctx.grid[2]:
+            if site.stream == "image" and ctx.grid is not None and score.shape[1] == math.prod(ctx.grid):
                 score = T.spatial_bonus(score, ctx.grid, self.cell, self.bonus)
             idx = T.top_k(score, k, self.tie_cfg and score.shape[0] % 2 == 0)   # (B, k)
             stale += 1

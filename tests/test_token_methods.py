@@ -1,0 +1,157 @@
+"""ToCa and ClusCa on the engine: reductions to plain reuse / forecast, r = 1 = FULL, errors."""
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+import torch
+
+import ditcache
+from ditcache import zoo
+from ditcache.plan import FULL, REUSE, Action
+from ditcache.sampling import sample
+
+FAMILIES = ["dit-tiny", "pixart-tiny", "flux-tiny", "sd3-tiny", "wan-tiny"]
+
+
+def _run(model, name, method, steps=8, batch=2):
+    noise, cond, uncond = zoo.conditioning(name, batch)
+    if method is None:
+        return sample(model, noise, cond, uncond, steps=steps, guidance_scale=3.0), None
+    with ditcache.cached(model, method) as run:
+        return sample(model, noise, cond, uncond, steps=steps, guidance_scale=3.0), run
+
+
+@dataclass
+class FullSteps:
+    """FULL on the given steps, REUSE elsewhere: the plain-reuse baseline of a schedule."""
+
+    steps: tuple[int, ...]
+    name: ClassVar[str] = "full-steps"
+
+    def validate(self):
+        pass
+
+    def plan(self, ctx, sites, store):
+        return [FULL if ctx.step in self.steps else REUSE] * len(sites)
+
+
+@pytest.mark.parametrize("name,preset", [("dit-tiny", "dit"), ("pixart-tiny", "pixart"), ("flux-tiny", "flux")])
+def test_toca_ratio_zero_is_plain_reuse_on_its_schedule(name, preset):
+    model = zoo.build(name)
+    out, run = _run(model, name, ditcache.ToCa.preset(preset, fresh_ratio=0.0), steps=12)
+    full = tuple(r.step for r in run.stats.records if all(a == "full" for a in r.actions))
+    assert run.stats.counts()["partial"] == 0 and 1 < len(full) < 12
+    ref, _ = _run(model, name, FullSteps(full), steps=12)
+    assert torch.equal(out, ref)
+
+
+@pytest.mark.parametrize("name", ["dit-tiny", "pixart-tiny"])
+def test_toca_ratio_one_equals_full(name):
+    model = zoo.build(name)
+    ref, _ = _run(model, name, None)
+    every = ditcache.ToCa(fresh_ratio=1.0, step_curve=(1.0, 0.0), layer_curve=(1.0, 0.0),
+                          module_factor=(("attn", 1.0), ("cross_attn", 1.0), ("mlp", 1.0)))
+    out, run = _run(model, name, every)
+    assert run.stats.counts()["reuse"] == 0 and run.stats.counts()["partial"] > 0
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)  # top-k permutes rows: BLAS rounding only
+
+
+def test_toca_schedule_follows_progress():
+    toca = ditcache.ToCa.preset("dit")
+    assert toca.step_interval(0.0) == 5 and toca.step_interval(0.7) == 2 and toca.step_interval(1.0) == 2
+    assert toca.fresh_ratio_at(0.0, 0.5, "mlp") == 0.0             # f_step = 4p - 1 <= 0 early
+    assert toca.fresh_ratio_at(1.0, 1.0, "mlp") == pytest.approx(0.07 * 3 * 1.2 * 2.5)
+    assert toca.fresh_ratio_at(1.0, 1.0, "attn") == 0.0
+
+
+def test_toca_tied_cfg_picks_identical_tokens_for_both_halves():
+    model = zoo.build("pixart-tiny")
+    seen = []
+    toca = ditcache.ToCa.preset("pixart", fresh_ratio=0.5)
+    orig = toca.plan
+
+    def spy(ctx, sites, store):
+        plans = orig(ctx, sites, store)
+        seen.extend(p.tokens for p in plans if p.action is Action.PARTIAL)
+        return plans
+
+    object.__setattr__(toca, "plan", spy)
+    _run(model, "pixart-tiny", toca)
+    assert seen and all(torch.equal(t[:2], t[2:]) for t in seen)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("score", ["attention", "key_norm"])
+def test_toca_runs_on_every_family(name, score):
+    model = zoo.build(name)
+    preset = {"pixart-tiny": "pixart", "wan-tiny": "pixart", "flux-tiny": "flux"}.get(name, "dit")
+    out, run = _run(model, name, ditcache.ToCa.preset(preset, fresh_ratio=0.5, score=score), steps=10)
+    assert run.stats.counts()["partial"] > 0 and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_clusca_without_propagation_is_taylorseer_outside_the_fresh_tokens(name):
+    """Feed both methods the same inputs each step: every branch output equals TaylorSeer's except at
+    the fresh tokens of PARTIAL sites (whole-block sites add their forecast to a changed input)."""
+    model = zoo.build(name)
+    _, cond, _ = zoo.conditioning(name, 2)
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.randn((2, *zoo.CONFIGS[name].latent), generator=g) for _ in range(6)]
+    scale = 1e-3 if name == "flux-tiny" else 1.0
+    ts = [torch.full((2,), t * scale) for t in (900, 800, 700, 600, 500, 400)]
+    kw = dict(interval=3, order=1, warmup=1)
+
+    def record(method):
+        outs = {}
+        with ditcache.cached(model, method, steps=6) as run:
+            hooks = [s.module.register_forward_hook(lambda m, a, o, i=s.index: outs.setdefault(i, []).append(o))
+                     for s in run.sites]
+            for x, t in zip(xs, ts):
+                model(hidden_states=x, timestep=t, return_dict=False, **cond)
+            plans = [r for r in run.stats.records]
+        for h in hooks:
+            h.remove()
+        return outs, run, plans
+
+    clus_out, clus_run, _ = record(ditcache.ClusCa(gamma=0.0, clusters=3, **kw))
+    ts_out, _, _ = record(ditcache.TaylorSeer(**kw))
+    partial_steps = [r.step for r in clus_run.stats.records if "partial" in r.actions]
+    assert partial_steps
+    for site in clus_run.sites:
+        for step in range(6):
+            a, b = clus_out[site.index][step], ts_out[site.index][step]
+            if clus_run.stats.records[step].actions[site.index] == "partial":
+                same = (a == b).all(-1)                             # (B, N) tokens left untouched
+                assert same.sum(-1).min() >= a.shape[1] - 3         # at most K = 3 fresh tokens differ
+            elif site.kind != "block":  # forecasts ignore their inputs; full steps see the same inputs
+                assert all(torch.equal(x, y) for x, y in zip(_tup(a), _tup(b)) if x is not None)
+
+
+def _tup(o):
+    return o if isinstance(o, tuple) else (o,)
+
+
+def test_clusca_propagation_changes_output_and_kmeans_is_cheap():
+    model = zoo.build("dit-tiny")
+    no_prop, _ = _run(model, "dit-tiny", ditcache.ClusCa(gamma=0.0, clusters=4, warmup=1, interval=3))
+    prop, run = _run(model, "dit-tiny", ditcache.ClusCa(gamma=0.5, clusters=4, warmup=1, interval=3))
+    assert not torch.equal(no_prop, prop)
+    assert run.stats.counts()["partial"] > 0
+
+
+def test_bad_token_method_parameters():
+    with pytest.raises(ValueError, match="r0"):
+        ditcache.ToCa(fresh_ratio=-0.1)
+    with pytest.raises(ValueError, match="score"):
+        ditcache.ToCa(score="magic")
+    with pytest.raises(KeyError, match="known"):
+        ditcache.ToCa.preset("unet")
+    with pytest.raises(ValueError, match="clusters"):
+        ditcache.ClusCa(clusters=0)
+    for g in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="gamma"):
+            ditcache.ClusCa(gamma=g)
+    model = zoo.build("dit-tiny")   # 16 image tokens
+    with pytest.raises(ValueError, match="K <= number of tokens"):
+        _run(model, "dit-tiny", ditcache.ClusCa(clusters=17, warmup=1, interval=3))

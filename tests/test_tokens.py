@@ -1,0 +1,101 @@
+"""Token tools with hand-built inputs and exact answers."""
+
+import math
+
+import pytest
+import torch
+
+from ditcache import tokens as T
+
+
+def test_attention_received_ranks_the_key_everyone_attends_to():
+    b, n, h, d = 2, 6, 2, 4
+    q = torch.ones(b, n, h, d)
+    k = torch.zeros(b, n, h, d)
+    k[:, 3] = 5.0                               # every query matches key 3 strongly
+    s = T.attention_received(q, k)
+    assert s.shape == (b, n)
+    assert (s.argmax(-1) == 3).all()
+    torch.testing.assert_close(s.sum(-1), torch.full((b,), float(n)))  # each query spreads 1 unit
+
+
+def test_attention_received_uniform_map():
+    q = torch.zeros(1, 4, 1, 2)                 # all logits 0: uniform attention
+    s = T.attention_received(q, torch.randn(1, 4, 1, 2))
+    torch.testing.assert_close(s, torch.ones(1, 4))
+
+
+def test_attention_entropy_uniform_vs_peaked():
+    k = torch.eye(4).reshape(1, 4, 1, 4) * 50   # 4 text keys, orthogonal
+    q = torch.zeros(1, 2, 1, 4)
+    q[0, 1, 0, 2] = 1.0                          # query 1 points at key 2; query 0 is uniform
+    e = T.attention_entropy(q, k)
+    assert e.shape == (1, 2)
+    assert e[0, 0] == pytest.approx(math.log(4), abs=1e-5)
+    assert e[0, 1] < 1e-3
+
+
+def test_spatial_bonus_boosts_one_token_per_cell():
+    score = torch.arange(16.0).reshape(1, 16) + 1    # 4x4 grid, increasing
+    out = T.spatial_bonus(score, (1, 4, 4), cell=2, beta=0.5)
+    boosted = (out != score).nonzero()[:, 1].tolist()
+    assert boosted == [5, 7, 13, 15]                 # the max of each 2x2 cell
+    torch.testing.assert_close(out[0, 5], score[0, 5] * 1.5)
+
+
+def test_spatial_bonus_partial_cells_get_none():
+    score = torch.ones(1, 15)
+    out = T.spatial_bonus(score, (1, 3, 5), cell=2, beta=1.0)  # last row and column: no whole cell
+    assert (out > 1).sum() == 2
+
+
+def test_top_k_tied_halves_choose_identical_tokens():
+    s = torch.randn(4, 10)
+    idx = T.top_k(s, 3, tie_halves=True)
+    assert torch.equal(idx[:2], idx[2:])
+    assert set(idx[0].tolist()) == set((s[0] + s[2]).topk(3).indices.tolist())
+    assert torch.equal(T.top_k(s, 3), s.topk(3).indices)
+
+
+def test_kmeans_finds_separable_clusters():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    truth = torch.arange(3).repeat_interleave(20)
+    x = (centres[truth] + 0.3 * torch.randn(60, 2, generator=g)).unsqueeze(0).repeat(2, 1, 1)
+    labels, centroids, iters = T.kmeans(x, 3, generator=g)
+    assert labels.shape == (2, 60) and centroids.shape == (2, 3, 2)
+    for b in range(2):
+        groups = {tuple(sorted(set(labels[b, truth == c].tolist()))) for c in range(3)}
+        assert groups == {(labels[b, 0].item(),), (labels[b, 20].item(),), (labels[b, 40].item(),)}
+        assert len({labels[b, 0].item(), labels[b, 20].item(), labels[b, 40].item()}) == 3
+    # warm start from the answer converges at once
+    again, _, iters2 = T.kmeans(x, 3, init=centroids)
+    assert torch.equal(again, labels) and iters2 == 1
+
+
+def test_kmeans_rejects_bad_k():
+    with pytest.raises(ValueError, match="K <= number of tokens"):
+        T.kmeans(torch.randn(1, 4, 2), 5)
+    with pytest.raises(ValueError):
+        T.kmeans(torch.randn(1, 4, 2), 0)
+
+
+def test_one_per_cluster_picks_members_and_fills_empty_clusters():
+    labels = torch.tensor([[0, 0, 1, 1, 1, 0], [2, 2, 2, 2, 2, 2]])
+    idx = T.one_per_cluster(labels, 3, torch.Generator().manual_seed(1))
+    assert idx.shape == (2, 3)
+    assert labels[0, idx[0, 0]] == 0 and labels[0, idx[0, 1]] == 1   # cluster 2 is empty in sample 0
+    assert labels[1, idx[1, 2]] == 2
+
+
+def test_propagate_moves_towards_fresh_cluster_mean_and_keeps_fresh_rows():
+    out = torch.zeros(1, 4, 2)
+    out[0, 1] = torch.tensor([2.0, 4.0])        # fresh row of cluster 0
+    labels = torch.tensor([[0, 0, 1, 1]])        # cluster 1 has no fresh row
+    idx = torch.tensor([[1]])
+    res = T.propagate(out, idx, labels, 2, gamma=0.25)
+    torch.testing.assert_close(res[0, 1], torch.tensor([2.0, 4.0]))
+    torch.testing.assert_close(res[0, 0], torch.tensor([0.5, 1.0]))
+    torch.testing.assert_close(res[0, 2:], torch.zeros(2, 2))
+    assert torch.equal(T.propagate(out, idx, labels, 2, gamma=0.0), out)
+    torch.testing.assert_close(T.propagate(out, idx, labels, 2, gamma=1.0)[0, 0], torch.tensor([2.0, 4.0]))
