@@ -74,6 +74,31 @@ def cmd_train_default(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import json
+
+    from .learn.l2c import L2CTrainConfig, train_l2c
+    from .learn.tokencache import TokenCacheTrainConfig, train_tokencache
+    from .methods.artifacts import artifact_path
+    from .models import load_default
+
+    _threads(args.threads)
+    model = load_default(args.model)
+    given = {"steps": args.steps, "iters": args.iters, "seed": args.seed}
+    if args.method == "l2c":
+        cfg = L2CTrainConfig(**given, **({"lam": args.lam} if args.lam is not None else {}))
+        art, losses = train_l2c(model, cfg)
+    else:
+        extra = {k: v for k, v in (("ratio", args.ratio), ("architecture", args.architecture)) if v is not None}
+        cfg = TokenCacheTrainConfig(**given, **extra)
+        art, losses = train_tokencache(model, cfg)
+    out = art.save(args.out or artifact_path(args.model, args.method))
+    (out.with_suffix(".json")).write_text(json.dumps({"config": art.config, "losses": losses}, indent=1))
+    print(f"wrote {out}: final loss {sum(losses[-20:]) / len(losses[-20:]):.4f} "
+          f"(first {sum(losses[:20]) / len(losses[:20]):.4f}); loss curve in {out.with_suffix('.json')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="ditcache", description="Feature caching for diffusion transformers.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -102,6 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--log-every", type=int, default=50)
     t.add_argument("--threads", type=int, default=None)
     t.set_defaults(fn=cmd_train_default)
+
+    tr = sub.add_parser("train", help="train a learned method's artifact (L2C router, TokenCache predictor)")
+    tr.add_argument("method", choices=["l2c", "tokencache"])
+    tr.add_argument("--model", choices=["dit", "flux"], required=True)
+    tr.add_argument("--steps", type=int, default=50, help="sampling steps the artifact is for")
+    tr.add_argument("--iters", type=int, default=400)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--lam", type=float, default=None, help="L2C: weight of mean(beta)")
+    tr.add_argument("--ratio", type=float, default=None, help="TokenCache: target share of recomputed tokens")
+    tr.add_argument("--architecture", choices=["table", "factored"], default=None, help="TokenCache predictor")
+    tr.add_argument("--out", default=None, help="output path (default: the shipped artifact of --model)")
+    tr.add_argument("--threads", type=int, default=None)
+    tr.set_defaults(fn=cmd_train)
     return ap
 
 

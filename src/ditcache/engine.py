@@ -106,6 +106,9 @@ class Run:
             raise ValueError(f"steps must be a positive int, got {steps!r}")
         self.method = resolve_method(method)
         self.sites: list[Site] = adapters.find_sites(self.model)
+        bind = getattr(self.method, "bind", None)
+        if callable(bind):  # learned methods check that their artifact fits this model
+            bind(self.model, self.sites)
         self.spec = adapters.model_spec(self.model)
         self.store = Store()
         self.stats = RunStats([s.name for s in self.sites])
@@ -299,7 +302,10 @@ class Run:
                 self.store.entries[key].data["input"] = (args, kwargs)
             return out
         base = self.store.predict(key, self.coord, plan.order if action is not Action.REUSE else 0)
-        if action is Action.PARTIAL:
+        if action is Action.BLEND:
+            fresh, _ = as_tuple(orig(*args, **kwargs))
+            base = tuple(None if b is None else b + plan.weight * (f - b) for f, b in zip(fresh, base))
+        elif action is Action.PARTIAL:
             x = args[0] if args else kwargs["hidden_states"]      # (B, N, D)
             sub_args, sub_kwargs = _subset_call(site, x, gather_tokens(x, plan.tokens), args, kwargs)
             fresh = orig(*sub_args, **sub_kwargs)                  # (B, k, D): the only heavy work
@@ -342,6 +348,9 @@ class Run:
         if action is Action.PARTIAL:
             raise ValueError(f"{site.name}: whole-block sites cannot run PARTIAL")
         delta = self.store.predict(key, self.coord, plan.order if action is not Action.REUSE else 0)
+        if action is Action.BLEND:
+            fresh = as_tuple(orig(*args, **kwargs))[0]
+            delta = tuple(d + plan.weight * (o - x - d) for o, x, d in zip(fresh, xs, delta))
         return from_tuple(tuple(x + d for x, d in zip(xs, delta)), len(xs) == 1)
 
 

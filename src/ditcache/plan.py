@@ -16,6 +16,7 @@ class Action(enum.Enum):
     FORECAST = "forecast"  # return the Taylor forecast from the stored factors
     PARTIAL = "partial"    # run the module on a token subset, scatter into the reuse/forecast base
     SKIP = "skip"          # contribute nothing: a branch returns zeros, a block returns its input
+    BLEND = "blend"        # training only: weight * fresh + (1 - weight) * cached, differentiable in weight
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Plan:
     keep_input: bool = False            # FULL: keep the call's inputs in the store (for token scores)
     propagate: tuple | None = None      # PARTIAL: (labels (B, N), K, gamma): move every token towards
     #                                     its cluster's fresh mean by gamma (ClusCa)
+    weight: torch.Tensor | None = None  # BLEND: scalar (per site, L2C) or (N, 1) (per token, TokenCache)
 
     @property
     def n_tokens(self) -> int:

@@ -6,9 +6,11 @@ import dataclasses
 
 from .clusca import ClusCa
 from .fora import FORA
+from .l2c import L2C
 from .nocache import NoCache
 from .taylorseer import TaylorSeer
 from .toca import ToCa
+from .tokencache import TokenCache
 
 METHODS: dict[str, type] = {
     "none": NoCache,
@@ -16,6 +18,8 @@ METHODS: dict[str, type] = {
     "taylorseer": TaylorSeer,
     "toca": ToCa,
     "clusca": ClusCa,
+    "l2c": L2C,
+    "tokencache": TokenCache,
 }
 
 
@@ -60,4 +64,4 @@ def resolve_method(method):
     return method
 
 
-__all__ = ["FORA", "METHODS", "ClusCa", "NoCache", "TaylorSeer", "ToCa", "describe", "parse_method", "resolve_method"]
+__all__ = ["FORA", "L2C", "METHODS", "ClusCa", "NoCache", "TaylorSeer", "ToCa", "TokenCache", "describe", "parse_method", "resolve_method"]

@@ -1,0 +1,52 @@
+"""Learning-to-Cache (Ma et al., arXiv 2406.01733, NeurIPS'24): a learned static layer router.
+
+Full steps recur every ``interval`` steps (L2C alternates full and cache steps: 2). On a cache step,
+a branch is computed iff its learned score beta = sigmoid(theta[step, site]) exceeds ``threshold``;
+otherwise its output from the last full step is reused. The router is an artifact trained for one
+model, sampler and step count (``ditcache train l2c``); applying it elsewhere is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from ..plan import FULL, REUSE, Plan, Site, StepContext, periodic_full
+from .artifacts import load_artifact
+
+
+@dataclass
+class L2C:
+    artifact: str = "dit"     # a router file, or the name of a shipped default ('dit' | 'flux')
+    threshold: float = 0.1    # compute a branch on a cache step iff beta > threshold (L2C's DiT-256 value)
+    interval: int = 2         # full step every `interval` steps; the router was trained for one value
+
+    name: ClassVar[str] = "l2c"
+
+    def __post_init__(self) -> None:
+        self.validate()
+        self._art = None
+
+    def validate(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"L2C.threshold must be in [0, 1], got {self.threshold}")
+        if not isinstance(self.interval, int) or self.interval < 1:
+            raise ValueError(f"L2C.interval must be an int >= 1, got {self.interval!r}")
+
+    def bind(self, model, sites: list[Site]) -> None:
+        art = load_artifact(self.artifact, "l2c")
+        art.check_model(model)
+        if art.tensors["theta"].shape[1] != len(sites):
+            raise ValueError(f"router has {art.tensors['theta'].shape[1]} sites, the model {len(sites)}")
+        if art.config.get("interval") != self.interval:
+            raise ValueError(f"router was trained for interval {art.config.get('interval')}, not {self.interval}")
+        self._art = art
+        self._compute = torch.sigmoid(art.tensors["theta"]) > self.threshold   # (T, S) bool
+
+    def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
+        self._art.check_step(ctx.step, ctx.num_steps, ctx.timestep)
+        if periodic_full(ctx.step, 0, self.interval):
+            return [FULL] * len(sites)
+        return [FULL if c else REUSE for c in self._compute[ctx.step].tolist()]
