@@ -88,8 +88,12 @@ def sample(
     guidance_scale: float = 1.0,
     scheduler=None,
     progress: bool = False,
+    before_call=None,
 ) -> torch.Tensor:
-    """Denoise ``noise`` (the model's input layout) in ``steps`` steps; returns the final latents."""
+    """Denoise ``noise`` (the model's input layout) in ``steps`` steps; returns the final latents.
+
+    before_call(step_index, timestep, num_steps), if given, runs before each model call (peers that
+    need a cache context per call set it there)."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     fam = family(model)
@@ -100,7 +104,9 @@ def sample(
     kwargs = _cfg_batch(cond, uncond, fam.unbatched) if use_cfg else dict(cond)
     kwargs.update(fam.fixed)
     x = noise * getattr(scheduler, "init_noise_sigma", 1.0)  # DDIM: 1; flow matching starts at pure noise
-    for t in tqdm(scheduler.timesteps, desc="sampling", disable=not progress, leave=False):
+    for i, t in enumerate(tqdm(scheduler.timesteps, desc="sampling", disable=not progress, leave=False)):
+        if before_call is not None:
+            before_call(i, t, steps)
         xin = torch.cat([x, x]) if use_cfg else x                   # (2B, ...) with CFG
         xin = scheduler.scale_model_input(xin, t) if hasattr(scheduler, "scale_model_input") else xin
         tt = torch.full((xin.shape[0],), float(t) * fam.timestep_scale, dtype=x.dtype)

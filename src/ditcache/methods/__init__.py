@@ -64,4 +64,7 @@ def resolve_method(method):
     return method
 
 
-__all__ = ["FORA", "L2C", "METHODS", "ClusCa", "NoCache", "TaylorSeer", "ToCa", "TokenCache", "describe", "parse_method", "resolve_method"]
+__all__ = [
+    "FORA", "L2C", "METHODS", "ClusCa", "NoCache", "TaylorSeer", "ToCa", "TokenCache",
+    "describe", "parse_method", "resolve_method",
+]
