@@ -350,3 +350,21 @@ def test_user_registered_plain_torch_block():
     assert all(torch.equal(a, b) for a, b in zip(ref, same))
     assert [s.name for s in run.sites] == ["blocks.0.attn", "blocks.0.mlp", "blocks.1.attn", "blocks.1.mlp"]
     assert run2.stats.full_steps() == 2 and not torch.equal(cached[1], ref[1])
+
+
+@pytest.mark.parametrize("method", [ditcache.ToCa(fresh_ratio=0.5), ditcache.ClusCa(clusters=3, warmup=1, interval=3),
+                                    ditcache.TaylorSeer(interval=3)])
+def test_trace_replays_exactly(method):
+    from ditcache.methods import Replay
+
+    model = zoo.build("pixart-tiny")
+    noise, cond, uncond = zoo.conditioning("pixart-tiny", 2)
+    with ditcache.cached(model, method, trace=True) as run:
+        a = sample(model, noise, cond, uncond, steps=7, guidance_scale=3.0)
+        b = sample(model, noise * 0.5, cond, uncond, steps=7, guidance_scale=3.0)
+    assert len(run.trace) == 2 and len(run.trace[0]) == 7
+    with ditcache.cached(model, Replay().load(run.trace)) as replay:
+        a2 = sample(model, noise, cond, uncond, steps=7, guidance_scale=3.0)
+        b2 = sample(model, noise * 0.5, cond, uncond, steps=7, guidance_scale=3.0)
+    assert torch.equal(a, a2) and torch.equal(b, b2)
+    assert [r.actions for r in replay.stats.records] == [r.actions for r in run.stats.records]

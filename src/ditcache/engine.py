@@ -95,7 +95,7 @@ class RunStats:
 class Run:
     """One model under one method: the hooks, the store and the stats. Use ``remove()`` to undo."""
 
-    def __init__(self, target, method, *, steps: int | None = None) -> None:
+    def __init__(self, target, method, *, steps: int | None = None, trace: bool = False) -> None:
         self.model, scheduler = _find_model(target)
         if getattr(self.model, "_ditcache_run", None) is not None:
             raise RuntimeError(
@@ -113,6 +113,7 @@ class Run:
         self.store = Store()
         self.stats = RunStats([s.name for s in self.sites])
         self.num_steps = steps
+        self.trace: list[list[list[dict]]] | None = [] if trace else None  # generations > calls > site plans
         self.step = -1
         self.branch = 0
         self.coord = 0.0
@@ -265,6 +266,10 @@ class Run:
             else:
                 out = orig(*args, **kwargs)
             wall = time.perf_counter() - start
+            if self.trace is not None:
+                if self._ctx.step == 0 and self._ctx.branch == 0:
+                    self.trace.append([])
+                self.trace[-1].append([plan_to_dict(p) for p in self.plans])
             self.stats.records.append(CallRecord(
                 self._ctx.step, self._ctx.branch, self._ctx.timestep, self._ctx.progress,
                 [p.action.value for p in self.plans], [p.n_tokens for p in self.plans],
@@ -390,15 +395,36 @@ def _find_model(target) -> tuple[nn.Module, object | None]:
     )
 
 
-def apply(target, method, *, steps: int | None = None) -> Run:
-    """Hook ``method`` into a transformer or pipeline. Returns the run; ``run.remove()`` undoes it."""
-    return Run(target, method, steps=steps)
+def plan_to_dict(plan: Plan) -> dict:
+    """A JSON-able record of a plan (tokens and cluster labels as nested lists), for traces."""
+    d = {"action": plan.action.value, "order": plan.order, "write_back": plan.write_back}
+    if plan.tokens is not None:
+        d["tokens"] = plan.tokens.tolist()
+    if plan.propagate is not None:
+        labels, k, gamma = plan.propagate
+        d["propagate"] = [labels.tolist(), k, gamma]
+    return d
+
+
+def plan_from_dict(d: dict) -> Plan:
+    tokens = torch.tensor(d["tokens"], dtype=torch.long) if "tokens" in d else None
+    prop = d.get("propagate")
+    if prop is not None:
+        prop = (torch.tensor(prop[0], dtype=torch.long), prop[1], prop[2])
+    return Plan(Action(d["action"]), tokens=tokens, order=d["order"], write_back=d["write_back"], propagate=prop)
+
+
+def apply(target, method, *, steps: int | None = None, trace: bool = False) -> Run:
+    """Hook ``method`` into a transformer or pipeline. Returns the run; ``run.remove()`` undoes it.
+
+    trace: keep every call's plans in ``run.trace`` (replayable with ``ditcache.methods.Replay``)."""
+    return Run(target, method, steps=steps, trace=trace)
 
 
 @contextmanager
-def cached(target, method, *, steps: int | None = None):
+def cached(target, method, *, steps: int | None = None, trace: bool = False):
     """``with ditcache.cached(pipe_or_model, ditcache.FORA(interval=3)) as run: ...``"""
-    run = Run(target, method, steps=steps)
+    run = Run(target, method, steps=steps, trace=trace)
     try:
         yield run
     finally:

@@ -8,6 +8,7 @@ from .clusca import ClusCa
 from .fora import FORA
 from .l2c import L2C
 from .nocache import NoCache
+from .replay import Replay
 from .taylorseer import TaylorSeer
 from .toca import ToCa
 from .tokencache import TokenCache
@@ -65,6 +66,6 @@ def resolve_method(method):
 
 
 __all__ = [
-    "FORA", "L2C", "METHODS", "ClusCa", "NoCache", "TaylorSeer", "ToCa", "TokenCache",
+    "FORA", "L2C", "METHODS", "ClusCa", "NoCache", "Replay", "TaylorSeer", "ToCa", "TokenCache",
     "describe", "parse_method", "resolve_method",
 ]

@@ -1,0 +1,52 @@
+"""Replay: play back the plans a traced run recorded, call by call, to reproduce it exactly."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from ..plan import Plan, Site, StepContext
+
+
+@dataclass
+class Replay:
+    trace: str = ""  # a JSON file written by `ditcache bench --trace` (or a run's .trace saved as JSON)
+
+    name: ClassVar[str] = "replay"
+
+    def __post_init__(self) -> None:
+        self._generations: list | None = None
+        self._gen = -1
+        self._call = 0
+
+    def validate(self) -> None:
+        if not self.trace and self._generations is None:
+            raise ValueError("Replay needs a trace file (or .load(run.trace))")
+
+    def load(self, generations: list) -> Replay:
+        """Use in-memory trace data (``run.trace``) instead of a file."""
+        self._generations = generations
+        return self
+
+    def bind(self, model, sites: list[Site]) -> None:
+        if self._generations is None:
+            data = json.loads(Path(self.trace).read_text())
+            self._generations = data["generations"] if isinstance(data, dict) else data
+        self._gen, self._call = -1, 0
+
+    def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
+        from ..engine import plan_from_dict
+
+        if ctx.step == 0 and ctx.branch == 0:
+            self._gen, self._call = self._gen + 1, 0
+        try:
+            calls = self._generations[self._gen][self._call]
+        except IndexError:
+            raise ValueError(f"the trace has no call {self._call} in generation {self._gen}: "
+                             "it was recorded for another schedule or batch split") from None
+        if len(calls) != len(sites):
+            raise ValueError(f"the trace has {len(calls)} sites per call, this model {len(sites)}")
+        self._call += 1
+        return [plan_from_dict(d) for d in calls]
