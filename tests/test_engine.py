@@ -215,7 +215,8 @@ def test_fora_counts_and_flops(interval, full):
     _, run = _generate(model, "dit-tiny", steps=10, method=ditcache.FORA(interval=interval))
     n = len(run.sites)
     assert run.stats.full_steps() == full
-    assert run.stats.counts() == {"full": full * n, "reuse": (10 - full) * n, "forecast": 0, "partial": 0, "skip": 0}
+    assert run.stats.counts() == {"full": full * n, "reuse": (10 - full) * n, "forecast": 0, "partial": 0, "skip": 0,
+                                    "blend": 0}
     per_full = ref_run.stats.flops / 10
     reuse_call = [r.flops for r in run.stats.records if r.actions[0] == "reuse"]
     assert run.stats.flops == pytest.approx(full * per_full + (10 - full) * (reuse_call[0] if reuse_call else 0))

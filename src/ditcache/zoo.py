@@ -24,8 +24,6 @@ class ZooEntry:
     cls: type
     kwargs: dict
     latent: tuple[int, ...]  # per-sample input shape of hidden_states
-    text: tuple[int, int] = (0, 0)  # (tokens, dim) of encoder_hidden_states; (0, 0) = none
-    pooled: int = 0                 # dim of pooled_projections; 0 = none
 
 
 _DIT = dict(norm_type="ada_norm_zero", num_embeds_ada_norm=1000)
@@ -36,18 +34,18 @@ CONFIGS: dict[str, ZooEntry] = {
     "pixart-tiny": ZooEntry(PixArtTransformer2DModel, dict(
         num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=2, sample_size=8,
         patch_size=2, cross_attention_dim=16, caption_channels=12, norm_type="ada_norm_single",
-        use_additional_conditions=False), (4, 8, 8), text=(5, 12)),
+        use_additional_conditions=False), (4, 8, 8)),
     "flux-tiny": ZooEntry(FluxTransformer2DModel, dict(
         patch_size=1, in_channels=4, out_channels=4, num_layers=1, num_single_layers=2, attention_head_dim=8,
         num_attention_heads=2, joint_attention_dim=12, pooled_projection_dim=10, guidance_embeds=False,
-        axes_dims_rope=(2, 2, 4)), (16, 4), text=(5, 12), pooled=10),
+        axes_dims_rope=(2, 2, 4)), (16, 4)),
     "sd3-tiny": ZooEntry(SD3Transformer2DModel, dict(
         sample_size=8, patch_size=2, in_channels=4, out_channels=4, num_layers=2, attention_head_dim=8,
         num_attention_heads=2, joint_attention_dim=12, caption_projection_dim=16, pooled_projection_dim=10,
-        pos_embed_max_size=16), (4, 8, 8), text=(5, 12), pooled=10),
+        pos_embed_max_size=16), (4, 8, 8)),
     "wan-tiny": ZooEntry(WanTransformer3DModel, dict(
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4,
-        text_dim=12, freq_dim=16, ffn_dim=32, num_layers=2, rope_max_seq_len=32), (4, 2, 8, 8), text=(5, 12)),
+        text_dim=12, freq_dim=16, ffn_dim=32, num_layers=2, rope_max_seq_len=32), (4, 2, 8, 8)),
     # ~1 s per uncached 50-step generation of batch 2 (CFG) on 2 CPU cores: 256 tokens, hidden 256.
     "dit-bench": ZooEntry(DiTTransformer2DModel, dict(
         num_attention_heads=4, attention_head_dim=64, in_channels=4, out_channels=8, num_layers=4,
@@ -55,7 +53,7 @@ CONFIGS: dict[str, ZooEntry] = {
     "flux-bench": ZooEntry(FluxTransformer2DModel, dict(
         patch_size=1, in_channels=16, out_channels=16, num_layers=2, num_single_layers=4, attention_head_dim=64,
         num_attention_heads=4, joint_attention_dim=64, pooled_projection_dim=64, guidance_embeds=False,
-        axes_dims_rope=(16, 24, 24)), (256, 16), text=(8, 64), pooled=64),
+        axes_dims_rope=(16, 24, 24)), (256, 16)),
     # The real architectures (random weights): for speed on GPUs.
     "dit-xl-2": ZooEntry(DiTTransformer2DModel, dict(
         num_attention_heads=16, attention_head_dim=72, in_channels=4, out_channels=8, num_layers=28,
@@ -63,7 +61,7 @@ CONFIGS: dict[str, ZooEntry] = {
     "flux-dev": ZooEntry(FluxTransformer2DModel, dict(
         patch_size=1, in_channels=64, out_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
         num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True,
-        axes_dims_rope=(16, 56, 56)), (4096, 64), text=(512, 4096), pooled=768),
+        axes_dims_rope=(16, 56, 56)), (4096, 64)),
 }
 
 
@@ -80,27 +78,50 @@ def build(name: str, seed: int = 0) -> nn.Module:
 def conditioning(name: str, batch: int, seed: int = 0) -> tuple[torch.Tensor, dict, dict]:
     """(noise, cond kwargs, uncond kwargs) for ``batch`` samples of zoo model ``name``."""
     entry = CONFIGS[name]
+    return conditioning_for(entry.cls.__name__, entry.kwargs, batch, seed, latent=entry.latent)
+
+
+def latent_shape(cls_name: str, config: dict) -> tuple[int, ...]:
+    """Per-sample input shape of hidden_states for a model class and config (Flux: 256 packed tokens)."""
+    c = config["in_channels"]
+    if cls_name == "FluxTransformer2DModel":
+        return (256, c)
+    if cls_name == "WanTransformer3DModel":
+        return (c, 2, 16, 16)
+    size = config.get("sample_size") or 32
+    return (c, size, size)
+
+
+def conditioning_for(cls_name: str, config, batch: int, seed: int = 0, latent: tuple[int, ...] | None = None):
+    """(noise, cond, uncond) with random text embeddings for any of the five supported model classes.
+
+    config: a model's ``.config`` (a mapping); latent: per-sample input shape (default from the config).
+    The uncond branch gets zero embeddings (DiT: its null class)."""
+    latent = latent or latent_shape(cls_name, config)
     g = torch.Generator().manual_seed(seed)
-    noise = torch.randn((batch, *entry.latent), generator=g)
+    noise = torch.randn((batch, *latent), generator=g)
     cond: dict = {}
     uncond: dict = {}
-    if entry.cls is DiTTransformer2DModel:
-        cond["class_labels"] = torch.randint(0, 1000, (batch,), generator=g)
-        uncond["class_labels"] = torch.full((batch,), 1000)  # DiT's null class
-    if entry.text[0]:
-        cond["encoder_hidden_states"] = torch.randn((batch, *entry.text), generator=g)
-        uncond["encoder_hidden_states"] = torch.zeros((batch, *entry.text))
-    if entry.pooled:
-        cond["pooled_projections"] = torch.randn((batch, entry.pooled), generator=g)
-        uncond["pooled_projections"] = torch.zeros((batch, entry.pooled))
-    if entry.cls is FluxTransformer2DModel:
-        side = int(entry.latent[0] ** 0.5)
+    text_dim = {"PixArtTransformer2DModel": "caption_channels", "FluxTransformer2DModel": "joint_attention_dim",
+                "SD3Transformer2DModel": "joint_attention_dim", "WanTransformer3DModel": "text_dim"}.get(cls_name)
+    if cls_name == "DiTTransformer2DModel":
+        n = config.get("num_embeds_ada_norm") or 1000
+        cond["class_labels"] = torch.randint(0, n, (batch,), generator=g)
+        uncond["class_labels"] = torch.full((batch,), n)  # DiT's null class
+    if text_dim is not None:
+        cond["encoder_hidden_states"] = torch.randn((batch, 8, config[text_dim]), generator=g)
+        uncond["encoder_hidden_states"] = torch.zeros((batch, 8, config[text_dim]))
+    if config.get("pooled_projection_dim") and cls_name != "PixArtTransformer2DModel":
+        cond["pooled_projections"] = torch.randn((batch, config["pooled_projection_dim"]), generator=g)
+        uncond["pooled_projections"] = torch.zeros((batch, config["pooled_projection_dim"]))
+    if cls_name == "FluxTransformer2DModel":
+        side = int(latent[0] ** 0.5)
         ids = torch.zeros(side, side, 3)
         ids[..., 1] = torch.arange(side)[:, None]
         ids[..., 2] = torch.arange(side)[None, :]
         for d in (cond, uncond):
             d["img_ids"] = ids.reshape(-1, 3)
-            d["txt_ids"] = torch.zeros(entry.text[0], 3)
-        if entry.kwargs.get("guidance_embeds"):
+            d["txt_ids"] = torch.zeros(8, 3)
+        if config.get("guidance_embeds"):
             cond["guidance"] = uncond["guidance"] = torch.full((batch,), 3.5)
     return noise, cond, uncond
