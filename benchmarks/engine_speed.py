@@ -67,7 +67,7 @@ def main() -> None:
             flop_x = base_run.stats.flops / run.stats.flops
             wall_x = t0 / median(times[label])
             rows.append([
-                f"{label} (`{describe(m)}`)", run.stats.full_steps(), f"{run.stats.flops / 1e9:.1f}",
+                f"{label} (`{describe(m, full=True)}`)", run.stats.full_steps(), f"{run.stats.flops / 1e9:.1f}",
                 f"{flop_x:.2f}", f"{wall_x:.2f}", f"{median(times[label]):.3f}",
                 f"{wall_x / flop_x:.0%}", f"{relative_error(out, ref):.2e}",
             ])

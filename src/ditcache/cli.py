@@ -61,7 +61,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
     from .methods import METHODS, describe
 
     for name, cls in METHODS.items():
-        print(f"{name:12s} {describe(cls())}")
+        print(f"{name:12s} {describe(cls(), full=True)}")
     return 0
 
 
@@ -71,6 +71,29 @@ def cmd_train_default(args: argparse.Namespace) -> int:
     given = {"steps": args.steps, "batch_size": args.batch_size, "out_path": args.out}
     train_default(args.model, seed=args.seed, threads=args.threads or 1, log_every=args.log_every,
                   **{k: v for k, v in given.items() if v is not None})
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import BenchConfig, run_bench
+
+    if args.config and not args.random_weights:
+        print("ditcache: error: --config builds a model with random weights; confirm with --random-weights",
+              file=sys.stderr)
+        return 2
+    cfg = BenchConfig(model=args.model, methods=args.methods, peers=args.peers, seeds=args.seeds, steps=args.steps,
+                      batch=args.batch, repeats=args.repeats, budget=args.budget, trace=args.trace,
+                      replay=args.replay, config=args.config, speed_only=args.speed_only, out=args.out,
+                      threads=args.threads or min(2, os.cpu_count() or 1))
+    if cfg.budget:
+        from .bench import parse_budget
+
+        parse_budget(cfg.budget)  # fail before hours of work, not after
+    report = run_bench(cfg)
+    if report:
+        from .bench import report_markdown
+
+        print(report_markdown(report))
     return 0
 
 
@@ -128,6 +151,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=None)
     t.set_defaults(fn=cmd_train_default)
 
+    b = sub.add_parser("bench", help="every method and peer on one model: speed, FLOPs, memory, quality")
+    b.add_argument("--model", default="dit", help="'dit', 'flux' (shipped defaults) or a local diffusers model folder")
+    b.add_argument("--methods", default="all", help="comma list of methods, 'all' or 'none'")
+    b.add_argument("--peers", default="none", help="comma list of peers, 'all' or 'none' (needs ditcache[peers])")
+    b.add_argument("--seeds", type=int, default=64, help="images per setting")
+    b.add_argument("--steps", type=int, default=50)
+    b.add_argument("--batch", type=int, default=16, help="images per model call batch")
+    b.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds")
+    b.add_argument("--budget", default=None, help="e.g. 'psnr>=30' or 'fd<=1.05x': fastest setting per method")
+    b.add_argument("--trace", action="store_true", help="save each ditcache run's per-step, per-site plans")
+    b.add_argument("--replay", default=None, help="benchmark exactly the run recorded in this trace file")
+    b.add_argument("--config", default=None, help="a zoo architecture (e.g. dit-xl-2, flux-dev) instead of --model")
+    b.add_argument("--random-weights", action="store_true", help="required with --config")
+    b.add_argument("--speed-only", action="store_true", help="no quality columns")
+    b.add_argument("--out", default="bench-out")
+    b.add_argument("--threads", type=int, default=None)
+    b.set_defaults(fn=cmd_bench)
+
     tr = sub.add_parser("train", help="train a learned method's artifact (L2C router, TokenCache predictor)")
     tr.add_argument("method", choices=["l2c", "tokencache"])
     tr.add_argument("--model", choices=["dit", "flux"], required=True)
@@ -148,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (KeyError, ValueError, FileNotFoundError, TypeError) as e:
+    except (KeyError, ValueError, FileNotFoundError, TypeError, ImportError) as e:
         print(f"ditcache: error: {e}", file=sys.stderr)
         return 2
 

@@ -47,10 +47,16 @@ def parse_method(text: str):
     return cls(**kwargs)
 
 
-def describe(method) -> str:
-    """The inverse of parse_method: ``fora:interval=3,warmup=0``."""
-    args = ",".join(f"{f.name}={getattr(method, f.name)}" for f in dataclasses.fields(method))
+def describe(method, full: bool = False) -> str:
+    """``fora:interval=3``: the method and the settings that differ from its defaults (all with full)."""
+    default = type(method)()
+    args = ",".join(f"{f.name}={_short(getattr(method, f.name))}" for f in dataclasses.fields(method)
+                    if full or getattr(method, f.name) != getattr(default, f.name))
     return f"{method.name}:{args}" if args else method.name
+
+
+def _short(value) -> str:
+    return str(value).replace(" ", "").replace("'", "")
 
 
 def resolve_method(method):

@@ -1,0 +1,81 @@
+"""`ditcache bench` end to end on a tiny random-weight model: report, budget, trace/replay, 2 processes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ditcache.bench import BenchConfig, Row, best_under_budget, parse_budget, run_bench
+
+SMALL = dict(config="dit-tiny", seeds=4, steps=6, batch=2, repeats=1, peers="none", threads=1)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    rep = run_bench(BenchConfig(methods="fora,clusca", budget="psnr>=40", trace=True, out=str(out), **SMALL),
+                    log=lambda *a: None)
+    return rep, out
+
+
+def test_report_has_every_setting_and_the_files(report):
+    rep, out = report
+    rows = rep["rows"]
+    assert rows[0]["setting"] == "uncached" and rows[0]["wall_speedup"] == 1.0
+    assert [r["method"] for r in rows[1:]] == ["fora"] * 4 + ["clusca"] * 4
+    fora2 = rows[1]
+    assert fora2["flop_speedup"] > 1.2 and fora2["psnr"] > 0 and fora2["error"] is None
+    for name in ("report.md", "report.json", "pareto.png"):
+        assert (out / name).stat().st_size > 0
+    assert "fora:interval=2" in (out / "report.md").read_text()
+    assert "budget" in rep and rep["versions"]["diffusers"] == "0.42.1"
+
+
+def test_replay_of_a_trace_reproduces_the_run(report, tmp_path):
+    rep, out = report
+    trace = sorted(out.glob("trace_*_clusca.json"))[0]
+    setting = json.loads(trace.read_text())["setting"]
+    again = run_bench(BenchConfig(replay=str(trace), out=str(tmp_path), **SMALL), log=lambda *a: None)
+    original = next(r for r in rep["rows"] if r["setting"] == setting)
+    replayed = again["rows"][1]
+    assert replayed["method"] == "replay"
+    assert replayed["psnr"] == original["psnr"] and replayed["gflops_per_image"] == original["gflops_per_image"]
+
+
+def test_budget_picks_the_fastest_setting_that_meets_it():
+    rows = [Row("reference", "none", "uncached", psnr=99.0, wall_speedup=1.0),
+            Row("ditcache", "fora", "a", psnr=35.0, wall_speedup=2.0),
+            Row("ditcache", "fora", "b", psnr=25.0, wall_speedup=3.0),
+            Row("ditcache", "fora", "c", psnr=31.0, wall_speedup=2.5),
+            Row("peer", "fbcache", "d", psnr=40.0, wall_speedup=1.5, error=None),
+            Row("peer", "fbcache", "e", psnr=45.0, wall_speedup=None, error="broke")]
+    best = best_under_budget(rows, "psnr>=30")
+    assert best["ditcache:fora"].setting == "c" and best["peer:fbcache"].setting == "d"
+    assert parse_budget("fd<=1.05x") == ("fd", "<=", 1.05, True)
+    with pytest.raises(ValueError, match="bad budget"):
+        parse_budget("speed>=2")
+
+
+def test_unknown_method_is_refused(tmp_path):
+    with pytest.raises(KeyError, match="unknown method"):
+        run_bench(BenchConfig(methods="nope", out=str(tmp_path), **SMALL), log=lambda *a: None)
+
+
+def test_two_processes_give_the_same_report_as_one(tmp_path):
+    args = ["bench", "--config", "dit-tiny", "--random-weights", "--methods", "fora,taylorseer", "--peers", "none",
+            "--seeds", "8", "--steps", "5", "--batch", "2", "--repeats", "1", "--threads", "1"]
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", HF_HUB_OFFLINE="1")
+    one = subprocess.run([sys.executable, "-m", "ditcache", *args, "--out", str(tmp_path / "one")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                          "-m", "ditcache", *args, "--out", str(tmp_path / "two")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-2000:]
+    a = json.loads((tmp_path / "one" / "report.json").read_text())
+    b = json.loads((tmp_path / "two" / "report.json").read_text())
+    assert a["processes"] == 1 and b["processes"] == 2
+    keys = ("method", "setting", "psnr", "ssim", "gflops_per_image", "flop_speedup", "cache_mib")
+    assert [{k: r[k] for k in keys} for r in a["rows"]] == [{k: r[k] for k in keys} for r in b["rows"]]
