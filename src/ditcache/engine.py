@@ -131,16 +131,17 @@ class Run:
                 "cannot tell the denoising steps apart; register the model with "
                 "ditcache.register_model(cls, ModelSpec(timestep_arg=...))"
             )
-        self._install(scheduler)
         self._plan_s = 0.0
+        try:
+            self._install(scheduler)
+        except BaseException:
+            self.remove()  # never leave a half-hooked model behind
+            raise
 
     # ----------------------------------------------------------------- hooks
     def _patch(self, obj, attr: str, fn) -> None:
-        had = attr in obj.__dict__
-        self._restore.append((obj, attr, obj.__dict__[attr] if had else None))
+        self._restore.append((obj, attr, obj.__dict__.get(attr, _ABSENT)))
         setattr(obj, attr, fn)
-        if not had:
-            self._restore[-1] = (obj, attr, _ABSENT)
 
     def _install(self, scheduler) -> None:
         self._patch(self.model, "forward", self._model_forward(self.model.forward))
@@ -257,12 +258,14 @@ class Run:
             shapes = tuple(tuple(v.shape) for v in inputs.values() if isinstance(v, torch.Tensor))
             key = (tuple((p.action, p.n_tokens) for p in self.plans), shapes)
             memo = self._flop_memo.get(key)
-            if memo is None:
+            if memo is None:  # first call of this plan shape: count its FLOPs, per site too
                 self._meter = [0] * len(self.sites)
-                with flop_counter() as self._counter:
-                    out = orig(*args, **kwargs)
-                memo = self._flop_memo[key] = (self._counter.get_total_flops(), self._meter)
-                self._counter = self._meter = None
+                try:
+                    with flop_counter() as self._counter:
+                        out = orig(*args, **kwargs)
+                    memo = self._flop_memo[key] = (self._counter.get_total_flops(), self._meter)
+                finally:
+                    self._counter = self._meter = None
             else:
                 out = orig(*args, **kwargs)
             wall = time.perf_counter() - start
@@ -359,12 +362,8 @@ class Run:
         return from_tuple(tuple(x + d for x, d in zip(xs, delta)), len(xs) == 1)
 
 
-class _Absent:
-    pass
-
-
-_ABSENT = _Absent()
-_HANDLE = _Absent()
+_ABSENT = object()  # sentinel: the attribute was not in the instance dict before patching
+_HANDLE = object()  # sentinel: the entry is a hook handle to .remove()
 
 
 def _subset_call(site: Site, x: torch.Tensor, xs: torch.Tensor, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
