@@ -1,0 +1,244 @@
+"""Regenerates the model cards' figures and numbers for the default models and the classifier.
+
+    python -m ditcache.models.card [--models dit flux] [--per-class 100] [--threads 2]
+
+Writes into models/weights/: <name>_loss.png, <name>_samples.png (10x10 grid, one row per class),
+<name>_eval.json and MODEL_CARD_<name>.md; MODEL_CARD_classifier.md. Uses matplotlib for the
+loss curve and PIL for image grids. All sampling is uncached (method=None).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ditcache.data import CLASS_NAMES
+from ditcache.metrics import class_accuracy, frechet_distance_from_stats, mean_cov
+from ditcache.models.defaults import WEIGHTS_DIR, DefaultModel, load_default
+
+
+def generate_per_class(model: DefaultModel, per_class: int, steps: int, guidance_scale: float | None,
+                       seed: int, chunk: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+    """per_class samples of each class (labels 0,1,..,9,0,1,..), in chunks with seeds seed, seed+1, ..."""
+    labels = torch.arange(10).repeat(per_class)  # (10 * per_class,)
+    images = [model.generate(part, steps=steps, seed=seed + i, guidance_scale=guidance_scale)
+              for i, part in enumerate(labels.split(chunk))]
+    return torch.cat(images), labels  # (N, 1, 28, 28), (N,)
+
+
+def evaluate(model: DefaultModel, classifier, per_class: int = 100, steps: int = 50,
+             guidance_scale: float | None = None, seed: int = 0) -> dict:
+    """FD in classifier space vs the 10k test images and class accuracy of uncached CFG samples."""
+    t0 = time.perf_counter()
+    images, labels = generate_per_class(model, per_class, steps, guidance_scale, seed)
+    seconds = time.perf_counter() - t0
+    feats, logits = classifier._run(images, 500)
+    mu_t, cov_t = classifier.reference_stats("test")
+    return {
+        "samples": int(labels.numel()), "steps": steps,
+        "guidance_scale": model.default_guidance_scale if guidance_scale is None else guidance_scale,
+        "fd_model_vs_test": frechet_distance_from_stats(*mean_cov(feats), mu_t, cov_t),
+        "class_accuracy": class_accuracy(logits, labels),
+        "per_class_accuracy": [class_accuracy(logits[labels == c], labels[labels == c]) for c in range(10)],
+        "generation_seconds": round(seconds, 1),
+    }
+
+
+def sanity_fds(classifier, n_small: int = 1000, seed: int = 0) -> dict:
+    """Reference points for FD in classifier space vs the 10k test images: real train images (10k,
+    and n_small, the sample count used for the models: FD is biased upward for small N) and
+    Gaussian noise images (N(0, 1) pixels clamped to [-1, 1])."""
+    from ditcache.data import load_fashion_mnist
+    from ditcache.evaluator import to_unit
+
+    mu_t, cov_t = classifier.reference_stats("test")
+    train, _ = load_fashion_mnist("train")
+    small = classifier.features(to_unit(torch.from_numpy(train[-n_small:].copy())))  # disjoint from train10k
+    noise = torch.randn(n_small, 1, 28, 28, generator=torch.Generator().manual_seed(seed)).clamp(-1, 1)
+    return {
+        "fd_train10k_vs_test": frechet_distance_from_stats(*classifier.reference_stats("train10k"), mu_t, cov_t),
+        f"fd_train{n_small}_vs_test": frechet_distance_from_stats(*mean_cov(small), mu_t, cov_t),
+        f"fd_noise{n_small}_vs_test": frechet_distance_from_stats(*mean_cov(classifier.features(noise)), mu_t, cov_t),
+    }
+
+
+def time_generation(model: DefaultModel, batch: int = 16, steps: int = 50, repeats: int = 3) -> float:
+    """Median wall-clock seconds of one uncached CFG generation (2*batch per forward)."""
+    labels = torch.arange(batch) % 10
+    model.generate(labels, steps=2)  # warm-up
+    times = []
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        model.generate(labels, steps=steps, seed=r)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int = 10, scale: int = 2) -> None:
+    """(N, 1, 28, 28) in [-1, 1] -> PNG grid, nrow images per row, 2 px gaps, upscaled `scale`x."""
+    from PIL import Image
+
+    n = images.shape[0]
+    rows = (n + nrow - 1) // nrow
+    canvas = np.full((rows * 30 + 2, nrow * 30 + 2), 128, dtype=np.uint8)
+    pix = ((images[:, 0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()  # (N, 28, 28)
+    for i in range(n):
+        r, c = divmod(i, nrow)
+        canvas[2 + r * 30:2 + r * 30 + 28, 2 + c * 30:2 + c * 30 + 28] = pix[i]
+    Image.fromarray(canvas).resize((canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST).save(path)
+
+
+def plot_loss(csv_path: Path, png_path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with csv_path.open() as f:
+        rows = list(csv.DictReader(f))
+    steps = [int(r["step"]) for r in rows]
+    loss = [float(r["loss"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(5, 3), dpi=100)
+    ax.plot(steps, loss)
+    ax.set_xlabel("step")
+    ax.set_ylabel("train loss (mean per log interval)")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+
+
+def _card(name: str, meta: dict, ev: dict, sanity: dict, gen_seconds: float) -> str:
+    tr = meta["training"]
+    arch = "\n".join(f"| `{k}` | {v} |" for k, v in meta["transformer_kwargs"].items())
+    per_class = " | ".join(f"{a:.2f}" for a in ev["per_class_accuracy"])
+    if name == "dit":
+        what = ("`diffusers.DiTTransformer2DModel` in pixel space: 28x28 images scaled to [-1, 1], padded with -1 "
+                "to 32x32, 4x4 patches -> 64 tokens. DDPM epsilon objective, linear betas 1e-4..0.02 over 1000 "
+                "timesteps; sampled with DDIM (eta 0). Class labels 0..9 enter through DiT's adaLN-Zero label "
+                "embedding; label 10 is the null class for classifier-free guidance (10% label dropout in training, "
+                "applied once per sample; diffusers' own per-block dropout is switched off during training).")
+        cond = "`class_labels` (B,) int64; unconditional = 10"
+    else:
+        what = ("`diffusers.FluxTransformer2DModel` (double-stream then single-stream blocks, RoPE over (0, row, col) "
+                "ids): the 32x32 image is packed into 4x4 patches -> 64 tokens of 16 channels. Rectified flow: "
+                "x_t = (1 - s) x0 + s noise, target v = noise - x0, s ~ U(0, 1), model called with timestep = s. "
+                "Sampled with FlowMatchEulerDiscreteScheduler (shift 1). The class enters as a learned 4-token "
+                "\"text\" sequence (nn.Embedding(11, 4*64)) and a learned pooled vector (nn.Embedding(11, 64)); "
+                "id 10 = null class (10% dropout). No guidance embedding.")
+        cond = ("`encoder_hidden_states` (B, 4, 64), `pooled_projections` (B, 64), `img_ids` (64, 3), "
+                "`txt_ids` (4, 3) zeros")
+    return f"""# Default model `{name}`
+
+{what}
+
+Load with `ditcache.models.load_default("{name}")`; weights `{name}.safetensors` (fp32, EMA), config `{name}.json`.
+Conditioning kwargs: {cond}.
+
+## Architecture (diffusers kwargs)
+
+| kwarg | value |
+| --- | --- |
+{arch}
+
+## Data and training
+
+Fashion-MNIST train split (60k), no augmentation. AdamW lr {tr['lr']} (linear warmup {tr['warmup_steps']} steps, then
+constant), betas {tr['betas']}, weight decay {tr['weight_decay']}, grad-norm clip {tr['grad_clip']}, EMA {tr['ema_decay']},
+class dropout {tr['class_dropout']}, batch {tr['batch_size']}, seed {tr['seed']}, fp32 on CPU with {tr['threads']} thread
+(two trainings ran side by side on a 2-core machine).
+Trained {meta['trained_steps']} steps in {meta['train_seconds'] / 60:.1f} min; final train loss {meta['final_loss']:.4f}
+(mean of the last log interval).
+
+![loss curve]({name}_loss.png)
+
+## Samples
+
+Uncached, {ev['steps']} steps, CFG scale {ev['guidance_scale']}, one row per class
+({', '.join(CLASS_NAMES)}), seed 0:
+
+![samples]({name}_samples.png)
+
+## Evaluation (uncached)
+
+{ev['samples']} samples ({ev['samples'] // 10} per class), {ev['steps']} steps, CFG scale {ev['guidance_scale']}.
+"FD" is the Fréchet distance in the 128-d feature space of our own Fashion-MNIST classifier
+(`ditcache.evaluator`), **not** FID; compare only numbers computed with the same classifier and sample count.
+
+| measure | value |
+| --- | --- |
+| FD in classifier space, model ({ev['samples']}) vs test (10k) | {ev['fd_model_vs_test']:.3f} |
+| FD, real train (1000) vs test (10k): floor at this sample count | {sanity['fd_train1000_vs_test']:.3f} |
+| FD, real train (10k) vs test (10k) | {sanity['fd_train10k_vs_test']:.3f} |
+| FD, Gaussian noise images (1000) vs test (10k) | {sanity['fd_noise1000_vs_test']:.3f} |
+| class accuracy (classifier agrees with requested class) | {ev['class_accuracy']:.3f} |
+| per-class accuracy, classes 0..9 | {per_class} |
+| one generation of 16 images, 50 steps, CFG (batch 32 per forward), 2 threads, median of 3 | {gen_seconds:.2f} s |
+
+Regenerate with `python -m ditcache.models.card`.
+"""
+
+
+def _classifier_card(meta: dict) -> str:
+    tr = meta["training"]
+    return f"""# Evaluator classifier
+
+`ditcache.evaluator.FashionCNN`: three conv(3x3)+BatchNorm+ReLU+maxpool stages (32, 64, 128 channels;
+28 -> 14 -> 7 -> 3), a 128-wide ReLU layer (the **features** used for FD in classifier space) and a
+linear head over 10 classes (dropout 0.3 before it in training). Input (B, 1, 28, 28) in [-1, 1].
+
+Trained on the 60k Fashion-MNIST training images, no augmentation, {tr['epochs']} epochs, batch
+{tr['batch_size']}, AdamW with one-cycle lr (peak {tr['lr']}), weight decay {tr['weight_decay']}, seed {tr['seed']},
+{tr['threads']} CPU thread, {tr['seconds'] / 60:.1f} min.
+
+**Test accuracy: {meta['test_accuracy']:.4f}** on the 10k test images.
+
+`fmnist_test_stats.safetensors` holds the mean (128,) and covariance (128, 128), float64, of the
+test images' features, tagged with the sha256 of `classifier.safetensors`; loading it with other
+classifier weights raises. Retrain with `python -m ditcache.evaluator`.
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    from ditcache.evaluator import load_classifier
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["dit", "flux"], choices=["dit", "flux"])
+    parser.add_argument("--per-class", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--guidance-scale", type=float, default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = WEIGHTS_DIR
+    classifier = load_classifier()
+    clf_meta = json.loads((out / "classifier.json").read_text())
+    (out / "MODEL_CARD_classifier.md").write_text(_classifier_card(clf_meta))
+    sanity = sanity_fds(classifier)
+    print(json.dumps(sanity, indent=1))
+    for name in args.models:
+        model = load_default(name)
+        meta = json.loads((out / f"{name}.json").read_text())
+        plot_loss(out / f"{name}_loss.csv", out / f"{name}_loss.png", f"{name}: training loss")
+        grid_labels = torch.arange(10).repeat_interleave(10)  # one row per class
+        save_grid(model.generate(grid_labels, steps=args.steps, seed=0, guidance_scale=args.guidance_scale),
+                  out / f"{name}_samples.png")
+        gen_seconds = time_generation(model, steps=args.steps)
+        ev = evaluate(model, classifier, args.per_class, args.steps, args.guidance_scale)
+        ev.update(sanity, generation_seconds_16x50_cfg=gen_seconds)
+        (out / f"{name}_eval.json").write_text(json.dumps(ev, indent=2) + "\n")
+        (out / f"MODEL_CARD_{name}.md").write_text(_card(name, meta, ev, sanity, gen_seconds))
+        print(name, json.dumps(ev))
+
+
+if __name__ == "__main__":
+    main()
