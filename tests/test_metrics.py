@@ -12,7 +12,7 @@ from ditcache.metrics import (
 
 
 def test_psnr_identical_is_inf_and_known_value():
-    a = torch.zeros(2, 1, 8, 8)
+    a = torch.zeros(2, 1, 8, 8, dtype=torch.float64)  # float64 so that 0.2 and 0.1 are the only rounding
     assert psnr(a, a) == math.inf
     # every pixel off by 0.2 -> MSE 0.04, data range 2 -> 10 log10(4 / 0.04) = 20 dB exactly
     assert psnr(a, a + 0.2) == pytest.approx(20.0, abs=1e-9)
