@@ -50,3 +50,5 @@ def load_fashion_mnist(split: str, root: str | Path = DEFAULT_ROOT) -> tuple[np.
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{root}: {images.shape[0]} images but {labels.shape[0]} labels")
     return images, labels
+
+CLASSES = CLASS_NAMES  # short alias used by the CLI
