@@ -1,0 +1,202 @@
+"""The peers (diffusers caches, cache-dit) applied through ditcache.peers on tiny random models: they skip work,
+remove() restores the model exactly, misses and misfits fail loudly."""
+
+import importlib.util
+import warnings
+
+import pytest
+import torch
+
+from ditcache import zoo
+from ditcache.engine import flop_counter
+from ditcache.peers import PEERS, PeerError, generate_with_peer, make_peer, peer_versions
+from ditcache.sampling import sample
+
+STEPS = 10
+CFG = 3.0
+
+# One setting per peer that skips work on both dit-tiny and flux-tiny at 10 steps (measured): the tiny random
+# models change fast between steps, so the dynamic peers need thresholds above their sweep's.
+TINY = {
+    "fbcache": {"threshold": 0.5},
+    "pab": {"spatial_attention_block_skip_range": 2},
+    "fastercache": {"spatial_attention_block_skip_range": 2, "is_guidance_distilled": True},
+    "diffusers-taylorseer": {"cache_interval": 2, "disable_cache_before_step": 2, "max_order": 1},
+    "magcache": {"threshold": 0.12, "max_skip_steps": 3, "retention_ratio": 0.2},
+    "dbcache": {"Fn_compute_blocks": 1, "Bn_compute_blocks": 0, "max_warmup_steps": 2,
+                "residual_diff_threshold": 0.5},
+    "dbcache-taylorseer": {"Fn_compute_blocks": 1, "Bn_compute_blocks": 0, "max_warmup_steps": 2,
+                           "residual_diff_threshold": 0.5, "taylorseer_order": 1},
+}
+
+
+def _needs(peer: str) -> None:
+    if PEERS[peer].package == "cache-dit":
+        pytest.importorskip("cache_dit")
+
+
+def _setup(name: str):
+    model = zoo.build(name)
+    noise, cond, uncond = zoo.conditioning(name, 2)
+    return model, noise, cond, uncond
+
+
+def _uncached(model, noise, cond, uncond):
+    return sample(model, noise, cond, uncond, steps=STEPS, guidance_scale=CFG)
+
+
+def _flops(fn) -> int:
+    with flop_counter() as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def _leftovers(model) -> list[str]:
+    """Instance-level traces a peer could leave: patched forwards, hook registries, cache-dit attributes."""
+    prefixes = ("_diffusers_hook", "_ditcache_peer", "_is_patched", "_context", "_cache")
+    return [f"{n}.{a}" for n, m in model.named_modules() for a in vars(m)
+            if a == "forward" or a.startswith(prefixes)]
+
+
+def test_registry_is_complete():
+    assert set(PEERS) == {"fbcache", "pab", "fastercache", "diffusers-taylorseer", "magcache", "dbcache",
+                          "dbcache-taylorseer"}
+    assert set(TINY) == set(PEERS)
+    for spec in PEERS.values():
+        assert spec.package in ("diffusers", "cache-dit") and spec.label and spec.sweep
+
+
+@pytest.mark.parametrize("name", ["dit-tiny", "flux-tiny"])
+@pytest.mark.parametrize("peer", sorted(PEERS))
+def test_peer_skips_work_and_remove_restores(peer, name):
+    _needs(peer)
+    model, noise, cond, uncond = _setup(name)
+    ref = _uncached(model, noise, cond, uncond)
+    ref_flops = _flops(lambda: _uncached(model, noise, cond, uncond))
+    state_keys = set(model.state_dict())
+
+    run = make_peer(peer, model, TINY[peer], STEPS)
+    run.prepare(noise, cond, uncond, CFG)  # MagCache calibrates here, so the counted generation is the cached one
+    out = None
+
+    def gen():
+        nonlocal out
+        out = generate_with_peer(run, model, noise, cond, uncond, STEPS, CFG)
+
+    flops = _flops(gen)
+    again = generate_with_peer(run, model, noise, cond, uncond, STEPS, CFG)
+    summary = run.summary()
+    run.remove()
+
+    assert flops < ref_flops, f"{peer} skipped no work on {name}"
+    assert not torch.equal(out, ref)
+    assert torch.equal(again, out), "two generations in a row differ: reset() does not clear the peer's state"
+    if "skipped_calls" in summary:
+        assert summary["skipped_calls"] > 0
+    assert torch.equal(_uncached(model, noise, cond, uncond), ref), "remove() did not restore the model"
+    assert set(model.state_dict()) == state_keys
+    assert _leftovers(model) == []
+
+
+def test_peer_that_computes_everything_is_exact():
+    """FirstBlockCache with a threshold nothing passes runs every block: the output is the uncached one."""
+    model, noise, cond, uncond = _setup("dit-tiny")
+    run = make_peer("fbcache", model, {"threshold": 0.0}, STEPS)
+    out = generate_with_peer(run, model, noise, cond, uncond, STEPS, CFG)
+    assert run.summary()["skipped_calls"] == 0
+    run.remove()
+    assert torch.equal(out, _uncached(model, noise, cond, uncond))
+
+
+def test_magcache_calibrates_once_for_this_model_and_steps():
+    model, noise, cond, uncond = _setup("dit-tiny")
+    run = make_peer("magcache", model, TINY["magcache"], STEPS)
+    generate_with_peer(run, model, noise, cond, uncond, STEPS, CFG)
+    ratios = run.summary()["mag_ratios"]
+    generate_with_peer(run, model, noise, cond, uncond, STEPS, CFG)
+    assert len(ratios) == STEPS and run.summary()["mag_ratios"] == ratios
+    run.remove()
+
+
+def test_unknown_peer_lists_names():
+    model = zoo.build("dit-tiny")
+    with pytest.raises(KeyError, match="fbcache") as info:
+        make_peer("teacache", model, {}, STEPS)
+    assert all(name in str(info.value) for name in PEERS)
+
+
+def test_fbcache_on_sd3_fails_informatively_and_restores():
+    """diffusers' FirstBlockCache crashes on SD3 (its last block returns None for the text stream)."""
+    model, noise, cond, uncond = _setup("sd3-tiny")
+    ref = _uncached(model, noise, cond, uncond)
+    run = make_peer("fbcache", model, {"threshold": 0.1}, STEPS)
+    with pytest.raises(PeerError, match=r"FirstBlockCache.*SD3Transformer2DModel"):
+        generate_with_peer(run, model, noise, cond, uncond, STEPS, CFG)
+    run.remove()
+    assert torch.equal(_uncached(model, noise, cond, uncond), ref)
+
+
+def test_fastercache_cfg_cache_refuses_flux_packed_tokens():
+    model = zoo.build("flux-tiny")
+    with pytest.raises(PeerError, match=r"FasterCache.*FluxTransformer2DModel"):
+        make_peer("fastercache", model, {}, STEPS)
+    assert _leftovers(model) == []
+
+
+def test_bad_settings_name_the_peer():
+    model = zoo.build("dit-tiny")
+    with pytest.raises(PeerError, match="FirstBlockCache"):
+        make_peer("fbcache", model, {"treshold": 0.1}, STEPS)
+    assert _leftovers(model) == []
+    if importlib.util.find_spec("cache_dit") is not None:
+        with pytest.raises(PeerError, match="DBCache"):
+            make_peer("dbcache", model, {"Fn_blocks": 1}, STEPS)
+        assert _leftovers(model) == []
+
+
+def test_one_peer_at_a_time():
+    model = zoo.build("dit-tiny")
+    run = make_peer("pab", model, TINY["pab"], STEPS)
+    with pytest.raises(PeerError, match="PyramidAttentionBroadcast is applied"):
+        make_peer("fbcache", model, TINY["fbcache"], STEPS)
+    run.remove()
+    make_peer("fbcache", model, TINY["fbcache"], STEPS).remove()
+    assert _leftovers(model) == []
+
+
+def test_steps_mismatch_is_refused():
+    model, noise, cond, uncond = _setup("dit-tiny")
+    run = make_peer("pab", model, TINY["pab"], STEPS)
+    with pytest.raises(ValueError, match="steps"):
+        generate_with_peer(run, model, noise, cond, uncond, STEPS + 1, CFG)
+    run.remove()
+
+
+@pytest.mark.parametrize("peer", sorted(PEERS))
+def test_every_sweep_setting_applies(peer):
+    """Each benchmarked setting is accepted by the peer's config on the models the bench runs (DiT, Flux)."""
+    _needs(peer)
+    for name in ("dit-tiny", "flux-tiny"):
+        model = zoo.build(name)
+        for settings in PEERS[peer].sweep:
+            try:
+                run = make_peer(peer, model, settings, STEPS)
+            except PeerError as e:  # the one documented misfit: FasterCache's CFG-Cache on Flux
+                assert peer == "fastercache" and "Flux" in str(e)
+                continue
+            run.remove()
+        assert _leftovers(model) == []
+
+
+def test_peer_versions():
+    versions = peer_versions()
+    assert set(versions) == {"diffusers", "cache-dit"}
+    assert versions["diffusers"][0].isdigit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            import cache_dit  # noqa: F401
+        except ImportError:
+            assert versions["cache-dit"] == "not installed"
+        else:
+            assert versions["cache-dit"][0].isdigit()
