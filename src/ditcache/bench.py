@@ -215,6 +215,7 @@ def _generate(subject: Subject, seeds: list[int], steps: int, method=None, peer=
 
 def run_bench(cfg: BenchConfig, log=print) -> dict:
     """Run the benchmark; rank 0 writes the report and returns it as a dict (other ranks: {})."""
+    from .engine import flop_counter
     from .methods import METHODS, Replay, describe
 
     if cfg.threads:
@@ -288,9 +289,12 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
                 peer = make_peer(name, subject.transformer, thing, cfg.steps)
             try:
                 for b in mine:
-                    images, stats = _generate(subject, b, cfg.steps, method=thing if peer is None else None,
-                                              peer=peer, trace=trace)
-                    if stats is not None:
+                    if peer is not None:  # peers report no FLOPs: count what ran
+                        with flop_counter() as counter:
+                            images, _ = _generate(subject, b, cfg.steps, peer=peer)
+                        flops += counter.get_total_flops()
+                    else:
+                        images, stats = _generate(subject, b, cfg.steps, method=thing, trace=trace)
                         flops += stats.flops
                         cache = max(cache, stats.peak_cache_bytes)
                     parts[batches.index(b)] = images
@@ -299,9 +303,9 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
             finally:
                 if peer is not None:
                     peer.remove()  # a peer stays on the model only while its own setting runs
+            row.gflops_per_image = flops / 1e9 / _count(mine)
+            row.flop_speedup = ref_flops / max(flops, 1)
             if kind != "peer":
-                row.gflops_per_image = flops / 1e9 / _count(mine)
-                row.flop_speedup = ref_flops / max(flops, 1)
                 row.cache_mib = cache / 2**20
             if trace is not None and rank == 0:
                 (out_dir / f"trace_{i:02d}_{name}.json").write_text(
