@@ -138,9 +138,10 @@ def _sweeps(family: str) -> dict[str, list]:
     return {
         "fora": [FORA(interval=n) for n in (2, 3, 4, 5)],
         "taylorseer": [TaylorSeer(interval=n, order=o) for n, o in ((3, 1), (4, 1), (4, 2), (5, 1), (6, 2))],
-        "toca": [ToCa.preset(toca, interval=n, fresh_ratio=r) for n, r in ((3, 0.1), (4, 0.1), (5, 0.1), (6, 0.15))],
+        "toca": [ToCa.preset(toca, interval=n, fresh_ratio=r) for n, r in ((3, 0.1), (4, 0.1), (5, 0.1), (6, 0.15))]
+        + [ToCa.preset(toca, interval=4, fresh_ratio=0.1, score="key_norm")],  # the attention-map-free score
         "clusca": [ClusCa(interval=n, clusters=k) for n, k in ((4, 8), (5, 8), (6, 8), (7, 8))],
-        "l2c": [L2C(artifact=family, threshold=t) for t in (0.1, 0.5, 0.9)],
+        "l2c": [L2C(artifact=family, threshold=t) for t in (0.1, 0.5, 0.9)],  # artifacts ship for 'dit' and 'flux' 
         "tokencache": [TokenCache(artifact=family, ratio=r, k1=k1) for r, k1 in ((0.3, 4), (0.3, 6), (0.15, 6))],
     }
 
@@ -280,7 +281,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
         row = Row(kind, name, setting)
         rows.append(row)
         try:
-            parts, flops, cache = {}, 0, 0
+            parts, flops, cache, plan_s, wall_s = {}, 0, 0, 0.0, 0.0
             trace: list | None = [] if cfg.trace and kind == "ditcache" else None
             peer = None
             if kind == "peer":
@@ -297,6 +298,8 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
                         images, stats = _generate(subject, b, cfg.steps, method=thing, trace=trace)
                         flops += stats.flops
                         cache = max(cache, stats.peak_cache_bytes)
+                        plan_s += sum(r.plan_s for r in stats.records)
+                        wall_s += stats.wall_s
                     parts[batches.index(b)] = images
                 if peer is not None:
                     row.extra = peer.summary()
@@ -307,6 +310,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
             row.flop_speedup = ref_flops / max(flops, 1)
             if kind != "peer":
                 row.cache_mib = cache / 2**20
+                row.extra["planning_share"] = plan_s / max(wall_s, 1e-9)  # host-side planning (k-means, scores)
             if trace is not None and rank == 0:
                 (out_dir / f"trace_{i:02d}_{name}.json").write_text(
                     json.dumps({"setting": setting, "generations": trace}))
@@ -475,15 +479,17 @@ def _fmt(x, spec: str) -> str:
 def report_markdown(report: dict) -> str:
     rows = [Row(**r) for r in report["rows"]]
     header = ["kind", "method", "setting", "GFLOPs/img", "FLOP x", "wall s/batch", "wall x", "cache MiB",
-              "PSNR dB", "SSIM", "FD", "accuracy"]
+              "plan %", "PSNR dB", "SSIM", "FD", "accuracy"]
     table = [[r.kind, r.method, f"`{r.setting}`", _fmt(r.gflops_per_image, ".2f"), _fmt(r.flop_speedup, ".2f"),
-              _fmt(r.wall_s, ".3f"), _fmt(r.wall_speedup, ".2f"), _fmt(r.cache_mib, ".1f"), _fmt(r.psnr, ".2f"),
+              _fmt(r.wall_s, ".3f"), _fmt(r.wall_speedup, ".2f"), _fmt(r.cache_mib, ".1f"),
+              _fmt(r.extra.get("planning_share"), ".1%"), _fmt(r.psnr, ".2f"),
               _fmt(r.ssim, ".4f"), _fmt(r.fd, ".3f"), _fmt(r.accuracy, ".3f")] for r in rows if not r.error]
     cfg = report["config"]
     lines = [f"# ditcache bench: {report['model']} ({report['transformer']})", "",
              f"{cfg['seeds']} seeds, {cfg['steps']} steps, batch {cfg['batch']}, {report['processes']} process(es), "
              f"{report['threads']} threads, device {report['device']}; wall-clock = median of {cfg['repeats']} "
-             "interleaved runs of one batch. Versions: "
+             "interleaved runs of one batch; plan % = share of the generation spent planning on the host "
+             "(scores, k-means). Versions: "
              + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".", "",
              markdown_table(header, table)]
     failed = [r for r in rows if r.error]
