@@ -140,7 +140,7 @@ def _sweep_table(name: str) -> str:
 def _card(name: str, meta: dict, ev: dict, sanity: dict, gen_seconds: float) -> str:
     tr = meta["training"]
     arch = "\n".join(f"| `{k}` | {v} |" for k, v in meta["transformer_kwargs"].items())
-    per_class = " | ".join(f"{a:.2f}" for a in ev["per_class_accuracy"])
+    per_class = ", ".join(f"{a:.2f}" for a in ev["per_class_accuracy"])
     if name == "dit":
         what = ("`diffusers.DiTTransformer2DModel` in pixel space: 28x28 images scaled to [-1, 1], padded with -1 "
                 "to 32x32, 4x4 patches -> 64 tokens. DDPM epsilon objective, linear betas 1e-4..0.02 over 1000 "
