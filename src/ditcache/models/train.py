@@ -23,7 +23,14 @@ from tqdm import tqdm
 
 from ditcache.data import load_fashion_mnist
 from ditcache.models.defaults import (
-    NULL_CLASS, WEIGHTS_DIR, DiTDefault, FluxDefault, build, images_to_pixels, spec_dict, state_dict,
+    NULL_CLASS,
+    WEIGHTS_DIR,
+    DiTDefault,
+    FluxDefault,
+    build,
+    images_to_pixels,
+    spec_dict,
+    state_dict,
 )
 
 
