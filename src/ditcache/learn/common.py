@@ -26,7 +26,10 @@ def fingerprint(model: nn.Module) -> str:
     h.update(type(model).__name__.encode())
     config = getattr(model, "config", None)
     if config is not None:
-        h.update(json.dumps(dict(config), sort_keys=True, default=str).encode())
+        # underscore keys are diffusers bookkeeping (e.g. _use_default_values, built from a set, so its
+        # order changes between processes): they do not describe the model
+        public = {k: v for k, v in dict(config).items() if not k.startswith("_")}
+        h.update(json.dumps(public, sort_keys=True, default=str).encode())
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().float().numpy().tobytes())
