@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from ditcache.metrics import (
-    class_accuracy, frechet_distance, frechet_distance_from_stats, max_abs_error, mean_cov, psnr, ssim,
+    class_accuracy,
+    frechet_distance,
+    frechet_distance_from_stats,
+    max_abs_error,
+    mean_cov,
+    psnr,
+    ssim,
 )
 
 
