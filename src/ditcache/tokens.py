@@ -47,7 +47,7 @@ def query_key(module: nn.Module, x: torch.Tensor, context: torch.Tensor | None =
     return q, k
 
 
-def _head_mean_probs(q: torch.Tensor, k: torch.Tensor):
+def _per_head_probs(q: torch.Tensor, k: torch.Tensor):
     """Yield softmax(q k^T / sqrt(d)) per head, (B, Sq, Sk), one head at a time to bound memory."""
     scale = q.shape[-1] ** -0.5
     for h in range(q.shape[2]):
@@ -58,7 +58,7 @@ def _head_mean_probs(q: torch.Tensor, k: torch.Tensor):
 def attention_received(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """(B, Sk): how much attention each key token receives, summed over queries, averaged over heads."""
     total = None
-    for p in _head_mean_probs(q, k):
+    for p in _per_head_probs(q, k):
         s = p.sum(1)  # (B, Sk)
         total = s if total is None else total + s
     return total / q.shape[2]
@@ -68,7 +68,7 @@ def attention_received(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 def attention_entropy(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """(B, Sq): entropy of each query's head-mean attention over the keys (cross-attention: text)."""
     mean = None
-    for p in _head_mean_probs(q, k):
+    for p in _per_head_probs(q, k):
         mean = p if mean is None else mean + p
     mean = mean / q.shape[2]
     return -(mean * torch.log(mean + 1e-7)).sum(-1)
