@@ -5,7 +5,7 @@ import torch
 from diffusers import DDIMScheduler
 
 import ditcache
-from ditcache.learn.common import Artifact
+from ditcache.artifact import Artifact
 from ditcache.learn.l2c import L2CTrainConfig, cache_pairs, train_l2c
 from ditcache.learn.tokencache import TokenCacheTrainConfig, train_tokencache
 from ditcache.models.defaults import DiTSpec, FluxSpec, build

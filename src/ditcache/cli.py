@@ -6,6 +6,9 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 
 
 def _threads(n: int | None) -> None:
@@ -14,16 +17,45 @@ def _threads(n: int | None) -> None:
     torch.set_num_threads(n or min(2, os.cpu_count() or 1))
 
 
+def user_dir() -> Path:
+    """Where ditcache writes what it trains when no path is given: never inside the installed package."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "ditcache"
+
+
+def _positive(**values: int | None) -> None:
+    """Refuse counts below 1 (before any work starts), naming the flag."""
+    for name, v in values.items():
+        if v is not None and v < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+
+
+def _out_file(path: str, suffixes: tuple[str, ...], overwrite: bool = True) -> Path:
+    """Check an output file path before any work: a file (not a folder) with one of ``suffixes``, not an
+    existing file unless ``overwrite``; its folder is created."""
+    p = Path(path)
+    if path.endswith(("/", os.sep)) or p.is_dir():
+        raise ValueError(f"--out {path!r} is a directory; give a file path ending in {' or '.join(suffixes)}")
+    if p.suffix.lower() not in suffixes:
+        raise ValueError(f"--out {path!r}: expected a file ending in {' or '.join(suffixes)}")
+    if p.exists() and not overwrite:
+        raise ValueError(f"--out {path!r} exists; pass --overwrite to replace it, or name another path")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return p
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
 
     from . import metrics
     from .data import CLASSES
-    from .methods import describe, parse_method
+    from .methods import NoCache, describe, parse_method
     from .models import load_default
     from .viz import labelled_grid
 
-    _threads(args.threads)
+    _positive(num=args.num, steps=args.steps, threads=args.threads)
     method = parse_method(args.method)
+    out_path = _out_file(args.out, IMAGE_SUFFIXES) if args.out else None
+    _threads(args.threads)
     model = load_default(args.model)
     labels = [i % 10 for i in range(args.num)]
     print(f"ditcache generate: {args.model} ({type(model.transformer).__name__}), {args.num} images, "
@@ -33,6 +65,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     ref, ref_run = model.generate(labels, steps=args.steps, seed=args.seed, method="none",
                                   progress=True, return_run=True)
     ref_s = time.perf_counter() - t
+    if isinstance(method, NoCache):
+        print(f"\n  method none: no cache; every site computed at each of {args.steps} steps "
+              f"({ref_run.stats.flops / 1e9:.2f} GFLOPs, {ref_s:.2f} s)")
+        if out_path is not None:
+            labelled_grid([("uncached", ref)], [CLASSES[i] for i in labels]).save(out_path)
+            print(f"  wrote {out_path}")
+        return 0
     t = time.perf_counter()
     out, run = model.generate(labels, steps=args.steps, seed=args.seed, method=method,
                               progress=True, return_run=True)
@@ -50,10 +89,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(f"  cache: peak {s.peak_cache_bytes / 2**20:.2f} MiB")
     print(f"  fidelity vs uncached (same seeds): PSNR {metrics.psnr(out, ref):.2f} dB, "
           f"SSIM {metrics.ssim(out, ref):.4f}, max abs error {metrics.max_abs_error(out, ref):.4f}")
-    if args.out:
+    if out_path is not None:
         grid = labelled_grid([("uncached", ref), (method.name, out)], [CLASSES[i] for i in labels])
-        grid.save(args.out)
-        print(f"  wrote {args.out} (top: uncached, bottom: {method.name})")
+        grid.save(out_path)
+        print(f"  wrote {out_path} (top: uncached, bottom: {method.name})")
     return 0
 
 
@@ -68,9 +107,14 @@ def cmd_methods(args: argparse.Namespace) -> int:
 def cmd_train_default(args: argparse.Namespace) -> int:
     from .models.train import train_default
 
-    given = {"steps": args.steps, "batch_size": args.batch_size, "out_path": args.out}
-    train_default(args.model, seed=args.seed, threads=args.threads or 1, log_every=args.log_every,
-                  **{k: v for k, v in given.items() if v is not None})
+    _positive(steps=args.steps, batch_size=args.batch_size, log_every=args.log_every, threads=args.threads)
+    out = _out_file(args.out or str(user_dir() / "models" / f"{args.model}.safetensors"), (".safetensors",),
+                    overwrite=args.overwrite)
+    given = {"steps": args.steps, "batch_size": args.batch_size}
+    path = train_default(args.model, seed=args.seed, threads=args.threads or 1, log_every=args.log_every,
+                         out_path=out, init_from=args.init_from, **{k: v for k, v in given.items() if v is not None})
+    print(f"wrote {path} (+ .json, _loss.csv); load it with "
+          f"ditcache.load_default({args.model!r}, weights_dir={str(path.parent)!r})")
     return 0
 
 
@@ -81,6 +125,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print("ditcache: error: --config builds a model with random weights; confirm with --random-weights",
               file=sys.stderr)
         return 2
+    _positive(seeds=args.seeds, steps=args.steps, batch=args.batch, repeats=args.repeats, threads=args.threads)
+    if args.replay and not Path(args.replay).is_file():
+        raise FileNotFoundError(f"--replay {args.replay!r}: no such trace file")
+    if Path(args.out).is_file():
+        raise ValueError(f"--out {args.out!r} is a file; bench writes a folder of reports")
     cfg = BenchConfig(model=args.model, methods=args.methods, peers=args.peers, seeds=args.seeds, steps=args.steps,
                       batch=args.batch, repeats=args.repeats, budget=args.budget, trace=args.trace,
                       replay=args.replay, config=args.config, speed_only=args.speed_only, out=args.out,
@@ -102,24 +151,29 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .learn.l2c import L2CTrainConfig, train_l2c
     from .learn.tokencache import TokenCacheTrainConfig, train_tokencache
-    from .methods.artifacts import artifact_path
     from .models import load_default
 
-    _threads(args.threads)
-    model = load_default(args.model)
     given = {"steps": args.steps, "iters": args.iters, "seed": args.seed}
-    if args.method == "l2c":
+    if args.method == "l2c":  # configs check their values here, before any model is loaded
         cfg = L2CTrainConfig(**given, **({"lam": args.lam} if args.lam is not None else {}))
-        art, losses = train_l2c(model, cfg)
     else:
         extra = {k: v for k, v in (("ratio", args.ratio), ("architecture", args.architecture)) if v is not None}
         cfg = TokenCacheTrainConfig(**given, **extra)
-        art, losses = train_tokencache(model, cfg)
-    out = art.save(args.out or artifact_path(args.model, args.method))
+    out = _out_file(args.out or str(user_dir() / "artifacts" / f"{args.method}_{args.model}.safetensors"),
+                    (".safetensors",), overwrite=args.overwrite)
+    _threads(args.threads)
+    model = load_default(args.model)
+    art, losses = (train_l2c if args.method == "l2c" else train_tokencache)(model, cfg)
+    art.save(out)
     (out.with_suffix(".json")).write_text(json.dumps({"config": art.config, "losses": losses}, indent=1))
     print(f"wrote {out}: final loss {sum(losses[-20:]) / len(losses[-20:]):.4f} "
           f"(first {sum(losses[:20]) / len(losses[:20]):.4f}); loss curve in {out.with_suffix('.json')}")
+    print(f"use it with: ditcache generate --model {args.model} --method {args.method}:artifact={out}")
     return 0
+
+
+# The shipped default models (ditcache.models.MODELS), listed here so that --help needs no torch import.
+DEFAULT_MODELS = ["dit", "flux", "dit256", "flux256"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", help="generate with a shipped default model, cached vs uncached")
-    g.add_argument("--model", choices=["dit", "flux"], default="dit")
+    g.add_argument("--model", choices=DEFAULT_MODELS, default="dit")
     g.add_argument("--method", default="fora",
                    help="method name or name:key=value,... e.g. 'taylorseer:interval=4,order=2' "
                    "(see `ditcache methods`)")
@@ -142,11 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(fn=cmd_methods)
 
     t = sub.add_parser("train-default", help="retrain a shipped default model (reproduces the weights)")
-    t.add_argument("--model", choices=["dit", "flux"], required=True)
+    t.add_argument("--model", choices=DEFAULT_MODELS, required=True)
     t.add_argument("--steps", type=int, default=None)
     t.add_argument("--batch-size", type=int, default=None)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", default=None, help="output safetensors path (default: the shipped weights)")
+    t.add_argument("--out", default=None,
+                   help="output .safetensors path (default: ~/.cache/ditcache/models/<model>.safetensors)")
+    t.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    t.add_argument("--init-from", default=None,
+                   help="start from a trained default (name or .safetensors): the 256-token ones start from the 64")
     t.add_argument("--log-every", type=int, default=50)
     t.add_argument("--threads", type=int, default=None)
     t.set_defaults(fn=cmd_train_default)
@@ -171,14 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train a learned method's artifact (L2C router, TokenCache predictor)")
     tr.add_argument("method", choices=["l2c", "tokencache"])
-    tr.add_argument("--model", choices=["dit", "flux"], required=True)
+    tr.add_argument("--model", choices=DEFAULT_MODELS, required=True)
     tr.add_argument("--steps", type=int, default=50, help="sampling steps the artifact is for")
     tr.add_argument("--iters", type=int, default=400)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--lam", type=float, default=None, help="L2C: weight of mean(beta)")
     tr.add_argument("--ratio", type=float, default=None, help="TokenCache: target share of recomputed tokens")
     tr.add_argument("--architecture", choices=["table", "factored"], default=None, help="TokenCache predictor")
-    tr.add_argument("--out", default=None, help="output path (default: the shipped artifact of --model)")
+    tr.add_argument("--out", default=None,
+                    help="output .safetensors path (default: ~/.cache/ditcache/artifacts/<method>_<model>.safetensors)")
+    tr.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     tr.add_argument("--threads", type=int, default=None)
     tr.set_defaults(fn=cmd_train)
     return ap

@@ -1,14 +1,25 @@
 """The engine: instance-level hooks on branch modules, step detection, and the branch forward.
 
-``apply(model_or_pipeline, method)`` wraps the model's ``forward`` (to see each call's timestep) and
-the ``forward`` of every branch module that the adapters name. Each model call is one step (a new
-timestep) or another branch of the current step (the same timestep again: split CFG). Once per call,
-host side, the method turns a ``StepContext`` into one ``Plan`` per site; the branch forwards then only
-look up their plan. Nothing is patched on classes: ``Run.remove()`` restores every ``forward``.
+``apply(model_or_pipeline, method)`` wraps the model's ``forward`` (to see each call), and the
+``forward`` of every branch module that the adapters name. Once per model call, host side, the method
+turns a ``StepContext`` into one ``Plan`` per site; the branch forwards then only look up their plan.
+Nothing is patched on classes: ``Run.remove()`` restores every ``forward``.
+
+How calls are grouped into denoising steps:
+- **with a pipeline or a scheduler** (``cached(pipe, ...)``, ``apply(model, ..., scheduler=s)``), the
+  scheduler says: ``set_timesteps`` starts a generation of ``len(scheduler.timesteps)`` steps (less
+  the scheduler's begin index, when an image-to-image pipeline starts mid-schedule), and a step ends
+  when ``scheduler.step()`` runs. The model calls before it are the branches of that step (split CFG,
+  Flux's true CFG). Heun and KDPM2 call the model about 2N times for N steps, each call followed by
+  ``step()``: each call is a step of its own for caching.
+- **a bare model in the user's own loop**: a call with a new timestep starts a step, a call with the
+  same timestep as the last one is another branch of it; the step count comes from ``steps=`` or
+  ``run.set_schedule(timesteps)``.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 from collections import Counter
@@ -43,6 +54,7 @@ def flop_counter() -> FlopCounterMode:
 class CallRecord:
     """One model call: a step, or another CFG branch of it."""
 
+    generation: int             # 0-based index of the generation (pipeline call) in this run
     step: int
     branch: int
     timestep: float
@@ -70,6 +82,17 @@ class RunStats:
         """Steps (branch 0) in which every site was computed."""
         return sum(1 for r in self.records if r.branch == 0 and all(a == "full" for a in r.actions))
 
+    def steps(self) -> int:
+        """Denoising steps run, over all generations."""
+        return sum(1 for r in self.records if r.branch == 0)
+
+    def generations(self) -> list[RunStats]:
+        """The stats of each generation (pipeline call) of the run, in order."""
+        out: dict[int, RunStats] = {}
+        for r in self.records:
+            out.setdefault(r.generation, RunStats(self.sites)).records.append(r)
+        return [out[g] for g in sorted(out)]
+
     @property
     def flops(self) -> int:
         return sum(r.flops for r in self.records)
@@ -83,47 +106,43 @@ class RunStats:
         return max((r.cache_bytes for r in self.records), default=0)
 
     def summary(self) -> str:
-        c = self.counts()
-        steps = sum(1 for r in self.records if r.branch == 0)
-        return (
-            f"{steps} steps, {len(self.sites)} sites: "
-            + ", ".join(f"{k} {v}" for k, v in c.items() if v)
-            + f"; {self.flops / 1e9:.2f} GFLOPs; peak cache {self.peak_cache_bytes / 2**20:.1f} MiB"
-        )
+        """One line per generation: steps, what the site calls did, FLOPs and peak cache memory."""
+        gens = self.generations()
+        if not gens:
+            return "no model calls recorded"
+        lines = []
+        for i, g in enumerate(gens):
+            c = g.counts()
+            head = f"generation {i + 1}: " if len(gens) > 1 else ""
+            lines.append(
+                f"{head}{g.steps()} steps ({g.full_steps()} fully computed), {len(self.sites)} sites: "
+                + ", ".join(f"{k} {v}" for k, v in c.items() if v)
+                + f"; {g.flops / 1e9:.2f} GFLOPs; peak cache {g.peak_cache_bytes / 2**20:.1f} MiB"
+            )
+        return "\n".join(lines)
 
 
 class Run:
     """One model under one method: the hooks, the store and the stats. Use ``remove()`` to undo."""
 
-    def __init__(self, target, method, *, steps: int | None = None, trace: bool = False) -> None:
-        self.model, scheduler = _find_model(target)
+    def __init__(self, target, method, *, steps: int | None = None, trace: bool = False,
+                 scheduler=None) -> None:
+        self.model, self._pipe, found = _find_model(target)
+        scheduler = scheduler if scheduler is not None else found
+        if scheduler is not None and not (callable(getattr(scheduler, "set_timesteps", None))
+                                          and callable(getattr(scheduler, "step", None))):
+            raise TypeError(f"scheduler must be a diffusers scheduler (set_timesteps and step), got "
+                            f"{type(scheduler).__name__}")
         if getattr(self.model, "_ditcache_run", None) is not None:
             raise RuntimeError(
                 f"ditcache is already applied to this {type(self.model).__name__}; call remove() on the "
                 "first handle (or leave its `with` block) before applying again"
             )
-        if steps is not None and (not isinstance(steps, int) or steps < 1):
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
             raise ValueError(f"steps must be a positive int, got {steps!r}")
         self.method = resolve_method(method)
         self.sites: list[Site] = adapters.find_sites(self.model)
-        bind = getattr(self.method, "bind", None)
-        if callable(bind):  # learned methods check that their artifact fits this model
-            bind(self.model, self.sites)
         self.spec = adapters.model_spec(self.model)
-        self.store = Store()
-        self.stats = RunStats([s.name for s in self.sites])
-        self.num_steps = steps
-        self.trace: list[list[list[dict]]] | None = [] if trace else None  # generations > calls > site plans
-        self.step = -1
-        self.branch = 0
-        self.coord = 0.0
-        self.plans: list[Plan] = []
-        self._last_t: float | None = None
-        self._ctx: StepContext | None = None
-        self._meter: list[int] | None = None
-        self._counter: FlopCounterMode | None = None
-        self._flop_memo: dict = {}
-        self._restore: list[tuple[object, str, object]] = []
         self._signature = inspect.signature(self.model.forward)
         if self.spec.timestep_arg not in self._signature.parameters:
             raise TypeError(
@@ -131,6 +150,28 @@ class Run:
                 "cannot tell the denoising steps apart; register the model with "
                 "ditcache.register_model(cls, ModelSpec(timestep_arg=...))"
             )
+        bind = getattr(self.method, "bind", None)
+        if callable(bind):  # learned methods check that their artifact fits this model
+            bind(self.model, self.sites)
+        self.store = Store()
+        self.stats = RunStats([s.name for s in self.sites])
+        self.num_steps = steps
+        self.trace: list[list[list[dict]]] | None = [] if trace else None  # generations > calls > site plans
+        self.generation = -1
+        self.step = -1
+        self.branch = 0
+        self.coord = 0.0
+        self.plans: list[Plan] = []
+        self._scheduler = None        # the scheduler whose set_timesteps / step delimit generations and steps
+        self._scheduler_patches: list[tuple[object, str, object]] = []
+        self._pending = False         # set_timesteps ran: the next call starts a generation
+        self._step_open = False       # a model call happened since the scheduler's last step()
+        self._last_t: float | None = None
+        self._ctx: StepContext | None = None
+        self._meter: list[int] | None = None
+        self._counter: FlopCounterMode | None = None
+        self._flop_memo: dict = {}
+        self._restore: list[tuple[object, str, object]] = []
         self._plan_s = 0.0
         try:
             self._install(scheduler)
@@ -139,8 +180,8 @@ class Run:
             raise
 
     # ----------------------------------------------------------------- hooks
-    def _patch(self, obj, attr: str, fn) -> None:
-        self._restore.append((obj, attr, obj.__dict__.get(attr, _ABSENT)))
+    def _patch(self, obj, attr: str, fn, into: list | None = None) -> None:
+        (self._restore if into is None else into).append((obj, attr, obj.__dict__.get(attr, _ABSENT)))
         setattr(obj, attr, fn)
 
     def _install(self, scheduler) -> None:
@@ -149,12 +190,35 @@ class Run:
             make = self._block_forward if site.kind == "block" else self._branch_forward
             self._patch(site.module, "forward", make(site, site.module.forward))
         if scheduler is not None:
-            self._patch(scheduler, "set_timesteps", self._set_timesteps(scheduler, scheduler.set_timesteps))
+            self._hook_scheduler(scheduler)
         probe = getattr(self.method, "probe_layer", None)
         layer = probe(self.sites) if callable(probe) else None
         if layer is not None:
             self._install_probe(layer)
         self.model._ditcache_run = self
+
+    def _hook_scheduler(self, scheduler) -> None:
+        """Follow ``scheduler``: its set_timesteps starts a generation, its step() ends a step. The
+        wrappers keep the wrapped methods' signatures (diffusers inspects set_timesteps for sigmas=)."""
+        _unpatch(self._scheduler_patches)
+        self._scheduler = scheduler
+
+        set_timesteps, step = scheduler.set_timesteps, scheduler.step
+
+        @functools.wraps(set_timesteps)
+        def on_set_timesteps(*args, **kwargs):
+            out = set_timesteps(*args, **kwargs)
+            self._pending = True
+            self.store.clear()
+            return out
+
+        @functools.wraps(step)
+        def on_step(*args, **kwargs):
+            self._step_open = False
+            return step(*args, **kwargs)
+
+        self._patch(scheduler, "set_timesteps", on_set_timesteps, self._scheduler_patches)
+        self._patch(scheduler, "step", on_step, self._scheduler_patches)
 
     def _install_probe(self, layer: int) -> None:
         """Keep the image-stream output of block ``layer`` of each FULL call in ``store.shared``."""
@@ -171,15 +235,10 @@ class Run:
         self._restore.append((handle, "remove", _HANDLE))
 
     def remove(self) -> None:
-        """Restore every patched ``forward`` and drop the store. Safe to call twice."""
-        for obj, attr, old in reversed(self._restore):
-            if old is _HANDLE:
-                obj.remove()
-            elif old is _ABSENT:
-                obj.__dict__.pop(attr, None)
-            else:
-                setattr(obj, attr, old)
-        self._restore.clear()
+        """Restore every patched ``forward`` (and the scheduler's methods) and drop the store. Safe to
+        call twice."""
+        _unpatch(self._scheduler_patches)
+        _unpatch(self._restore)
         if getattr(self.model, "_ditcache_run", None) is self:
             del self.model._ditcache_run
         self.store.clear()
@@ -192,40 +251,57 @@ class Run:
 
     # ----------------------------------------------------------------- steps
     def set_schedule(self, timesteps) -> None:
-        """The sampler announces a new generation of ``len(timesteps)`` steps."""
+        """The sampler announces a new generation of ``len(timesteps)`` steps (for loops without a
+        diffusers scheduler; with one, its ``set_timesteps`` does this)."""
         self.num_steps = len(timesteps)
         self._new_generation()
 
     def _new_generation(self) -> None:
         self.store.clear()
+        self.generation += 1
         self.step = -1
         self._last_t = None
 
-    def _set_timesteps(self, scheduler, orig):
-        def set_timesteps(*args, **kwargs):
-            out = orig(*args, **kwargs)
-            self.set_schedule(scheduler.timesteps)
-            return out
-
-        return set_timesteps
+    def _next_call(self, t: float) -> None:
+        """Advance step / branch for a model call at timestep ``t``."""
+        if self._scheduler is not None:
+            if self._pipe is not None and getattr(self._pipe, "scheduler", None) is not self._scheduler:
+                # the user swapped pipe.scheduler inside the `with` block: follow the new one from here
+                self._hook_scheduler(self._pipe.scheduler)
+                self._pending = True
+            if self._pending:
+                timesteps = getattr(self._scheduler, "timesteps", None)
+                if timesteps is None:
+                    raise RuntimeError("the scheduler has no timesteps: call its set_timesteps before the model")
+                begin = getattr(self._scheduler, "begin_index", None) or 0  # image-to-image starts mid-schedule
+                self.num_steps = len(timesteps) - begin
+                self._pending = False
+                self._new_generation()
+            new_step = not self._step_open or self.step < 0
+            self._step_open = True
+        else:
+            new_step = t != self._last_t
+        if not new_step:
+            self.branch += 1
+            return
+        if self.num_steps is None:
+            raise RuntimeError(
+                "ditcache does not know how many denoising steps this generation has: pass steps=... to "
+                "ditcache.cached()/apply(), call run.set_schedule(timesteps), or sample through a "
+                "diffusers pipeline (its scheduler announces the steps)"
+            )
+        if self.generation < 0:
+            self._new_generation()
+        self.step += 1
+        self.branch = 0
+        if self.step >= self.num_steps:  # a new generation with the same step count
+            self._new_generation()
+            self.step = 0
+        self._last_t = t
 
     def _begin_call(self, inputs: dict) -> None:
         t = adapters.timestep_value(inputs[self.spec.timestep_arg])
-        if t == self._last_t:
-            self.branch += 1
-        else:
-            if self.num_steps is None:
-                raise RuntimeError(
-                    "ditcache does not know how many denoising steps this generation has: pass steps=... to "
-                    "ditcache.cached()/apply(), call run.set_schedule(timesteps), or sample through a "
-                    "diffusers pipeline (its scheduler announces the steps)"
-                )
-            self.step += 1
-            self.branch = 0
-            if self.step >= self.num_steps:  # a new generation with the same step count
-                self._new_generation()
-                self.step = 0
-            self._last_t = t
+        self._next_call(t)
         x = inputs.get("hidden_states")
         T = self.num_steps
         self._ctx = StepContext(
@@ -251,6 +327,7 @@ class Run:
         self.coord = t
 
     def _model_forward(self, orig):
+        @functools.wraps(orig)
         def forward(*args, **kwargs):
             start = time.perf_counter()
             inputs = self._signature.bind_partial(*args, **kwargs).arguments
@@ -274,7 +351,7 @@ class Run:
                     self.trace.append([])
                 self.trace[-1].append([plan_to_dict(p) for p in self.plans])
             self.stats.records.append(CallRecord(
-                self._ctx.step, self._ctx.branch, self._ctx.timestep, self._ctx.progress,
+                self.generation, self._ctx.step, self._ctx.branch, self._ctx.timestep, self._ctx.progress,
                 [p.action.value for p in self.plans], [p.n_tokens for p in self.plans],
                 memo[0], list(memo[1]), wall, self._plan_s, self.store.nbytes(),
             ))
@@ -292,6 +369,7 @@ class Run:
     def _branch_forward(self, site: Site, orig):
         i = site.index
 
+        @functools.wraps(orig)
         def forward(*args, **kwargs):
             plan = self.plans[i]
             if self._meter is not None:
@@ -333,6 +411,7 @@ class Run:
         signature = inspect.signature(orig)
         names = adapters.block_spec(site.module).outputs
 
+        @functools.wraps(orig)
         def forward(*args, **kwargs):
             plan = self.plans[i]
             inputs = signature.bind_partial(*args, **kwargs).arguments
@@ -366,6 +445,18 @@ _ABSENT = object()  # sentinel: the attribute was not in the instance dict befor
 _HANDLE = object()  # sentinel: the entry is a hook handle to .remove()
 
 
+def _unpatch(patches: list[tuple[object, str, object]]) -> None:
+    """Undo ``Run._patch`` entries, last first, and empty the list."""
+    for obj, attr, old in reversed(patches):
+        if old is _HANDLE:
+            obj.remove()
+        elif old is _ABSENT:
+            obj.__dict__.pop(attr, None)
+        else:
+            setattr(obj, attr, old)
+    patches.clear()
+
+
 def _subset_call(site: Site, x: torch.Tensor, xs: torch.Tensor, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     """Arguments to run the branch on the gathered tokens ``xs`` (B, k, D) instead of ``x`` (B, N, D)."""
     kwargs = dict(kwargs)
@@ -381,14 +472,15 @@ def _subset_call(site: Site, x: torch.Tensor, xs: torch.Tensor, args: tuple, kwa
     return args, kwargs
 
 
-def _find_model(target) -> tuple[nn.Module, object | None]:
-    """A bare transformer, or a pipeline holding one as ``.transformer`` (its scheduler announces steps)."""
+def _find_model(target) -> tuple[nn.Module, object | None, object | None]:
+    """(transformer, pipeline, scheduler): a bare transformer, or a pipeline holding one as
+    ``.transformer`` whose scheduler delimits generations and steps."""
     if isinstance(target, nn.Module):
-        return target, None
+        return target, None, None
     model = getattr(target, "transformer", None)
     if isinstance(model, nn.Module):
         scheduler = getattr(target, "scheduler", None)
-        return model, scheduler if hasattr(scheduler, "set_timesteps") else None
+        return model, target, scheduler if hasattr(scheduler, "set_timesteps") else None
     raise TypeError(
         f"ditcache needs a diffusers transformer or a pipeline with a .transformer, got {type(target).__name__}"
     )
@@ -413,17 +505,20 @@ def plan_from_dict(d: dict) -> Plan:
     return Plan(Action(d["action"]), tokens=tokens, order=d["order"], write_back=d["write_back"], propagate=prop)
 
 
-def apply(target, method, *, steps: int | None = None, trace: bool = False) -> Run:
+def apply(target, method, *, steps: int | None = None, trace: bool = False, scheduler=None) -> Run:
     """Hook ``method`` into a transformer or pipeline. Returns the run; ``run.remove()`` undoes it.
 
+    steps: the step count, for a bare model in your own loop without a scheduler.
+    scheduler: the diffusers scheduler your own loop uses with a bare model: its ``set_timesteps`` and
+    ``step()`` then delimit generations and steps, as with a pipeline.
     trace: keep every call's plans in ``run.trace`` (replayable with ``ditcache.methods.Replay``)."""
-    return Run(target, method, steps=steps, trace=trace)
+    return Run(target, method, steps=steps, trace=trace, scheduler=scheduler)
 
 
 @contextmanager
-def cached(target, method, *, steps: int | None = None, trace: bool = False):
-    """``with ditcache.cached(pipe_or_model, ditcache.FORA(interval=3)) as run: ...``"""
-    run = Run(target, method, steps=steps, trace=trace)
+def cached(target, method, *, steps: int | None = None, trace: bool = False, scheduler=None):
+    """``with ditcache.cached(pipe_or_model, ditcache.FORA(interval=3)) as run: ...`` (see ``apply``)."""
+    run = Run(target, method, steps=steps, trace=trace, scheduler=scheduler)
     try:
         yield run
     finally:

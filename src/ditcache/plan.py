@@ -84,5 +84,20 @@ class Method(Protocol):
 
 
 def periodic_full(step: int, warmup: int, interval: int) -> bool:
-    """Full for the first ``warmup`` steps, then on every ``interval``-th step after them."""
+    """Full for the first ``warmup`` steps, then on every ``interval``-th step after them (L2C's
+    alternation with warmup 0: steps 0, 2, 4, ...)."""
     return step < warmup or (step - warmup) % interval == 0
+
+
+def counter_full(step: int, first_enhance: int, interval: int) -> bool:
+    """TaylorSeer's schedule (and ClusCa's, SpeCa's): the first ``first_enhance`` steps are full; then a
+    counter, reset at every full step, triggers a full step when it reaches ``interval - 1``. So the
+    full steps are 0..W-1 and W-1+N, W-1+2N, ...: with W = 2, N = 4 and 50 steps, 0, 1, 5, 9, ..., 49."""
+    return step < first_enhance or (step - first_enhance + 1) % interval == 0
+
+
+def countdown_full(step: int, num_steps: int, interval: int) -> bool:
+    """FORA's (and ToCa-DiT's) schedule, written in the reference's count-down index s = T - 1 - step:
+    full iff s == T - 1 (the first step) or s % N == 0, so the last step (s = 0) is always full."""
+    s = num_steps - 1 - step
+    return step == 0 or s % interval == 0

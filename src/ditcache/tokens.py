@@ -47,11 +47,23 @@ def query_key(module: nn.Module, x: torch.Tensor, context: torch.Tensor | None =
     return q, k
 
 
-def _per_head_probs(q: torch.Tensor, k: torch.Tensor):
-    """Yield softmax(q k^T / sqrt(d)) per head, (B, Sq, Sk), one head at a time to bound memory."""
+def key_bias(mask: torch.Tensor | None, batch: int, keys: int) -> torch.Tensor | None:
+    """An attention mask over the keys as an additive bias (B, 1, Sk): diffusers passes either a bool
+    keep-mask or an already additive bias ((B, 1, Sk) or (B, Sk)), e.g. PixArt's padded text tokens."""
+    if mask is None:
+        return None
+    mask = mask.reshape(batch, -1, keys)[:, :1]                                # (B, 1, Sk)
+    if mask.dtype == torch.bool:
+        return torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill(~mask, float("-inf"))
+    return mask.float()
+
+
+def _per_head_probs(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = None):
+    """Yield softmax(q k^T / sqrt(d) + bias) per head, (B, Sq, Sk), one head at a time to bound memory."""
     scale = q.shape[-1] ** -0.5
     for h in range(q.shape[2]):
-        yield torch.softmax(q[:, :, h] @ k[:, :, h].transpose(1, 2) * scale, dim=-1)
+        logits = q[:, :, h] @ k[:, :, h].transpose(1, 2) * scale                 # (B, Sq, Sk)
+        yield torch.softmax(logits if bias is None else logits + bias, dim=-1)
 
 
 @torch.no_grad()
@@ -65,10 +77,11 @@ def attention_received(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def attention_entropy(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """(B, Sq): entropy of each query's head-mean attention over the keys (cross-attention: text)."""
+def attention_entropy(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, Sq): entropy of each query's head-mean attention over the keys (cross-attention: text).
+    mask: the module's attention mask over the keys (padded text tokens get no attention)."""
     mean = None
-    for p in _per_head_probs(q, k):
+    for p in _per_head_probs(q, k, key_bias(mask, q.shape[0], k.shape[1])):
         mean = p if mean is None else mean + p
     mean = mean / q.shape[2]
     return -(mean * torch.log(mean + 1e-7)).sum(-1)

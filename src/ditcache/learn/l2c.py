@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..adapters import find_sites
-from .common import Artifact, fingerprint, fit_blend, record_trajectory
+from ..artifact import Artifact, fingerprint
+from .common import fit_blend, record_trajectory
 
 
 @dataclass
@@ -31,6 +32,15 @@ class L2CTrainConfig:
     #                            75% above 0.5, 62% above 0.7, 14% above 0.9
     lr: float = 0.05           # AdamW learning rate for the logits (L2C uses 1e-3 over 50k steps; we take 400)
     seed: int = 0              # trajectories' noise and the order of training pairs
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "interval", "iters", "labels_per_batch", "batches"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"L2CTrainConfig.{name} must be an int >= 1, got {getattr(self, name)!r}")
+        if self.interval > self.steps:
+            raise ValueError(f"L2CTrainConfig.interval ({self.interval}) exceeds steps ({self.steps}): no cache step")
+        if self.lam < 0 or self.lr <= 0:
+            raise ValueError("L2CTrainConfig.lam must be >= 0 and lr > 0")
 
 
 def cache_pairs(steps: int, interval: int) -> list[tuple[int, int]]:

@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..adapters import find_sites
-from .common import Artifact, fingerprint, fit_blend, record_trajectory
+from ..artifact import Artifact, fingerprint
+from .common import fit_blend, record_trajectory
 
 ARCHITECTURES = ("table", "factored")
 
@@ -36,6 +37,18 @@ class TokenCacheTrainConfig:
     batches: int = 2           # recorded trajectory batches
     lr: float = 0.05           # AdamW learning rate of the logits
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "iters", "labels_per_batch", "batches"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"TokenCacheTrainConfig.{name} must be an int >= 1, got {getattr(self, name)!r}")
+        if not 0.0 <= self.ratio <= 1.0:
+            raise ValueError(f"TokenCacheTrainConfig.ratio must be in [0, 1], got {self.ratio}")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"TokenCacheTrainConfig.architecture must be one of {ARCHITECTURES}, "
+                             f"got {self.architecture!r}")
+        if self.budget < 0 or self.lr <= 0:
+            raise ValueError("TokenCacheTrainConfig.budget must be >= 0 and lr > 0")
 
 
 class Predictor(torch.nn.Module):

@@ -64,7 +64,11 @@ def resolve_method(method):
     if isinstance(method, str):
         return parse_method(method)
     if method is None:
-        return NoCache()
+        raise TypeError("method is None: pass a method config, e.g. ditcache.FORA(interval=3), or "
+                        "ditcache.NoCache() to run uncached")
+    if isinstance(method, type):
+        raise TypeError(f"{method.__name__} is a method class: pass an instance, e.g. {method.__name__}(), "
+                        f"or its name as text, e.g. {getattr(method, 'name', method.__name__.lower())!r}")
     if not callable(getattr(method, "plan", None)):
         raise TypeError(f"not a ditcache method: {method!r} (expected one of {sorted(METHODS)} or its config)")
     method.validate()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..learn.common import Artifact
+from ..artifact import Artifact
 
 SHIPPED = Path(__file__).resolve().parent.parent / "models" / "weights"
 
 
 def artifact_path(name_or_path: str, method: str) -> Path:
-    if name_or_path in ("dit", "flux"):
+    """A bare name ('dit', 'flux256', ...) is a shipped artifact; anything else is a file path."""
+    if "/" not in name_or_path and "\\" not in name_or_path and not name_or_path.endswith(".safetensors"):
         return SHIPPED / f"{method}_{name_or_path}.safetensors"
     return Path(name_or_path)
 

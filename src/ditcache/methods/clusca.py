@@ -24,14 +24,14 @@ from typing import ClassVar
 import torch
 
 from .. import tokens as T
-from ..plan import Action, Plan, Site, StepContext, periodic_full
+from ..plan import Action, Plan, Site, StepContext, counter_full
 
 
 @dataclass
 class ClusCa:
     interval: int = 5        # N: one full step every N steps (authors' FLUX setting)
     order: int = 1           # Taylor order of the forecast base (authors' FLUX setting)
-    warmup: int = 3          # first_enhance: leading full steps (authors' FLUX setting)
+    warmup: int = 3          # first_enhance: leading full steps (authors' FLUX setting); >= 1
     clusters: int = 16       # K: clusters, so K tokens recomputed per image MLP per step (DiT and FLUX)
     gamma: float = 0.005     # propagation ratio towards the cluster's fresh value (authors' FLUX value)
     max_iters: int = 100     # k-means iterations at most (authors' DiT/FLUX value)
@@ -47,8 +47,11 @@ class ClusCa:
         for field in ("interval", "clusters", "max_iters"):
             if not isinstance(getattr(self, field), int) or getattr(self, field) < 1:
                 raise ValueError(f"ClusCa.{field} must be an int >= 1, got {getattr(self, field)!r}")
-        if not isinstance(self.order, int) or self.order < 0 or self.warmup < 0:
-            raise ValueError("ClusCa.order and ClusCa.warmup must be ints >= 0")
+        if not isinstance(self.order, int) or self.order < 0:
+            raise ValueError(f"ClusCa.order must be an int >= 0, got {self.order!r}")
+        if not isinstance(self.warmup, int) or self.warmup < 1:
+            raise ValueError(f"ClusCa.warmup must be an int >= 1 (step 0 has nothing to forecast from), "
+                             f"got {self.warmup!r}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"ClusCa.gamma must be in [0, 1], got {self.gamma}")
 
@@ -60,9 +63,9 @@ class ClusCa:
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
         state = store.shared.setdefault(("clusca", ctx.branch), {"centroids": None, "labels": None})
-        if periodic_full(ctx.step, self.warmup, self.interval):
+        if counter_full(ctx.step, self.warmup, self.interval):
             state["labels"] = None  # recluster on the next partial step, from this step's probe
-            keep = 0 if ctx.step < self.warmup else self.order
+            keep = 0 if ctx.step < self.warmup - 1 else self.order  # TaylorSeer's derivative guard
             return [Plan(Action.FULL, order=keep)] * len(sites)
         gen = state.setdefault("generator", torch.Generator().manual_seed(self.seed))
         if state["labels"] is None:

@@ -1,7 +1,9 @@
 """FORA: fast-forward caching (Selvaraju et al., arXiv 2407.01425).
 
-Every ``interval``-th step computes every branch; the steps between reuse each branch's last
-pre-gate output unchanged (the block still applies the current step's gate and residual).
+Full steps as the reference places them (``s == T-1 or s % N == 0`` with s counting down from T-1):
+the first step, and every ``interval``-th step counted back from the last one, so the final step is
+always computed. The steps between reuse each branch's last pre-gate output unchanged (the block still
+applies the current step's gate and residual).
 """
 
 from __future__ import annotations
@@ -9,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..plan import FULL, REUSE, Plan, Site, StepContext, periodic_full
+from ..plan import FULL, REUSE, Plan, Site, StepContext, countdown_full
 
 
 @dataclass
 class FORA:
     interval: int = 3  # N: one full step every N steps (the FORA README's example uses 3)
-    warmup: int = 0    # extra leading full steps; with 0, steps 0, N, 2N, ... are full (FORA has no warm-up)
+    warmup: int = 0    # extra leading full steps (FORA has none: 0 keeps the reference's schedule)
 
     name: ClassVar[str] = "fora"
 
@@ -29,5 +31,5 @@ class FORA:
             raise ValueError(f"FORA.warmup must be an int >= 0, got {self.warmup!r}")
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
-        full = periodic_full(ctx.step, self.warmup, self.interval)
+        full = ctx.step < self.warmup or countdown_full(ctx.step, ctx.num_steps, self.interval)
         return [FULL if full else REUSE] * len(sites)

@@ -13,6 +13,7 @@ from ..plan import Plan, Site, StepContext
 @dataclass
 class Replay:
     trace: str = ""  # a JSON file written by `ditcache bench --trace` (or a run's .trace saved as JSON)
+    start: int = 0   # the trace's generation to replay first (bench: one generation per batch)
 
     name: ClassVar[str] = "replay"
 
@@ -34,7 +35,9 @@ class Replay:
         if self._generations is None:
             data = json.loads(Path(self.trace).read_text())
             self._generations = data["generations"] if isinstance(data, dict) else data
-        self._gen, self._call = -1, 0
+        if not 0 <= self.start < len(self._generations):
+            raise ValueError(f"Replay.start {self.start} is outside the trace's {len(self._generations)} generations")
+        self._gen, self._call = self.start - 1, 0
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
         from ..engine import plan_from_dict

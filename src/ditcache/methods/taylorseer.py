@@ -1,9 +1,11 @@
 """TaylorSeer: forecast instead of reuse (Liu et al., arXiv 2503.06923, ICCV'25).
 
-The first ``warmup`` steps compute everything and keep only the last output; after that one step in
-``interval`` computes everything and extends each site's finite differences up to ``order``; the
-steps between forecast each branch output with a Taylor series in the timestep. Differences use the
-real timestep spacing (the store's coordinate), not step indices.
+The schedule is the reference's: the first ``warmup`` steps (its ``first_enhance``) compute everything,
+then a counter reset at each full step makes every ``interval``-th step full (``plan.counter_full``:
+W = 2, N = 4 on 50 steps gives 0, 1, 5, 9, ..., 49). Full steps before the last warm-up step keep only
+their output; from the last warm-up step on, each full step extends every site's finite differences
+up to ``order`` (the reference's derivative guard). The steps between forecast each branch output with
+a Taylor series. Differences use the real timestep spacing (the store's coordinate), not step indices.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..plan import Action, Plan, Site, StepContext, periodic_full
+from ..plan import Action, Plan, Site, StepContext, counter_full
 
 
 @dataclass
@@ -19,7 +21,7 @@ class TaylorSeer:
     interval: int = 4  # N: one full step every N steps (the authors' DiT-XL/2 DDIM-50 setting is 4)
     order: int = 2     # m: Taylor order of the forecast (DiT code recommends up to 4, FLUX uses 1; 2 is the
     #                    authors' FLUX.1-dev "N=4 O=2" point and was stable on our small models)
-    warmup: int = 2    # first_enhance: leading full steps whose differences are not used (authors' DiT value)
+    warmup: int = 2    # first_enhance: leading full steps (authors' DiT value; FLUX uses 3); >= 1
 
     name: ClassVar[str] = "taylorseer"
 
@@ -31,11 +33,12 @@ class TaylorSeer:
             raise ValueError(f"TaylorSeer.interval must be an int >= 1, got {self.interval!r}")
         if not isinstance(self.order, int) or self.order < 0:
             raise ValueError(f"TaylorSeer.order must be an int >= 0, got {self.order!r}")
-        if not isinstance(self.warmup, int) or self.warmup < 0:
-            raise ValueError(f"TaylorSeer.warmup must be an int >= 0, got {self.warmup!r}")
+        if not isinstance(self.warmup, int) or self.warmup < 1:
+            raise ValueError(f"TaylorSeer.warmup must be an int >= 1 (step 0 has nothing to forecast from), "
+                             f"got {self.warmup!r}")
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
-        if periodic_full(ctx.step, self.warmup, self.interval):
-            keep = 0 if ctx.step < self.warmup else self.order  # no derivatives from warm-up steps
+        if counter_full(ctx.step, self.warmup, self.interval):
+            keep = 0 if ctx.step < self.warmup - 1 else self.order  # the reference's derivative guard
             return [Plan(Action.FULL, order=keep)] * len(sites)
         return [Plan(Action.FORECAST, order=self.order)] * len(sites)

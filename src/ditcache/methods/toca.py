@@ -41,6 +41,8 @@ class ToCa:
     fresh_ratio: float = 0.07         # r0: base share of tokens recomputed (authors' DiT DDIM-50 value)
     step_curve: tuple[float, float] = (-1.0, 4.0)  # f_step = a + b p; DiT DDIM-50: 3 - 4 s/T = 4p - 1
     layer_curve: tuple[float, float] = (0.8, 0.4)  # f_layer = a + b l, l = layer / (L - 1); DiT DDIM-50
+    layer_span: float = 1.0           # l runs over [0, layer_span] along the blocks of one class (DiT, PixArt:
+    #                                   l / 27 over 28 blocks = 1; Flux's code uses l / 27 over 19 double blocks)
     module_factor: tuple[tuple[str, float], ...] = (("attn", 0.0), ("cross_attn", 0.6), ("mlp", 2.5))
     #                                   f_module per branch kind: DiT reuses self-attention (0), MLP 2.5
     staleness_weight: float = 0.25    # lambda3: weight of tokens' staleness in the score (authors' value)
@@ -73,8 +75,8 @@ class ToCa:
             raise ValueError(f"ToCa.fresh_ratio (r0) must be >= 0, got {self.fresh_ratio}")
         if self.score not in self.SCORES:
             raise ValueError(f"ToCa.score must be one of {self.SCORES}, got {self.score!r}")
-        if self.cell < 1 or self.bonus < 0 or self.staleness_weight < 0 or self.warmup < 0:
-            raise ValueError("ToCa.cell must be >= 1 and bonus, staleness_weight, warmup >= 0")
+        if self.cell < 1 or self.bonus < 0 or self.staleness_weight < 0 or self.warmup < 0 or self.layer_span < 0:
+            raise ValueError("ToCa.cell must be >= 1 and bonus, staleness_weight, warmup, layer_span >= 0")
         unknown = {k for k, _ in self.module_factor} - {"attn", "cross_attn", "mlp", "block"}
         if unknown:
             raise ValueError(f"ToCa.module_factor has unknown branch kinds {sorted(unknown)}")
@@ -93,27 +95,34 @@ class ToCa:
         return min(max(self.fresh_ratio * f_step * f_layer * f_module, 0.0), 1.0)
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
-        state = store.shared.setdefault(("toca", ctx.branch), {"next_full": 0, "scores": {}, "stale": {}})
+        state = store.shared.setdefault(("toca", ctx.branch), {"scores": {}, "stale": {}})
         schedule = store.shared.setdefault("toca-schedule", {"next_full": 0})
-        if ctx.branch == 0 and (ctx.step < self.warmup or ctx.step >= schedule["next_full"]):
+        if ctx.branch == 0 and (ctx.step < self.warmup or ctx.step >= schedule["next_full"]
+                                or ctx.step == ctx.num_steps - 1):  # the reference always computes the last step
             schedule["next_full"] = ctx.step + self.step_interval(ctx.progress)
             schedule["full_step"] = ctx.step
         if schedule.get("full_step") == ctx.step:
             state["scores"].clear()
             state["stale"].clear()
             return [_KEEP if s.kind in ("attn", "cross_attn") else FULL for s in sites]
-        depth = max(s.layer for s in sites) or 1
+        depth = store.shared.get("toca-depth")
+        if depth is None:
+            depth = store.shared["toca-depth"] = self.layer_positions(sites)
         plans = []
         for site in sites:
-            r = self.fresh_ratio_at(ctx.progress, site.layer / depth, site.kind)
+            r = self.fresh_ratio_at(ctx.progress, depth[site.index], site.kind)
             key = (ctx.branch, site.index)
-            n = store.entries[key].factors[0][0].shape[1] if site.partial else 0
-            k = int(r * n)
+            if not site.partial:
+                plans.append(REUSE)
+                continue
+            base = store.entries[key].factors[0][0]                               # (B, N, D)
+            stale = state["stale"].setdefault(site.index, base.new_zeros(base.shape[:2]))  # (B, N)
+            k = int(r * base.shape[1])
             if k == 0:
+                stale += 1  # nothing recomputed: every token grows staler
                 plans.append(REUSE)
                 continue
             score = self._score(ctx, sites, site, store, state)                  # (B, N)
-            stale = state["stale"].setdefault(site.index, torch.zeros_like(score))
             score = score + self.staleness_weight * stale / self.interval
             if site.stream == "image" and ctx.grid is not None and score.shape[1] == math.prod(ctx.grid):
                 score = T.spatial_bonus(score, ctx.grid, self.cell, self.bonus)
@@ -122,6 +131,21 @@ class ToCa:
             stale.scatter_(1, idx, 0.0)
             plans.append(Plan(Action.PARTIAL, tokens=idx))
         return plans
+
+    def layer_positions(self, sites: list[Site]) -> list[float]:
+        """Per site, the depth l of its block fed to the layer curve: the block's index among the
+        blocks of its class over their count - 1, times ``layer_span`` (Flux's double stream: l / 27
+        over 19 blocks spans 18 / 27 of the curve)."""
+        blocks: dict[str, list[int]] = {}
+        for s in sites:
+            group = blocks.setdefault(type(s.block).__name__, [])
+            if s.layer not in group:
+                group.append(s.layer)
+        out = []
+        for s in sites:
+            group = blocks[type(s.block).__name__]
+            out.append(self.layer_span * group.index(s.layer) / max(len(group) - 1, 1))
+        return out
 
     # ------------------------------------------------------------------ scores
     def _score(self, ctx: StepContext, sites: list[Site], site: Site, store, state: dict) -> torch.Tensor:
@@ -134,7 +158,8 @@ class ToCa:
             if self.score == "attention" and cross is not None and site.stream == "image":
                 args, kwargs = _kept(store, ctx.branch, cross)
                 q, k = T.query_key(cross.module, _x(args, kwargs), _context(args, kwargs))
-                scores = {"image": 1 + T.attention_entropy(q, k)}
+                mask = args[2] if len(args) > 2 else kwargs.get("attention_mask")   # padded text tokens
+                scores = {"image": 1 + T.attention_entropy(q, k, mask)}
             elif attn is not None:
                 args, kwargs = _kept(store, ctx.branch, attn)
                 x, context = _x(args, kwargs), _context(args, kwargs)
@@ -182,6 +207,6 @@ PRESETS: dict[str, ToCa] = {
     # FLUX.1-dev (later README): N = 4, steps 0..2 full, double-stream MLPs at 0.4, f_layer 1.5 - l;
     # single-stream blocks have no token-subset path here and are reused between full steps.
     "flux": ToCa(interval=4, interval_curve=(1.0, 0.0), sensitive=None, fresh_ratio=0.1,
-                 step_curve=(1.0, 0.0), layer_curve=(1.5, -1.0),
+                 step_curve=(1.0, 0.0), layer_curve=(1.5, -1.0), layer_span=18 / 27,
                  module_factor=(("attn", 0.0), ("cross_attn", 0.0), ("mlp", 0.4)), bonus=0.0, warmup=3),
 }

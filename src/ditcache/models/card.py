@@ -130,7 +130,8 @@ def _sweep_table(name: str) -> str:
     if not path.is_file():
         return ""
     rows = json.loads(path.read_text())
-    lines = "\n".join(f"| {r['guidance_scale']} | {r['fd_model_vs_test']:.3f} | {r['class_accuracy']:.3f} |" for r in rows)
+    lines = "\n".join(f"| {r['guidance_scale']} | {r['fd_model_vs_test']:.3f} | {r['class_accuracy']:.3f} |"
+                      for r in rows)
     n, steps = rows[0]["samples"], rows[0]["steps"]
     return (f"\nCFG scale chosen from a small sweep ({n} samples, {steps} steps, seed 1000; FD at this sample count is "
             f"biased upward, compare rows only):\n\n| CFG scale | FD vs test | class accuracy |\n| --- | --- | --- |\n"
@@ -172,9 +173,10 @@ Conditioning kwargs: {cond}.
 
 ## Data and training
 
-Fashion-MNIST train split (60k), no augmentation. AdamW lr {tr['lr']} (linear warmup {tr['warmup_steps']} steps, then
-constant), betas {tr['betas']}, weight decay {tr['weight_decay']}, grad-norm clip {tr['grad_clip']}, EMA {tr['ema_decay']},
-class dropout {tr['class_dropout']}, batch {tr['batch_size']}, seed {tr['seed']}, fp32 on CPU with {tr['threads']} thread
+Fashion-MNIST train split (60k), no augmentation. AdamW lr {tr['lr']} (linear warmup {tr['warmup_steps']} steps,
+then constant), betas {tr['betas']}, weight decay {tr['weight_decay']}, grad-norm clip {tr['grad_clip']},
+EMA {tr['ema_decay']}, class dropout {tr['class_dropout']}, batch {tr['batch_size']}, seed {tr['seed']}, fp32 on CPU
+with {tr['threads']} thread
 (two trainings ran side by side on a 2-core machine).
 Trained {meta['trained_steps']} steps in {meta['train_seconds'] / 60:.1f} min; final train loss {meta['final_loss']:.4f}
 (mean of the last log interval).

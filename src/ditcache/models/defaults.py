@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from diffusers import DiTTransformer2DModel, FluxTransformer2DModel
 from torch import nn
 
 # Label id that means "unconditional"; classes are 0..9, so the embedding tables have 11 rows.
@@ -155,8 +156,10 @@ class DefaultModel:
     transformer, which stays a stock diffusers module that the caching engine can hook.
     """
 
-    name: str
+    family: str                    # "dit" | "flux": the training objective and sampler
+    transformer_class: type        # the diffusers class of the transformer
     default_guidance_scale: float
+    name: str = ""                 # the registry name ("dit", "dit256", ...), set by build()
 
     def __init__(self, transformer: nn.Module, spec, device: str | torch.device = "cpu"):
         self.transformer = transformer
@@ -211,6 +214,10 @@ class DefaultModel:
 
         scale = self.default_guidance_scale if guidance_scale is None else float(guidance_scale)
         labels = self._labels(labels)
+        if labels.numel() == 0:
+            raise ValueError("generate() needs at least one label (0..9, or 10 for unconditional)")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an int >= 1, got {steps!r}")
         cond, uncond = self.conditioning(labels)
         noise = self.initial_noise(labels.shape[0], seed)
         if method is None:
@@ -229,7 +236,8 @@ class DefaultModel:
 
 
 class DiTDefault(DefaultModel):
-    name = "dit"
+    family = "dit"
+    transformer_class = DiTTransformer2DModel
     # CFG scale: chosen on 1000 samples (model card) for class accuracy vs FD in classifier space
     default_guidance_scale = 3.0
 
@@ -248,7 +256,8 @@ class DiTDefault(DefaultModel):
 
 
 class FluxDefault(DefaultModel):
-    name = "flux"
+    family = "flux"
+    transformer_class = FluxTransformer2DModel
     # CFG scale: chosen on 1000 samples (model card) for class accuracy vs FD in classifier space
     default_guidance_scale = 3.0
 
@@ -281,8 +290,14 @@ class FluxDefault(DefaultModel):
             return self._kwargs(labels), self._kwargs(torch.full_like(labels, NULL_CLASS))
 
 
-# name -> (model class, architecture spec class)
-MODELS = {"dit": (DiTDefault, DiTSpec), "flux": (FluxDefault, FluxSpec)}
+# name -> (model class, architecture). The 64-token pair is the fast main job and the test models;
+# the 256-token pair (DiT-XL/2's token count) is where token-level methods are meant to pay off.
+MODELS = {
+    "dit": (DiTDefault, DiTSpec()),
+    "flux": (FluxDefault, FluxSpec()),
+    "dit256": (DiTDefault, DiTSpec(patch_size=2)),  # 2x2 patches of 32x32 -> 16x16 = 256 tokens
+    "flux256": (FluxDefault, FluxSpec(patch=2)),    # 2x2 pixels packed per token -> 256 tokens of 4 channels
+}
 
 
 def _family(name: str):
@@ -293,17 +308,16 @@ def _family(name: str):
 
 def build(name: str, spec=None, device: str | torch.device = "cpu") -> DefaultModel:
     """A freshly initialised (untrained) default model; spec None -> the shipped architecture."""
-    from diffusers import DiTTransformer2DModel, FluxTransformer2DModel
-
-    cls, spec_cls = _family(name)
-    spec = spec_cls() if spec is None else spec
-    if name == "dit":
-        transformer = DiTTransformer2DModel(**spec.transformer_kwargs())
-        zero_init_modulation(transformer)
-        return cls(transformer.to(device), spec, device)
-    transformer = FluxTransformer2DModel(**spec.transformer_kwargs())
+    cls, default_spec = _family(name)
+    spec = default_spec if spec is None else spec
+    transformer = cls.transformer_class(**spec.transformer_kwargs())
     zero_init_modulation(transformer)
-    return cls(transformer.to(device), spec, ClassConditioner(spec).to(device), device)
+    if cls is FluxDefault:
+        model = cls(transformer.to(device), spec, ClassConditioner(spec).to(device), device)
+    else:
+        model = cls(transformer.to(device), spec, device)
+    model.name = name
+    return model
 
 
 def trainable_modules(model: DefaultModel) -> dict[str, nn.Module]:
@@ -324,14 +338,14 @@ def load_default(name: str, device: str | torch.device = "cpu", weights_dir: str
     """The shipped, trained model `name` ('dit' or 'flux') in eval mode; reads safetensors + JSON only."""
     from safetensors.torch import load_file
 
-    _, spec_cls = _family(name)
+    _, default_spec = _family(name)
     weights_dir = Path(weights_dir)
     config_path, weights_path = weights_dir / f"{name}.json", weights_dir / f"{name}.safetensors"
     for path in (config_path, weights_path):
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing; train it with `python -m ditcache.models.train --model {name}`")
+            raise FileNotFoundError(f"{path} is missing; train it with `ditcache train-default --model {name}`")
     config = json.loads(config_path.read_text())
-    spec = spec_cls(**config["architecture"])
+    spec = type(default_spec)(**config["architecture"])
     model = build(name, spec, device="cpu")
     tensors = load_file(str(weights_path))
     for prefix, module in trainable_modules(model).items():

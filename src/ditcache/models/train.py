@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from ditcache.data import load_fashion_mnist
 from ditcache.models.defaults import (
+    MODELS,
     NULL_CLASS,
     WEIGHTS_DIR,
     DiTDefault,
@@ -31,6 +32,7 @@ from ditcache.models.defaults import (
     images_to_pixels,
     spec_dict,
     state_dict,
+    trainable_modules,
 )
 
 
@@ -58,14 +60,14 @@ def _flow_loss(model: FluxDefault, x0, labels, gen):
     """Rectified flow (Liu et al. 2022; Esser et al. 2024): x_t = (1-s) x0 + s noise, target v = noise - x0.
     s ~ U(0, 1): sampling with shift 1 spends its steps uniformly in s, so training weights match it
     (logit-normal, SD3's choice, would under-train both ends, which a 50-step Euler sampler visits)."""
-    x0 = model.encode(x0)  # (B, 64, 16)
+    x0 = model.encode(x0)  # (B, N, p*p): N = 64 or 256 tokens
     sigma = torch.rand(x0.shape[0], generator=gen)  # (B,)
     noise = torch.randn(x0.shape, generator=gen)
     s = sigma[:, None, None]
     x_t = (1 - s) * x0 + s * noise
     text, pooled = model.conditioner(labels)  # (B, L, J), (B, P)
     pred = model.transformer(x_t, encoder_hidden_states=text, pooled_projections=pooled, timestep=sigma,
-                             img_ids=model.img_ids, txt_ids=model.txt_ids).sample  # (B, 64, 16)
+                             img_ids=model.img_ids, txt_ids=model.txt_ids).sample  # (B, N, p*p)
     return torch.nn.functional.mse_loss(pred, noise - x0)
 
 
@@ -78,9 +80,14 @@ def train_default(
     threads: int = 1,
     log_every: int = 50,
     config: TrainConfig | None = None,
+    init_from: str | Path | None = None,
 ) -> Path:
     """Train default model `name` ('dit' | 'flux') from scratch; returns the weights path.
-    out_path None -> the shipped location, weights/<name>.safetensors."""
+    out_path None -> the shipped location, weights/<name>.safetensors.
+    init_from: a trained default's name or weights file to start from: every tensor whose name and shape
+    match is copied (the blocks, embeddings and conditioner), the rest (patch embedding and output
+    projection when the patch size differs) keeps its fresh initialisation. Progressive-resolution
+    warm start, as SD3 and PixArt train: the 256-token defaults start from the 64-token ones."""
     from diffusers import DDPMScheduler
     from safetensors.torch import save_file
 
@@ -93,13 +100,14 @@ def train_default(
 
     torch.manual_seed(seed)  # parameter init
     model = build(name)
+    warm = _warm_start(model, init_from) if init_from is not None else None
     params = [p for m in _modules(model) for p in m.parameters()]
     ema = [copy.deepcopy(m).requires_grad_(False) for m in _modules(model)]
     opt = torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
     scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.0001, beta_end=0.02)
     for m in _modules(model):
         m.train()
-    if name == "dit":
+    if model.family == "dit":
         # diffusers' DiT drops labels inside every block's own LabelEmbedding, independently per block
         # (each block has its own embedder); we drop once per sample below, so switch theirs off.
         for block in model.transformer.transformer_blocks:
@@ -116,11 +124,13 @@ def train_default(
         "transformer_kwargs": {k: list(v) if isinstance(v, tuple) else v
                                for k, v in model.spec.transformer_kwargs().items()},
         "null_class": NULL_CLASS,
-        "objective": "ddpm_epsilon_linear_1e-4_0.02_T1000" if name == "dit" else "rectified_flow_v_uniform_sigma",
+        "objective": ("ddpm_epsilon_linear_1e-4_0.02_T1000" if model.family == "dit"
+                      else "rectified_flow_v_uniform_sigma"),
         "training": {**asdict(config), "steps": steps, "batch_size": batch_size, "seed": seed,
-                     "threads": threads, "torch": torch.__version__, "data": "fashion-mnist train 60k"},
+                     "threads": threads, "torch": torch.__version__, "data": "fashion-mnist train 60k",
+                     "init_from": warm},
     }
-    rows, window, t0 = [], [], time.perf_counter()
+    window, t0 = [], time.perf_counter()
     with csv_path.open("w", newline="") as f:
         csv.writer(f).writerow(["step", "loss", "seconds"])
     bar = tqdm(range(1, steps + 1), desc=f"train {name}", mininterval=5)
@@ -131,7 +141,7 @@ def train_default(
         y = torch.where(drop, torch.full_like(y, NULL_CLASS), y)
         for group in opt.param_groups:
             group["lr"] = config.lr * min(1.0, step / config.warmup_steps)
-        loss = _ddpm_loss(model, scheduler, x0, y, gen) if name == "dit" else _flow_loss(model, x0, y, gen)
+        loss = _ddpm_loss(model, scheduler, x0, y, gen) if model.family == "dit" else _flow_loss(model, x0, y, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
@@ -154,6 +164,27 @@ def train_default(
     return out_path
 
 
+def _warm_start(model, init_from: str | Path) -> dict:
+    """Copy every tensor of a trained default whose name and shape match; returns what was copied."""
+    from safetensors.torch import load_file
+
+    path = Path(init_from)
+    if not path.suffix:
+        path = WEIGHTS_DIR / f"{init_from}.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"--init-from: {path} does not exist")
+    source = load_file(str(path))
+    own = state_dict(model)
+    copied = [k for k, v in source.items() if k in own and own[k].shape == v.shape]
+    if not copied:
+        raise ValueError(f"--init-from: no tensor of {path} matches the architecture of {model.name}")
+    for prefix, module in trainable_modules(model).items():
+        part = {k[len(prefix) + 1:]: source[k].float() for k in copied if k.startswith(prefix + ".")}
+        module.load_state_dict(part, strict=False)
+    kept = sorted(k for k in own if k not in copied)
+    return {"source": path.name, "copied": len(copied), "fresh": kept}
+
+
 def _modules(model) -> list[torch.nn.Module]:
     return [model.transformer] + ([model.conditioner] if isinstance(model, FluxDefault) else [])
 
@@ -174,15 +205,18 @@ def _save(model, ema, out_path: Path, json_path: Path, meta: dict, save_file) ->
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, choices=["dit", "flux"])
+    parser.add_argument("--model", required=True, choices=sorted(MODELS))
     parser.add_argument("--steps", type=int, default=1350)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="weights path (default: shipped location)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--log-every", type=int, default=50)
+    parser.add_argument("--init-from", default=None,
+                        help="start from a trained default (name or .safetensors); see train_default")
     args = parser.parse_args(argv)
-    path = train_default(args.model, args.steps, args.batch_size, args.seed, args.out, args.threads, args.log_every)
+    path = train_default(args.model, args.steps, args.batch_size, args.seed, args.out, args.threads, args.log_every,
+                         init_from=args.init_from)
     print(f"wrote {path}")
 
 
