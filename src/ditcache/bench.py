@@ -28,19 +28,24 @@ from tqdm.auto import tqdm
 # --------------------------------------------------------------------------- small measuring helpers
 
 
-def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1) -> dict[str, list[float]]:
+def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1,
+                     progress: bool = False) -> dict[str, list[float]]:
     """Wall-clock seconds of each function, run round-robin (A B C A B C ...) so drift hits all alike.
 
     A function that returns a float reports its own duration (to leave set-up out of the timing)."""
+    bar = tqdm(total=(warmup + repeats) * len(fns), desc="timing (interleaved rounds)", disable=not progress)
     for _ in range(warmup):
         for fn in fns.values():
             fn()
+            bar.update(1)
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             start = time.perf_counter()
             own = fn()
             times[name].append(own if isinstance(own, float) else time.perf_counter() - start)
+            bar.update(1)
+    bar.close()
     return times
 
 
@@ -217,7 +222,7 @@ def _generate(subject: Subject, seeds: list[int], steps: int, method=None, peer=
 def run_bench(cfg: BenchConfig, log=print) -> dict:
     """Run the benchmark; rank 0 writes the report and returns it as a dict (other ranks: {})."""
     from .engine import flop_counter
-    from .methods import METHODS, Replay, describe
+    from .methods import Replay, describe
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -232,11 +237,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     if cfg.replay:
         settings.append(("ditcache", "replay", Replay(trace=cfg.replay)))
     else:
-        sweeps = _sweeps(subject.family)
-        for name in _names(cfg.methods, list(sweeps)):
-            if name not in METHODS:
-                raise KeyError(f"unknown method {name!r}; known: {sorted(sweeps)}")
-            settings += [("ditcache", name, m) for m in sweeps[name]]
+        settings += [("ditcache", m.name, m) for m in method_settings(cfg.methods, subject.family)]
         peer_names = _names(cfg.peers, None)
         if peer_names:
             try:
@@ -329,7 +330,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     fns.update({str(i): fn for i, fn in runnable.items()})
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    times = time_interleaved(fns, repeats=cfg.repeats)
+    times = time_interleaved(fns, repeats=cfg.repeats, progress=rank == 0)
     t_ref = median(times["ref"])
     rows[0].wall_s, rows[0].wall_speedup, rows[0].flop_speedup = t_ref, 1.0, 1.0
     for i in runnable:
@@ -346,6 +347,34 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     _write(out_dir, report, rows, subject, ref, images_of, settings, cfg)
     log(f"wrote {out_dir}/report.md, report.json, pareto.png and grids")
     return report
+
+
+def method_settings(text: str, family: str) -> list:
+    """``--methods``: 'all', 'none', or a comma list whose items are a method name (its whole sweep) or
+    one setting as text ('fora:interval=3,warmup=1': commas inside a setting stay with it)."""
+    from .methods import parse_method
+
+    sweeps = _sweeps(family)
+    if text in ("none", ""):
+        return []
+    if text == "all":
+        return [m for name in sweeps for m in sweeps[name]]
+    items: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if "=" in part and ":" not in part and items and ":" in items[-1]:
+            items[-1] += "," + part  # another key=value of the setting before
+        elif part:
+            items.append(part)
+    out = []
+    for item in items:
+        if ":" in item:
+            out.append(parse_method(item))
+        elif item in sweeps:
+            out += sweeps[item]
+        else:
+            raise KeyError(f"unknown method {item!r} in --methods; known: {sorted(sweeps)} "
+                           "(or a setting such as 'fora:interval=3')")
+    return out
 
 
 def _names(text: str, default: list[str] | None) -> list[str]:
@@ -394,8 +423,10 @@ def _quality(subject: Subject, rows: list[Row], ref: torch.Tensor, images_of: di
         mu, cov = classifier.reference_stats("test")
         labels = subject.labels(seeds)
 
-    def score(row: Row, images: torch.Tensor) -> None:
-        if images.dim() == 4 and images.shape[1] == 1:
+    def score(row: Row, images: torch.Tensor, reference: bool = False) -> None:
+        if reference:  # PSNR/SSIM of the uncached images against themselves mean nothing: left empty ("-")
+            pass
+        elif images.dim() == 4 and images.shape[1] == 1:  # per image; identical images count as 99 dB
             row.psnr = statistics.fmean(min(metrics.psnr(a[None], b[None]), 99.0) for a, b in zip(images, ref))
             row.ssim = statistics.fmean(metrics.ssim(a[None], b[None]) for a, b in zip(images, ref))
         else:  # latents of a random-weight or local model: PSNR over their own range
@@ -407,7 +438,7 @@ def _quality(subject: Subject, rows: list[Row], ref: torch.Tensor, images_of: di
             row.fd = metrics.frechet_distance_from_stats(m, c, mu, cov)
             row.accuracy = metrics.class_accuracy(classifier.logits(images), labels)
 
-    score(rows[0], ref)
+    score(rows[0], ref, reference=True)
     for i, images in images_of.items():
         score(rows[i + 1], images)
 
@@ -426,9 +457,11 @@ def parse_budget(text: str) -> tuple[str, str, float, bool]:
 def best_under_budget(rows: list[Row], budget: str) -> dict[str, Row]:
     """Per method and peer, the fastest setting (wall-clock) that meets the quality budget."""
     metric, op, value, relative = parse_budget(budget)
-    ref = getattr(rows[0], metric)
-    if ref is None:
+    if not any(getattr(r, metric) is not None for r in rows):
         raise ValueError(f"budget on {metric!r}, but this benchmark did not measure it")
+    ref = getattr(rows[0], metric)
+    if relative and ref is None:
+        raise ValueError(f"budget {budget!r} is relative to uncached, which has no {metric} (use an absolute value)")
     limit = value * ref if relative else value
     best: dict[str, Row] = {}
     for row in rows[1:]:
@@ -518,7 +551,9 @@ def _write(out_dir: Path, report: dict, rows: list[Row], subject: Subject, ref, 
         for i, images in images_of.items():
             row = rows[i + 1]
             by_method.setdefault(f"{row.kind}_{row.method}", []).append((row.setting[:18], images[:10]))
-        captions = [str(s % 10) for s in range(10)]
+        from .data import CLASSES
+
+        captions = [CLASSES[s % 10] for s in range(10)]
         for key, grid_rows in by_method.items():
             labelled_grid([("uncached", ref[:10])] + grid_rows, captions).save(out_dir / f"grid_{_slug(key)}.png")
 

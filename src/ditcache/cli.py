@@ -134,10 +134,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
                       batch=args.batch, repeats=args.repeats, budget=args.budget, trace=args.trace,
                       replay=args.replay, config=args.config, speed_only=args.speed_only, out=args.out,
                       threads=args.threads or min(2, os.cpu_count() or 1))
-    if cfg.budget:
-        from .bench import parse_budget
+    from .bench import method_settings, parse_budget
 
-        parse_budget(cfg.budget)  # fail before hours of work, not after
+    method_settings(cfg.methods, "dit")  # fail before hours of work, not after
+    if cfg.budget:
+        parse_budget(cfg.budget)
     report = run_bench(cfg)
     if report:
         from .bench import report_markdown

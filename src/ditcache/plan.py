@@ -83,6 +83,16 @@ class Method(Protocol):
         ...
 
 
+# Highest forecast order a method may ask for: the TaylorSeer authors use up to 4 (DiT); each further order
+# divides by one more step gap and amplifies the noise of the finite differences.
+MAX_ORDER = 4
+
+
+def check_order(method: str, order) -> None:
+    if isinstance(order, bool) or not isinstance(order, int) or not 0 <= order <= MAX_ORDER:
+        raise ValueError(f"{method}.order must be an int in 0..{MAX_ORDER}, got {order!r}")
+
+
 def periodic_full(step: int, warmup: int, interval: int) -> bool:
     """Full for the first ``warmup`` steps, then on every ``interval``-th step after them (L2C's
     alternation with warmup 0: steps 0, 2, 4, ...)."""

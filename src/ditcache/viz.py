@@ -16,14 +16,18 @@ def labelled_grid(rows: list[tuple[str, torch.Tensor]], captions: list[str], sca
     font = ImageFont.load_default()
     n = max(r[1].shape[0] for r in rows)
     h, w = rows[0][1].shape[-2:]
-    cell_w, cell_h, left, top = w * scale + 4, h * scale + 4, 110, 16
+    measure = ImageDraw.Draw(Image.new("L", (1, 1)))
+    # the left margin fits the longest row title; columns are widened to fit their captions
+    left = 12 + max(int(measure.textlength(title, font=font)) for title, _ in rows)
+    cap_w = max((int(measure.textlength(c, font=font)) for c in captions[:n]), default=0)
+    cell_w, cell_h, top = max(w * scale, cap_w) + 4, h * scale + 4, 16
     canvas = Image.new("L", (left + n * cell_w, top + len(rows) * cell_h), 255)
     draw = ImageDraw.Draw(canvas)
     for j, cap in enumerate(captions[:n]):
-        draw.text((left + j * cell_w + 2, 2), cap[:9], fill=0, font=font)
+        draw.text((left + j * cell_w + 2, 2), cap, fill=0, font=font)
     for i, (title, images) in enumerate(rows):
         y = top + i * cell_h
-        draw.text((4, y + cell_h // 2 - 6), title[:18], fill=0, font=font)
+        draw.text((4, y + cell_h // 2 - 6), title, fill=0, font=font)
         for j, img in enumerate(to_uint8(images)):
             tile = Image.fromarray(img.numpy(), "L").resize((w * scale, h * scale), Image.NEAREST)
             canvas.paste(tile, (left + j * cell_w + 2, y + 2))

@@ -24,7 +24,7 @@ from typing import ClassVar
 import torch
 
 from .. import tokens as T
-from ..plan import Action, Plan, Site, StepContext, counter_full
+from ..plan import Action, Plan, Site, StepContext, check_order, counter_full
 
 
 @dataclass
@@ -47,8 +47,7 @@ class ClusCa:
         for field in ("interval", "clusters", "max_iters"):
             if not isinstance(getattr(self, field), int) or getattr(self, field) < 1:
                 raise ValueError(f"ClusCa.{field} must be an int >= 1, got {getattr(self, field)!r}")
-        if not isinstance(self.order, int) or self.order < 0:
-            raise ValueError(f"ClusCa.order must be an int >= 0, got {self.order!r}")
+        check_order("ClusCa", self.order)
         if not isinstance(self.warmup, int) or self.warmup < 1:
             raise ValueError(f"ClusCa.warmup must be an int >= 1 (step 0 has nothing to forecast from), "
                              f"got {self.warmup!r}")

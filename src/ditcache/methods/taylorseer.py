@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..plan import Action, Plan, Site, StepContext, counter_full
+from ..plan import Action, Plan, Site, StepContext, check_order, counter_full
 
 
 @dataclass
@@ -31,8 +31,7 @@ class TaylorSeer:
     def validate(self) -> None:
         if not isinstance(self.interval, int) or self.interval < 1:
             raise ValueError(f"TaylorSeer.interval must be an int >= 1, got {self.interval!r}")
-        if not isinstance(self.order, int) or self.order < 0:
-            raise ValueError(f"TaylorSeer.order must be an int >= 0, got {self.order!r}")
+        check_order("TaylorSeer", self.order)
         if not isinstance(self.warmup, int) or self.warmup < 1:
             raise ValueError(f"TaylorSeer.warmup must be an int >= 1 (step 0 has nothing to forecast from), "
                              f"got {self.warmup!r}")

@@ -48,14 +48,16 @@ class ToCa:
     staleness_weight: float = 0.25    # lambda3: weight of tokens' staleness in the score (authors' value)
     bonus: float = 0.6                # beta: spatial-uniformity bonus (DiT 0.6, PixArt 0.4)
     cell: int = 2                     # g: the bonus picks one token per g x g patch (DiT 2, PixArt 4)
-    score: str = "attention"          # "attention" (attention received / cross-attention entropy) or
-    #                                   "key_norm" (norm of each token's key: no attention map needed)
+    score: str = "attention"          # "attention" (attention received / cross-attention entropy),
+    #                                   "key_norm" (norm of each token's key: no attention map needed), or
+    #                                   "random" (DuCa's choice: needs nothing from the attention module)
+    seed: int = 0                     # random scores only
     tie_cfg: bool = False             # [uncond; cond] halves take the same tokens (PixArt's code does;
     #                                   DiT's does not, and per-sample choice is the default here)
     warmup: int = 1                   # leading full steps (Flux code: 3)
 
     name: ClassVar[str] = "toca"
-    SCORES: ClassVar[tuple[str, ...]] = ("attention", "key_norm")
+    SCORES: ClassVar[tuple[str, ...]] = ("attention", "key_norm", "random")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -71,8 +73,9 @@ class ToCa:
     def validate(self) -> None:
         if not isinstance(self.interval, int) or self.interval < 1:
             raise ValueError(f"ToCa.interval must be an int >= 1, got {self.interval!r}")
-        if self.fresh_ratio < 0:
-            raise ValueError(f"ToCa.fresh_ratio (r0) must be >= 0, got {self.fresh_ratio}")
+        if not 0.0 <= self.fresh_ratio <= 1.0:
+            raise ValueError(f"ToCa.fresh_ratio (r0, the base share of tokens recomputed) must be in [0, 1], "
+                             f"got {self.fresh_ratio}")
         if self.score not in self.SCORES:
             raise ValueError(f"ToCa.score must be one of {self.SCORES}, got {self.score!r}")
         if self.cell < 1 or self.bonus < 0 or self.staleness_weight < 0 or self.warmup < 0 or self.layer_span < 0:
@@ -80,6 +83,22 @@ class ToCa:
         unknown = {k for k, _ in self.module_factor} - {"attn", "cross_attn", "mlp", "block"}
         if unknown:
             raise ValueError(f"ToCa.module_factor has unknown branch kinds {sorted(unknown)}")
+
+    def bind(self, model, sites: list[Site]) -> None:
+        """Before any step: every block whose tokens ToCa refreshes must have the attention projections
+        its score reads (to_q / to_k), or the score must be one that needs none."""
+        if self.score == "random":
+            return
+        factor = dict(self.module_factor)
+        for site in sites:
+            if not site.partial or factor.get(site.kind, 0.0) <= 0:
+                continue
+            attn = [s for s in sites if s.layer == site.layer and s.kind in ("attn", "cross_attn")]
+            if not any(hasattr(s.module, "to_q") and hasattr(s.module, "to_k") for s in attn):
+                raise ValueError(
+                    f"ToCa(score={self.score!r}) scores tokens from the attention projections (to_q, to_k) of "
+                    f"each block it refreshes, and block {type(site.block).__name__} ({site.name}) has none: "
+                    "use ToCa(score='random') (DuCa's attention-free choice)")
 
     # ------------------------------------------------------------------ schedule
     def step_interval(self, progress: float) -> int:
@@ -122,7 +141,11 @@ class ToCa:
                 stale += 1  # nothing recomputed: every token grows staler
                 plans.append(REUSE)
                 continue
-            score = self._score(ctx, sites, site, store, state)                  # (B, N)
+            if self.score == "random":
+                gen = state.setdefault("generator", torch.Generator().manual_seed(self.seed))
+                score = torch.rand(base.shape[:2], generator=gen).to(base.device)  # (B, N)
+            else:
+                score = self._score(ctx, sites, site, store, state)              # (B, N)
             score = score + self.staleness_weight * stale / self.interval
             if site.stream == "image" and ctx.grid is not None and score.shape[1] == math.prod(ctx.grid):
                 score = T.spatial_bonus(score, ctx.grid, self.cell, self.bonus)

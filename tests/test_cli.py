@@ -1,0 +1,141 @@
+"""Every bad input gets a clear one-line error before any work starts; nothing a user owns is overwritten."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import pytest
+import torch
+
+import ditcache
+from ditcache import zoo
+from ditcache.cli import main
+from ditcache.methods.artifacts import SHIPPED
+
+
+def _fails(capsys, argv: list[str], *needles: str, within_s: float = 5.0) -> str:
+    """The command exits with 2, prints one 'ditcache: error:' line naming the problem, and fast (no work)."""
+    capsys.readouterr()  # drop what earlier commands printed
+    start = time.perf_counter()
+    assert main(argv) == 2
+    assert time.perf_counter() - start < within_s
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ditcache: error:") and "\n" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_generate_refuses_bad_counts_and_outputs(capsys, tmp_path):
+    _fails(capsys, ["generate", "--num", "0"], "--num", ">= 1")
+    _fails(capsys, ["generate", "--steps", "0"], "--steps")
+    folder = tmp_path / "somedir"
+    folder.mkdir()
+    _fails(capsys, ["generate", "--out", f"{folder}/"], "directory")
+    _fails(capsys, ["generate", "--out", str(folder)], "directory")
+    _fails(capsys, ["generate", "--out", str(tmp_path / "grid.txt")], ".png")
+    _fails(capsys, ["generate", "--method", "toca:fresh_ratio=1.5"], "fresh_ratio", "[0, 1]")
+    _fails(capsys, ["generate", "--method", "taylorseer:order=7"], "order", "0..4")
+    _fails(capsys, ["generate", "--method", "fora:speed=3"], "bad setting")
+
+
+def test_generate_creates_a_missing_output_folder(capsys, tmp_path):
+    out = tmp_path / "new" / "sub" / "grid.png"
+    assert main(["generate", "--num", "2", "--steps", "3", "--out", str(out), "--threads", "1"]) == 0
+    assert out.stat().st_size > 0
+    assert "PSNR" in capsys.readouterr().out
+
+
+def test_method_none_reports_no_cache(capsys, tmp_path):
+    assert main(["generate", "--num", "2", "--steps", "3", "--method", "none", "--out", str(tmp_path / "g.png"),
+                 "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "no cache" in out and "PSNR" not in out and "fewer" not in out
+
+
+def test_train_refuses_bad_settings_before_training(capsys):
+    _fails(capsys, ["train", "l2c", "--model", "dit", "--iters", "0"], "iters")
+    _fails(capsys, ["train", "tokencache", "--model", "dit", "--ratio", "1.5"], "ratio")
+    _fails(capsys, ["train", "l2c", "--model", "dit", "--steps", "0"], "steps")
+    _fails(capsys, ["train-default", "--model", "dit", "--steps", "0"], "--steps")
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_train_writes_where_told_never_into_the_package(capsys, tmp_path, monkeypatch):
+    shipped = SHIPPED / "l2c_dit.safetensors"
+    before = _digest(shipped)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert main(["train", "l2c", "--model", "dit", "--steps", "4", "--iters", "2", "--threads", "1"]) == 0
+    default = tmp_path / "cache" / "ditcache" / "artifacts" / "l2c_dit.safetensors"
+    assert default.is_file() and _digest(shipped) == before
+    # an existing file is not replaced without --overwrite
+    _fails(capsys, ["train", "l2c", "--model", "dit", "--steps", "4", "--iters", "2"], "exists", "--overwrite")
+    mine = tmp_path / "mine.safetensors"
+    assert main(["train", "l2c", "--model", "dit", "--steps", "4", "--iters", "2", "--out", str(mine)]) == 0
+    assert mine.is_file() and _digest(shipped) == before
+    assert f"l2c:artifact={mine}" in capsys.readouterr().out
+    # the artifact it wrote is usable by name of file
+    assert main(["generate", "--num", "1", "--steps", "4", "--method", f"l2c:artifact={mine}", "--out", ""]) == 0
+
+
+def test_bench_refuses_bad_inputs(capsys, tmp_path):
+    _fails(capsys, ["bench", "--seeds", "0"], "--seeds")
+    _fails(capsys, ["bench", "--replay", str(tmp_path / "missing.json")], "no such trace")
+    _fails(capsys, ["bench", "--methods", "fora,nonsense"], "unknown method", "nonsense")
+    _fails(capsys, ["bench", "--budget", "speed>=2"], "bad budget")
+
+
+def test_bench_accepts_a_setting_as_text(tmp_path):
+    out = tmp_path / "bench"
+    assert main(["bench", "--config", "dit-tiny", "--random-weights", "--methods", "fora:interval=4,warmup=1",
+                 "--seeds", "2", "--steps", "4", "--batch", "2", "--repeats", "1", "--peers", "none",
+                 "--out", str(out), "--threads", "1"]) == 0
+    rows = json.loads((out / "report.json").read_text())["rows"]
+    assert [(r["method"], r["setting"]) for r in rows] == [("none", "uncached"), ("fora", "fora:interval=4,warmup=1")]
+    assert rows[0]["psnr"] is None  # uncached against itself: no PSNR, shown as "-"
+
+
+def test_python_api_refuses_bad_methods_and_labels():
+    model = zoo.build("dit-tiny")
+    with pytest.raises(TypeError, match=r"pass an instance, e.g. FORA\(\)"):
+        ditcache.apply(model, ditcache.FORA)
+    with pytest.raises(TypeError, match="NoCache"):
+        ditcache.apply(model, None)
+    assert "forward" not in model.__dict__
+    default = ditcache.load_default("dit")
+    with pytest.raises(ValueError, match="at least one label"):
+        default.generate(labels=[])
+
+
+def test_toca_on_a_block_without_attention_projections_names_the_score_that_works():
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn, self.mlp = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return x + self.attn(x) + self.mlp(x)
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = torch.nn.ModuleList([Block()])
+
+        def forward(self, hidden_states, timestep):
+            return self.blocks[0](hidden_states)
+
+    ditcache.register_block(Block, ditcache.Branch("attn", "attn"), ditcache.Branch("mlp", "mlp", "tokens"))
+    model = Model()
+    with pytest.raises(ValueError, match="score='random'"):
+        ditcache.apply(model, ditcache.ToCa(), steps=4)
+    assert "forward" not in model.__dict__
+    method = ditcache.ToCa(score="random", interval=2, warmup=1, fresh_ratio=0.5, step_curve=(1.0, 0.0))
+    with ditcache.cached(model, method, steps=4) as run:
+        for t in (900, 600, 300, 100):
+            model(torch.randn(1, 6, 4), timestep=t)
+    assert run.stats.counts()["partial"] > 0
