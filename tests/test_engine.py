@@ -14,7 +14,6 @@ import ditcache
 from ditcache import zoo
 from ditcache.plan import FULL, REUSE, Action, Plan
 from ditcache.sampling import sample
-from ditcache.store import Store
 
 FAMILIES = ["dit-tiny", "pixart-tiny", "flux-tiny", "sd3-tiny", "wan-tiny"]
 
@@ -243,28 +242,6 @@ def test_flop_counter_counts_cpu_attention():
     with flop_counter() as fc:
         torch.nn.functional.scaled_dot_product_attention(q, q, q)
     assert fc.get_total_flops() == 2 * 2 * (2 * 4 * 64 * 64 * 32)  # QK^T and AV
-
-
-def test_taylor_forecast_uses_real_timestep_spacing():
-    store = Store()
-    a, b = torch.randn(1, 4, 3), torch.randn(1, 4, 3)
-    f = lambda t: a + b * t  # noqa: E731
-    store.update((0, 0), f(900.0), 900.0, max_order=1)
-    store.update((0, 0), f(800.0), 800.0, max_order=1)   # spacing 100
-    torch.testing.assert_close(store.predict((0, 0), 650.0, order=1)[0], f(650.0))  # uneven target
-    torch.testing.assert_close(store.predict((0, 0), 650.0, order=0)[0], f(800.0))
-
-
-def test_second_order_forecast_is_exact_on_a_parabola():
-    store = Store()
-    c = torch.randn(2, 3)
-    f = lambda t: c * (1 + 0.01 * t + 0.0003 * t**2)  # noqa: E731
-    for t in (1.0, 0.7, 0.6):  # non-uniform spacing
-        store.update((0, 0), f(t), t, max_order=2)
-    # divided differences on a non-uniform grid approximate the derivatives only to first order in spacing:
-    # the order-2 forecast must beat order 1 and order 0
-    errs = [(store.predict((0, 0), 0.4, order=o)[0] - f(0.4)).abs().max() for o in (0, 1, 2)]
-    assert errs[2] < errs[1] < errs[0]
 
 
 def test_cache_bytes_reported():

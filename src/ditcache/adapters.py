@@ -48,6 +48,25 @@ class BlockSpec:
     # store can cache (output - input) and a reuse step returns input + cached residual.
     outputs: tuple[str, ...] = ()
     image_out: int | None = None  # the block returns a tuple and this element is the image stream
+    # Whole-block sites whose gate is known: the child whose output is the pre-gate branch output (cached
+    # instead of the residual), and the key of FINISH, which applies the current step's gate and residual
+    # to a cached pre-gate output (cheap: a norm and a linear on the timestep embedding).
+    pre_gate: str | None = None
+    finish: str | None = None
+
+
+def _finish_flux_single(block: nn.Module, inputs: dict, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """FluxSingleTransformerBlock after its proj_out: x + gate * pre over [text; image], split back."""
+    text, image = inputs["encoder_hidden_states"], inputs["hidden_states"]   # (B, L, D), (B, N, D)
+    x = torch.cat([text, image], dim=1)                                      # (B, L + N, D)
+    _, gate = block.norm(x, emb=inputs["temb"])                              # (B, D): this step's gate
+    out = x + gate.unsqueeze(1) * pre
+    if out.dtype == torch.float16:
+        out = out.clip(-65504, 65504)
+    return out[:, : text.shape[1]], out[:, text.shape[1]:]
+
+
+FINISH = {"flux_single": _finish_flux_single}
 
 
 @dataclass(frozen=True)
@@ -89,9 +108,11 @@ BLOCKS: dict[str, BlockSpec] = {
         Branch("ff", "mlp", "tokens"),
         Branch("ff_context", "mlp", "tokens", stream="text"),
     ), image_out=1),
-    # Flux single stream: attention and MLP are fused into one projection: cache the whole block.
+    # Flux single stream: attention and MLP are fused into one projection: cache the whole block, as its
+    # pre-gate proj_out output, so a cached step applies its own gate.
     "FluxSingleTransformerBlock": BlockSpec(
-        (Branch("", "block", stream="joint"),), outputs=("encoder_hidden_states", "hidden_states"), image_out=1
+        (Branch("", "block", stream="joint"),), outputs=("encoder_hidden_states", "hidden_states"), image_out=1,
+        pre_gate="proj_out", finish="flux_single",
     ),
     # SD3 / SD3.5: joint attention, optional second attention (SD3.5 dual), image and text MLPs
     # (ff_context is None in the last, context_pre_only block).
@@ -119,13 +140,17 @@ MODELS: dict[str, ModelSpec] = {
 
 
 def register_block(cls: type | str, *branches: Branch, outputs: tuple[str, ...] = (),
-                   image_out: int | None = None) -> None:
+                   image_out: int | None = None, pre_gate: str | None = None, finish: str | None = None) -> None:
     """Teach ditcache a block class:
     ``register_block(MyBlock, Branch("attn", "attn"), Branch("mlp", "mlp", "tokens"))``."""
     name = cls if isinstance(cls, str) else cls.__name__
     if not branches:
         raise ValueError("register_block needs at least one Branch")
-    BLOCKS[name] = BlockSpec(tuple(branches), outputs, image_out)
+    if (pre_gate is None) != (finish is None):
+        raise ValueError("register_block: pre_gate and finish go together (or neither)")
+    if finish is not None and finish not in FINISH:
+        raise KeyError(f"unknown finish rule {finish!r}; known: {sorted(FINISH)}")
+    BLOCKS[name] = BlockSpec(tuple(branches), outputs, image_out, pre_gate, finish)
 
 
 def register_model(cls: type | str, spec: ModelSpec) -> None:

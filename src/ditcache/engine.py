@@ -31,6 +31,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from . import adapters
+from .forecast.common import Coords
 from .methods import resolve_method
 from .plan import Action, Plan, Site, StepContext
 from .store import Store, as_tuple, from_tuple, gather_tokens, scatter_tokens
@@ -153,14 +154,15 @@ class Run:
         bind = getattr(self.method, "bind", None)
         if callable(bind):  # learned methods check that their artifact fits this model
             bind(self.model, self.sites)
-        self.store = Store()
+        self.store = Store(getattr(self.method, "forecast", None))
         self.stats = RunStats([s.name for s in self.sites])
         self.num_steps = steps
         self.trace: list[list[list[dict]]] | None = [] if trace else None  # generations > calls > site plans
         self.generation = -1
         self.step = -1
         self.branch = 0
-        self.coord = 0.0
+        self.coords = Coords(0.0, 0)  # where the current step is (timestep value, step index)
+        self._captured: dict[int, torch.Tensor] = {}  # pre-gate outputs of gated whole-block sites (FULL calls)
         self.plans: list[Plan] = []
         self._scheduler = None        # the scheduler whose set_timesteps / step delimit generations and steps
         self._scheduler_patches: list[tuple[object, str, object]] = []
@@ -189,6 +191,9 @@ class Run:
         for site in self.sites:
             make = self._block_forward if site.kind == "block" else self._branch_forward
             self._patch(site.module, "forward", make(site, site.module.forward))
+            spec = adapters.block_spec(site.block)
+            if site.kind == "block" and spec.finish is not None:
+                self._capture(site, getattr(site.module, spec.pre_gate))
         if scheduler is not None:
             self._hook_scheduler(scheduler)
         probe = getattr(self.method, "probe_layer", None)
@@ -219,6 +224,13 @@ class Run:
 
         self._patch(scheduler, "set_timesteps", on_set_timesteps, self._scheduler_patches)
         self._patch(scheduler, "step", on_step, self._scheduler_patches)
+
+    def _capture(self, site: Site, module: nn.Module) -> None:
+        """Keep ``module``'s output (a gated block's pre-gate output) when the block computes it."""
+        def hook(mod, args, out):
+            self._captured[site.index] = out
+
+        self._restore.append((module.register_forward_hook(hook), "remove", _HANDLE))
 
     def _install_probe(self, layer: int) -> None:
         """Keep the image-stream output of block ``layer`` of each FULL call in ``store.shared``."""
@@ -324,7 +336,7 @@ class Run:
             if plan.action is Action.PARTIAL and site.partial is None:
                 raise ValueError(f"{site.name} ({site.kind}) has no token-subset path; it cannot be planned PARTIAL")
         self.plans = plans
-        self.coord = t
+        self.coords = Coords(t, self.step)
 
     def _model_forward(self, orig):
         @functools.wraps(orig)
@@ -383,11 +395,12 @@ class Run:
         action = plan.action
         if action is Action.FULL:
             out = orig(*args, **kwargs)
-            self.store.update(key, out, self.coord, plan.order)
+            self.store.update(key, out, self.coords, plan.order)
             if plan.keep_input:
                 self.store.entries[key].data["input"] = (args, kwargs)
             return out
-        base = self.store.predict(key, self.coord, plan.order if action is not Action.REUSE else 0)
+        order = 0 if action is Action.REUSE else plan.order
+        base = self.store.predict(key, self.coords, order)
         if action is Action.BLEND:
             fresh, _ = as_tuple(orig(*args, **kwargs))
             base = tuple(None if b is None else b + plan.weight * (f - b) for f, b in zip(fresh, base))
@@ -395,50 +408,76 @@ class Run:
             x = args[0] if args else kwargs["hidden_states"]      # (B, N, D)
             sub_args, sub_kwargs = _subset_call(site, x, gather_tokens(x, plan.tokens), args, kwargs)
             fresh = orig(*sub_args, **sub_kwargs)                  # (B, k, D): the only heavy work
-            if plan.write_back:
-                self.store.write_tokens(key, 0, plan.tokens, fresh)
-            out = scatter_tokens(base[0], plan.tokens, fresh)      # (B, N, D)
-            if plan.propagate is not None:
-                labels, k, gamma = plan.propagate
-                out = propagate(out, plan.tokens, labels, k, gamma)
-            base = (out,) + tuple(base[1:])
+            base = (self._refresh(key, plan, base[0], fresh),) + tuple(base[1:])
         elif action is Action.SKIP:
             base = tuple(None if b is None else torch.zeros_like(b) for b in base)
+        if order > 0:
+            self.store.commit(key, base, self.coords)
         return from_tuple(base, self.store.single(key))
+
+    def _refresh(self, key, plan: Plan, base: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
+        """Put the ``fresh`` rows (B, k, D) into a forecast ``base`` (B, N, D) of stream 0.
+
+        Edits are made on the anchor (the order-0 part the forecast is built on): a fresh token's anchor
+        value is its fresh output minus what the forecast adds at this step, so this step returns the
+        fresh output, and later forecasts extrapolate from it. Propagation (ClusCa) moves every anchor
+        row towards its cluster's fresh mean there, leaving the higher-order terms unscaled; with
+        ``write_back`` the edited anchor is kept until the next full step."""
+        idx = plan.tokens
+        anchor = self.store.entries[key].anchor[0]                 # (B, N, D)
+        rise = None if base is anchor else base - anchor           # what the forecast adds, (B, N, D)
+        edited = scatter_tokens(anchor, idx, fresh if rise is None else fresh - gather_tokens(rise, idx))
+        if plan.propagate is not None:
+            labels, k, gamma = plan.propagate
+            edited = propagate(edited, idx, labels, k, gamma)
+        if plan.write_back:
+            self.store.edit(key, 0, edited)
+        return edited if rise is None else edited + rise
 
     def _block_forward(self, site: Site, orig):
         i = site.index
         signature = inspect.signature(orig)
-        names = adapters.block_spec(site.module).outputs
+        spec = adapters.block_spec(site.module)
 
         @functools.wraps(orig)
         def forward(*args, **kwargs):
             plan = self.plans[i]
             inputs = signature.bind_partial(*args, **kwargs).arguments
             if self._meter is not None:
-                return self._metered(site, self._run_block, site, orig, plan, names, inputs, args, kwargs)
-            return self._run_block(site, orig, plan, names, inputs, args, kwargs)
+                return self._metered(site, self._run_block, site, orig, plan, spec, inputs, args, kwargs)
+            return self._run_block(site, orig, plan, spec, inputs, args, kwargs)
 
         return forward
 
-    def _run_block(self, site: Site, orig, plan: Plan, names, inputs, args, kwargs):
+    def _run_block(self, site: Site, orig, plan: Plan, spec: adapters.BlockSpec, inputs, args, kwargs):
+        """A whole block as one site. Blocks with a known gate (``spec.finish``) cache their pre-gate
+        output (captured from ``spec.pre_gate``'s forward) and apply the current step's gate and residual;
+        others cache their residual (output - input)."""
         key = (self.branch, site.index)
         action = plan.action
-        xs = tuple(inputs[n] for n in names)
-        if action is Action.FULL:
-            out = orig(*args, **kwargs)
-            outs, _ = as_tuple(out)
-            self.store.update(key, tuple(o - x for o, x in zip(outs, xs)), self.coord, plan.order)  # residuals
-            return out
+        xs = tuple(inputs[n] for n in spec.outputs)
         if action is Action.SKIP:
             return from_tuple(xs, len(xs) == 1)
         if action is Action.PARTIAL:
             raise ValueError(f"{site.name}: whole-block sites cannot run PARTIAL")
-        delta = self.store.predict(key, self.coord, plan.order if action is not Action.REUSE else 0)
+        gated = spec.finish is not None
+        if action is Action.FULL:
+            out = orig(*args, **kwargs)
+            outs, _ = as_tuple(out)
+            value = self._captured.pop(site.index) if gated else tuple(o - x for o, x in zip(outs, xs))
+            self.store.update(key, value, self.coords, plan.order)
+            return out
+        order = 0 if action is Action.REUSE else plan.order
+        value = self.store.predict(key, self.coords, order)
         if action is Action.BLEND:
-            fresh = as_tuple(orig(*args, **kwargs))[0]
-            delta = tuple(d + plan.weight * (o - x - d) for o, x, d in zip(fresh, xs, delta))
-        return from_tuple(tuple(x + d for x, d in zip(xs, delta)), len(xs) == 1)
+            out = as_tuple(orig(*args, **kwargs))[0]
+            fresh = (self._captured.pop(site.index),) if gated else tuple(o - x for o, x in zip(out, xs))
+            value = tuple(v + plan.weight * (f - v) for f, v in zip(fresh, value))
+        if order > 0:
+            self.store.commit(key, value, self.coords)
+        if gated:
+            return adapters.FINISH[spec.finish](site.module, inputs, value[0])
+        return from_tuple(tuple(x + d for x, d in zip(xs, value)), len(xs) == 1)
 
 
 _ABSENT = object()  # sentinel: the attribute was not in the instance dict before patching

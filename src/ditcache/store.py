@@ -1,23 +1,24 @@
-"""Per-run buffers: the last outputs of each site, their Taylor factors, and byte accounting.
+"""Per-run buffers: each site's last computed output, its forecaster's history, and byte accounting.
 
 A site's output is kept as a tuple of tensors (joint-attention modules return two streams; a stream
 may be None, as SD3's last block's text stream is). Keys are ``(branch, site_index)`` so split-CFG
 branches never read each other's buffers.
 
-Forecasting follows TaylorSeer (Liu et al., arXiv 2503.06923): at each full step the factors become
-``F0 = fresh``, ``F(i+1) = (F(i)_new - F(i)_old) / d`` with ``d`` the distance between the last two full
-steps *in the coordinate the engine passes* (the model's timestep value, so non-uniform schedules are
-respected); a forecast is ``sum_i F(i) * delta**i / i!``.
+What a step does not compute is predicted by the run's forecaster (``ditcache.forecast``; TaylorSeer's
+Taylor series by default) from the history it keeps per site. Partial steps (ToCa, ClusCa, TokenCache)
+may refresh some tokens and keep them until the next full step: those edits live in ``Entry.edited``,
+a copy of the last output that forecasts are built on, while the forecaster's differences are taken
+between real full-step outputs only, so refreshed tokens never bias the next derivative.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 
-Output = tuple[torch.Tensor | None, ...]
+from .forecast import Taylor
+from .forecast.common import Coords, Output
 
 
 def as_tuple(out) -> tuple[Output, bool]:
@@ -33,14 +34,22 @@ def from_tuple(out: Output, single: bool):
 
 @dataclass
 class Entry:
-    factors: list[Output]          # [F0, F1, ...]; F0 is the last computed (or token-refreshed) output
-    coord: float                   # coordinate of the step that produced F0
+    out: Output                    # the site's output at its last FULL step
+    coords: Coords                 # where that step was
     single: bool                   # the module returned one tensor, not a tuple
-    data: dict = field(default_factory=dict)  # method-owned per-site state (staleness counts, scores)
+    history: dict = field(default_factory=dict)  # the forecaster's own state (differences, older outputs)
+    edited: Output | None = None   # `out` with tokens refreshed on partial steps since (None: no refresh)
+    data: dict = field(default_factory=dict)     # method-owned per-site state (staleness counts, kept inputs)
+
+    @property
+    def anchor(self) -> Output:
+        """What reuse returns and forecasts build on: the last output, with any refreshed tokens."""
+        return self.out if self.edited is None else self.edited
 
 
 class Store:
-    def __init__(self) -> None:
+    def __init__(self, forecaster=None) -> None:
+        self.forecaster = forecaster if forecaster is not None else Taylor()
         self.entries: dict[tuple[int, int], Entry] = {}
         self.shared: dict = {}  # method-owned run-wide state (cluster labels, centroids)
 
@@ -48,36 +57,35 @@ class Store:
         self.entries.clear()
         self.shared.clear()
 
-    def update(self, key: tuple[int, int], out, coord: float, max_order: int) -> None:
-        """Record a freshly computed output and extend its finite differences up to ``max_order``."""
+    def update(self, key: tuple[int, int], out, coords: Coords, order: int) -> None:
+        """Record a freshly computed output; the forecaster extends its history up to ``order``."""
         fresh, single = as_tuple(out)
         old = self.entries.get(key)
-        factors = [fresh]
-        if old is not None and max_order > 0 and coord != old.coord:
-            d = coord - old.coord
-            for i in range(min(len(old.factors), max_order)):
-                factors.append(_combine(factors[i], old.factors[i], lambda a, b: (a - b) / d))
-        data = old.data if old is not None else {}
-        self.entries[key] = Entry(factors, coord, single, data)
+        entry = Entry(fresh, coords, single, old.history if old is not None else {},
+                      data=old.data if old is not None else {})
+        self.forecaster.update(entry.history, old.out if old is not None else None, fresh,
+                               (coords, old.coords if old is not None else None), order)
+        self.entries[key] = entry
 
-    def predict(self, key: tuple[int, int], coord: float, order: int) -> Output:
-        """Order 0: the stored output itself (no copy). Order m: the Taylor forecast at ``coord``."""
+    def predict(self, key: tuple[int, int], coords: Coords, order: int) -> Output:
+        """Order 0: the anchor itself (no copy). Order m: the forecaster's prediction at ``coords``."""
         entry = self._entry(key)
-        if order == 0 or len(entry.factors) == 1:
-            return entry.factors[0]
-        delta = coord - entry.coord
-        out = entry.factors[0]
-        for i in range(1, min(order, len(entry.factors) - 1) + 1):
-            w = delta**i / math.factorial(i)
-            out = _combine(out, entry.factors[i], lambda a, b, w=w: a + w * b)
-        return out
+        if order == 0:
+            return entry.anchor
+        return self.forecaster.predict(entry.history, entry.anchor, coords, order)
 
-    def write_tokens(self, key: tuple[int, int], stream: int, idx: torch.Tensor, fresh: torch.Tensor) -> None:
-        """Replace F0 of one stream at token indices ``idx`` (B, k) with ``fresh`` (B, k, D)."""
+    def commit(self, key: tuple[int, int], out: Output, coords: Coords) -> None:
+        """A forecast step returned ``out``: forecasters that feed their own outputs back (FoCa) see it."""
+        commit = getattr(self.forecaster, "commit", None)
+        if commit is not None:
+            commit(self._entry(key).history, out, coords)
+
+    def edit(self, key: tuple[int, int], stream: int, anchor: torch.Tensor) -> None:
+        """Keep ``anchor`` (B, N, D) as stream ``stream``'s refreshed anchor until the next full step."""
         entry = self._entry(key)
-        f0 = list(entry.factors[0])
-        f0[stream] = scatter_tokens(f0[stream], idx, fresh)
-        entry.factors[0] = tuple(f0)
+        edited = list(entry.anchor)
+        edited[stream] = anchor
+        entry.edited = tuple(edited)
 
     def single(self, key: tuple[int, int]) -> bool:
         return self._entry(key).single
@@ -86,12 +94,12 @@ class Store:
         return key in self.entries
 
     def nbytes(self) -> int:
+        """Bytes of every distinct tensor held (outputs, histories, edits, method state)."""
         seen: set[int] = set()
         total = 0
-        tensors = [t for e in self.entries.values() for out in e.factors for t in out]
-        tensors += [t for e in self.entries.values() for t in _tensors(e.data)] + _tensors(self.shared)
-        for t in tensors:
-            if t is not None and t.data_ptr() not in seen:
+        for t in _tensors([(e.out, e.history, e.edited, e.data) for e in self.entries.values()]) + _tensors(
+                self.shared):
+            if t.data_ptr() not in seen:
                 seen.add(t.data_ptr())
                 total += t.numel() * t.element_size()
         return total
@@ -107,7 +115,7 @@ class Store:
 
 
 def _tensors(obj) -> list[torch.Tensor]:
-    """Every tensor inside nested dicts, lists and tuples (method state, kept inputs)."""
+    """Every tensor inside nested dicts, lists and tuples (outputs, histories, method state, kept inputs)."""
     if isinstance(obj, torch.Tensor):
         return [obj]
     if isinstance(obj, dict):
@@ -115,10 +123,6 @@ def _tensors(obj) -> list[torch.Tensor]:
     if isinstance(obj, (list, tuple)):
         return [t for v in obj for t in _tensors(v)]
     return []
-
-
-def _combine(a: Output, b: Output, fn) -> Output:
-    return tuple(None if x is None else fn(x, y) for x, y in zip(a, b))
 
 
 def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,11 @@ def parse_method(text: str):
         key, eq, value = item.partition("=")
         if not eq or key not in fields:
             raise ValueError(f"bad setting {item!r} for {name}: expected key=value with key in {sorted(fields)}")
+        if key == "forecast":  # a forecaster by name, with its defaults: clusca:forecast=hicache
+            from ..forecast import forecaster
+
+            kwargs[key] = forecaster(value)
+            continue
         kind = type(getattr(cls(), key))
         if kind not in (int, float, str, bool):
             raise ValueError(f"{name}.{key} cannot be set from the command line; use the Python API")
@@ -56,6 +61,8 @@ def describe(method, full: bool = False) -> str:
 
 
 def _short(value) -> str:
+    if callable(getattr(value, "predict", None)) and value == type(value)():  # a forecaster at its defaults
+        return value.name
     return str(value).replace(" ", "").replace("'", "")
 
 

@@ -18,12 +18,13 @@ Choices that differ from the reference code, on purpose:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 
 from .. import tokens as T
+from ..forecast import Taylor, check_forecaster
 from ..plan import Action, Plan, Site, StepContext, check_order, counter_full
 
 
@@ -37,6 +38,7 @@ class ClusCa:
     max_iters: int = 100     # k-means iterations at most (authors' DiT/FLUX value)
     tol: float = 1e-4        # k-means stops when centroids move less than this (relative)
     seed: int = 0            # random representatives and the first k-means initialisation
+    forecast: object = field(default_factory=Taylor)  # the forecaster under the refresh (HiCache: "Hi-ClusCa")
 
     name: ClassVar[str] = "clusca"
 
@@ -44,10 +46,11 @@ class ClusCa:
         self.validate()
 
     def validate(self) -> None:
-        for field in ("interval", "clusters", "max_iters"):
-            if not isinstance(getattr(self, field), int) or getattr(self, field) < 1:
-                raise ValueError(f"ClusCa.{field} must be an int >= 1, got {getattr(self, field)!r}")
+        for name in ("interval", "clusters", "max_iters"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"ClusCa.{name} must be an int >= 1, got {getattr(self, name)!r}")
         check_order("ClusCa", self.order)
+        check_forecaster("ClusCa", self.forecast)
         if not isinstance(self.warmup, int) or self.warmup < 1:
             raise ValueError(f"ClusCa.warmup must be an int >= 1 (step 0 has nothing to forecast from), "
                              f"got {self.warmup!r}")

@@ -10,9 +10,10 @@ a Taylor series. Differences use the real timestep spacing (the store's coordina
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ..forecast import Taylor, check_forecaster
 from ..plan import Action, Plan, Site, StepContext, check_order, counter_full
 
 
@@ -22,6 +23,8 @@ class TaylorSeer:
     order: int = 2     # m: Taylor order of the forecast (DiT code recommends up to 4, FLUX uses 1; 2 is the
     #                    authors' FLUX.1-dev "N=4 O=2" point and was stable on our small models)
     warmup: int = 2    # first_enhance: leading full steps (authors' DiT value; FLUX uses 3); >= 1
+    forecast: object = field(default_factory=Taylor)  # the forecaster (ditcache.forecast): Taylor series by
+    #                    default; HiCache(), FoCa() or any other plugs in here
 
     name: ClassVar[str] = "taylorseer"
 
@@ -32,6 +35,7 @@ class TaylorSeer:
         if not isinstance(self.interval, int) or self.interval < 1:
             raise ValueError(f"TaylorSeer.interval must be an int >= 1, got {self.interval!r}")
         check_order("TaylorSeer", self.order)
+        check_forecaster("TaylorSeer", self.forecast)
         if not isinstance(self.warmup, int) or self.warmup < 1:
             raise ValueError(f"TaylorSeer.warmup must be an int >= 1 (step 0 has nothing to forecast from), "
                              f"got {self.warmup!r}")

@@ -20,15 +20,14 @@ last whole cell.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import torch
 
 from .. import tokens as T
-from ..plan import FULL, REUSE, Action, Plan, Site, StepContext
-
-_KEEP = Plan(Action.FULL, keep_input=True)
+from ..forecast import Taylor, check_forecaster
+from ..plan import Action, Plan, Site, StepContext, check_order
 
 
 @dataclass
@@ -55,7 +54,9 @@ class ToCa:
     tie_cfg: bool = False             # [uncond; cond] halves take the same tokens (PixArt's code does;
     #                                   DiT's does not, and per-sample choice is the default here)
     warmup: int = 1                   # leading full steps (Flux code: 3)
-
+    order: int = 0                    # the base the fresh tokens go into between full steps: 0 reuses the
+    #                                   last output (ToCa); >= 1 forecasts it with `forecast`
+    forecast: object = field(default_factory=Taylor)  # forecaster of the base when order >= 1
     name: ClassVar[str] = "toca"
     SCORES: ClassVar[tuple[str, ...]] = ("attention", "key_norm", "random")
 
@@ -73,6 +74,8 @@ class ToCa:
     def validate(self) -> None:
         if not isinstance(self.interval, int) or self.interval < 1:
             raise ValueError(f"ToCa.interval must be an int >= 1, got {self.interval!r}")
+        check_order("ToCa", self.order)
+        check_forecaster("ToCa", self.forecast)
         if not 0.0 <= self.fresh_ratio <= 1.0:
             raise ValueError(f"ToCa.fresh_ratio (r0, the base share of tokens recomputed) must be in [0, 1], "
                              f"got {self.fresh_ratio}")
@@ -123,23 +126,24 @@ class ToCa:
         if schedule.get("full_step") == ctx.step:
             state["scores"].clear()
             state["stale"].clear()
-            return [_KEEP if s.kind in ("attn", "cross_attn") else FULL for s in sites]
+            return [Plan(Action.FULL, order=self.order, keep_input=s.kind in ("attn", "cross_attn")) for s in sites]
         depth = store.shared.get("toca-depth")
         if depth is None:
             depth = store.shared["toca-depth"] = self.layer_positions(sites)
+        between = Plan(Action.FORECAST, order=self.order) if self.order else Plan(Action.REUSE)
         plans = []
         for site in sites:
             r = self.fresh_ratio_at(ctx.progress, depth[site.index], site.kind)
             key = (ctx.branch, site.index)
             if not site.partial:
-                plans.append(REUSE)
+                plans.append(between)
                 continue
-            base = store.entries[key].factors[0][0]                               # (B, N, D)
+            base = store.entries[key].out[0]                                      # (B, N, D)
             stale = state["stale"].setdefault(site.index, base.new_zeros(base.shape[:2]))  # (B, N)
             k = int(r * base.shape[1])
             if k == 0:
                 stale += 1  # nothing recomputed: every token grows staler
-                plans.append(REUSE)
+                plans.append(between)
                 continue
             if self.score == "random":
                 gen = state.setdefault("generator", torch.Generator().manual_seed(self.seed))
@@ -152,7 +156,7 @@ class ToCa:
             idx = T.top_k(score, k, self.tie_cfg and score.shape[0] % 2 == 0)   # (B, k)
             stale += 1
             stale.scatter_(1, idx, 0.0)
-            plans.append(Plan(Action.PARTIAL, tokens=idx))
+            plans.append(Plan(Action.PARTIAL, tokens=idx, order=self.order))
         return plans
 
     def layer_positions(self, sites: list[Site]) -> list[float]:

@@ -1,0 +1,37 @@
+"""Shared helpers of the forecasters: per-stream arithmetic on output tuples, and the step coordinate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+Output = tuple[torch.Tensor | None, ...]
+UNITS = ("timestep", "step")
+
+
+@dataclass(frozen=True)
+class Coords:
+    """Where the current step sits, in both coordinates a forecaster may measure in."""
+
+    timestep: float        # the timestep value the model was called with (non-uniform schedules stay exact)
+    step: int              # the step index in the generation (the reference codes' unit)
+
+    def get(self, units: str) -> float:
+        return self.timestep if units == "timestep" else float(self.step)
+
+
+def combine(a: Output, b: Output, fn) -> Output:
+    """fn applied per stream (None streams stay None)."""
+    return tuple(None if x is None else fn(x, y) for x, y in zip(a, b))
+
+
+def lift(t: torch.Tensor) -> torch.Tensor:
+    """Differences are kept in float32 when the model runs in half precision: third and fourth
+    differences of fp16 features divided by DiT's integer timestep gaps underflow."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def check_units(owner: str, units: str) -> None:
+    if units not in UNITS:
+        raise ValueError(f"{owner}.units must be one of {UNITS}, got {units!r}")

@@ -1,0 +1,76 @@
+"""Taylor forecasting (TaylorSeer, Liu et al., arXiv 2503.06923): the default forecaster.
+
+At each full step the site's finite differences are extended, ``F(i+1) = (F(i)_now - F(i)_before) / d``,
+and a forecast is ``F(0) + sum_i F(i) * delta**i / i!``. Two ways to take the differences:
+
+- ``backward`` (TaylorSeer's): ``d`` is the gap between the last two full steps for every order. Exact
+  for straight lines; for higher orders only on uniform grids and even there the Taylor sum is not
+  the interpolating polynomial (t^2 sampled at 0, 1, 2 forecasts 8 at 3, not 9).
+- ``newton``: divided differences over the last ``order + 1`` full steps and the Newton form of their
+  interpolating polynomial, exact for polynomials up to ``order`` on any grid.
+
+Coordinates are the model's timestep values by default (so uneven schedules are respected; a uniform
+grid gives the same forecast as the references' step indices), or step indices (``units="step"``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .common import Coords, Output, check_units, combine, lift
+
+DIFFERENCES = ("backward", "newton")
+
+
+@dataclass
+class Taylor:
+    differences: str = "backward"  # "backward" (TaylorSeer's) or "newton" (exact on any grid); see module doc
+    units: str = "timestep"        # "timestep" (the model's timestep values) or "step" (step indices)
+
+    name: ClassVar[str] = "taylor"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.differences not in DIFFERENCES:
+            raise ValueError(f"Taylor.differences must be one of {DIFFERENCES}, got {self.differences!r}")
+        check_units("Taylor", self.units)
+
+    def update(self, history: dict, prev: Output | None, fresh: Output, coords: tuple[Coords, Coords | None],
+               order: int) -> None:
+        """history["factors"]: [F1, ..., Fk] (k <= order); history["nodes"]: coordinates of the full
+        steps they span, newest first."""
+        now, before = coords
+        x = now.get(self.units)
+        old = history.get("factors", [])
+        nodes = history.get("nodes", [])
+        factors: list[Output] = []
+        if prev is not None and order > 0 and nodes and x != nodes[0]:
+            lower_new, lower_old = fresh, prev
+            for i in range(min(len(old) + 1, order)):
+                d = x - (nodes[0] if self.differences == "backward" else nodes[i])
+                new = combine(lower_new, lower_old, lambda a, b, d=d: (lift(a) - lift(b)) / d)
+                factors.append(new)
+                if i < len(old):
+                    lower_new, lower_old = new, old[i]
+                else:
+                    break
+        history["factors"] = factors
+        history["nodes"] = ([x] + nodes)[: order + 1] if factors else [x]
+
+    def predict(self, history: dict, anchor: Output, coords: Coords, order: int) -> Output:
+        factors = history.get("factors", [])[:order]
+        if not factors:
+            return anchor
+        x, nodes = coords.get(self.units), history["nodes"]
+        out = anchor
+        for i, f in enumerate(factors, start=1):
+            if self.differences == "backward":
+                w = (x - nodes[0]) ** i / math.factorial(i)
+            else:
+                w = math.prod(x - nodes[j] for j in range(i))
+            out = combine(out, f, lambda a, b, w=w: a + (w * b).to(a.dtype))
+        return out
