@@ -114,7 +114,7 @@ def test_clusca_without_propagation_is_taylorseer_outside_the_fresh_tokens(name)
             h.remove()
         return outs, run, plans
 
-    clus_out, clus_run, _ = record(ditcache.ClusCa(gamma=0.0, clusters=3, **kw))
+    clus_out, clus_run, _ = record(ditcache.ClusCa(gamma=0.0, clusters=3, refresh="step", **kw))
     ts_out, _, _ = record(ditcache.TaylorSeer(**kw))
     partial_steps = [r.step for r in clus_run.stats.records if "partial" in r.actions]
     assert partial_steps
@@ -132,12 +132,72 @@ def _tup(o):
     return o if isinstance(o, tuple) else (o,)
 
 
-def test_clusca_propagation_changes_output_and_kmeans_is_cheap():
-    model = zoo.build("dit-tiny")
-    no_prop, _ = _run(model, "dit-tiny", ditcache.ClusCa(gamma=0.0, clusters=4, warmup=1, interval=3))
-    prop, run = _run(model, "dit-tiny", ditcache.ClusCa(gamma=0.5, clusters=4, warmup=1, interval=3))
-    assert not torch.equal(no_prop, prop)
-    assert run.stats.counts()["partial"] > 0
+class _Doubler(torch.nn.Module):
+    """One block whose MLP doubles its input: x -> x + 2x (so the MLP output at each step is known)."""
+
+    def __init__(self):
+        super().__init__()
+        self.mlp = torch.nn.Linear(1, 1, bias=False)
+        self.mlp.weight.data.fill_(2.0)
+
+    def forward(self, x):
+        return x + self.mlp(x)
+
+
+class _OneBlock(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = torch.nn.ModuleList([_Doubler()])
+
+    def forward(self, hidden_states, timestep):
+        return self.blocks[0](hidden_states)
+
+
+@pytest.mark.parametrize("refresh", ["persist", "step"])
+def test_clusca_refresh_and_propagation_by_hand(refresh):
+    """Four 1-D tokens, timesteps 3, 2, 1, 0; ClusCa(interval 3, warm-up 2, order 1, K 2, gamma 0.25):
+    steps 0 and 1 are full, 2 and 3 refresh one token per cluster. With a = 2 x1 (the MLP output at step
+    1, the anchor) and F1 = (2 x1 - 2 x0) / (2 - 3) (timestep units), the forecast at timestep t adds
+    rise(t) = F1 (t - 2). A fresh token r gets anchor fresh_r - rise_r(t); every other
+    token i of r's cluster gets (1 - gamma) anchor_i + gamma (fresh_r - rise_r(t)); outputs are anchor +
+    rise. "persist" carries the edited anchor into step 3, "step" starts step 3 from a again."""
+    ditcache.register_block(_Doubler, ditcache.Branch("mlp", "mlp", "tokens"))
+    model = _OneBlock()
+    xs = [torch.tensor([[[0.0], [0.1], [5.0], [5.2]]]) * (1 + 0.1 * s) for s in range(4)]
+    ts = [3.0, 2.0, 1.0, 0.0]
+    outs = []
+    hook = model.blocks[0].mlp.register_forward_hook(lambda m, a, o: outs.append(o))
+    gamma = 0.25
+    with ditcache.cached(model, ditcache.ClusCa(interval=3, warmup=2, order=1, clusters=2, gamma=gamma,
+                                                refresh=refresh), steps=4, trace=True) as run:
+        results = []
+        for x, t in zip(xs, ts):
+            outs.clear()
+            results.append(model(x, timestep=t) - x)    # the block's residual = the MLP site's output
+    hook.remove()
+    assert [r.actions for r in run.stats.records] == [["full"], ["full"], ["partial"], ["partial"]]
+    a = (2 * xs[1]).flatten()
+    f1 = (2 * xs[1] - 2 * xs[0]).flatten() / (2.0 - 3.0)
+    anchor = a.clone()
+    for step in (2, 3):
+        plan = run.trace[0][step][0]
+        fresh_idx = plan["tokens"][0]
+        labels = plan["propagate"][0][0]
+        rise = f1 * (ts[step] - 2.0)
+        fresh = (2 * xs[step]).flatten()
+        if refresh == "step":
+            anchor = a.clone()
+        edited = anchor.clone()
+        for r in fresh_idx:
+            edited[r] = fresh[r] - rise[r]
+        for i in range(4):
+            if i not in fresh_idx:
+                r = next(j for j in fresh_idx if labels[j] == labels[i])
+                edited[i] = (1 - gamma) * anchor[i] + gamma * (fresh[r] - rise[r])
+        torch.testing.assert_close(results[step].flatten(), edited + rise)
+        anchor = edited
+    # the two clusters are {0, 1} and {2, 3}
+    assert labels[0] == labels[1] != labels[2] == labels[3]
 
 
 def test_bad_token_method_parameters():

@@ -86,6 +86,21 @@ def test_one_per_cluster_picks_members_and_fills_empty_clusters():
     assert idx.shape == (2, 3)
     assert labels[0, idx[0, 0]] == 0 and labels[0, idx[0, 1]] == 1   # cluster 2 is empty in sample 0
     assert labels[1, idx[1, 2]] == 2
+    # empty clusters lend their slots to tokens no other cluster chose: 3 distinct tokens per sample
+    assert all(len(set(row.tolist())) == 3 for row in idx)
+
+
+def test_kmeans_l2_through_matrix_products_matches_l1_on_separable_clusters():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    truth = torch.arange(3).repeat_interleave(20)
+    x = (centres[truth] + 0.3 * torch.randn(60, 2, generator=g)).unsqueeze(0)
+    l1, _, _ = T.kmeans(x, 3, generator=torch.Generator().manual_seed(1))
+    l2, _, _ = T.kmeans(x, 3, generator=torch.Generator().manual_seed(1), distance="l2")
+    assert torch.equal(l1, l2)
+    # the matrix-product form equals the squared Euclidean distance
+    c = torch.randn(1, 3, 2, generator=g)
+    torch.testing.assert_close(T.distances(x, c, "l2"), torch.cdist(x, c) ** 2, rtol=1e-4, atol=1e-3)
 
 
 def test_propagate_moves_towards_fresh_cluster_mean_and_keeps_fresh_rows():

@@ -233,7 +233,8 @@ class Run:
         self._restore.append((module.register_forward_hook(hook), "remove", _HANDLE))
 
     def _install_probe(self, layer: int) -> None:
-        """Keep the image-stream output of block ``layer`` of each FULL call in ``store.shared``."""
+        """Keep the image-stream output of block ``layer`` of each FULL call in ``store.shared``
+        (key ("probe", branch)), and its text stream where the block returns one ("probe-text")."""
         sites = [s for s in self.sites if s.layer == layer]
         if not sites:
             raise ValueError(f"probe layer {layer} is out of range (0..{self.sites[-1].layer})")
@@ -242,6 +243,8 @@ class Run:
         def hook(module, args, out):
             if self.plans[sites[0].index].action is Action.FULL:
                 self.store.shared[("probe", self.branch)] = out if image_out is None else out[image_out]
+                if image_out is not None and len(out) == 2:  # (text, image) or (image, text)
+                    self.store.shared[("probe-text", self.branch)] = out[1 - image_out]
 
         handle = block.register_forward_hook(hook)
         self._restore.append((handle, "remove", _HANDLE))

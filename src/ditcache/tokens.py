@@ -126,10 +126,21 @@ def top_k(score: torch.Tensor, k: int, tie_halves: bool = False) -> torch.Tensor
     return score.topk(k, dim=-1).indices
 
 
+DISTANCES = ("l1", "l2")
+
+
+def distances(x: torch.Tensor, c: torch.Tensor, distance: str) -> torch.Tensor:
+    """(B, N, D), (B, K, D) -> (B, N, K). "l1": the reference's cdist p=1 (no BLAS path); "l2": squared
+    Euclidean through one matrix product, ||x||^2 - 2 x.c + ||c||^2 (argmin-equivalent to L2)."""
+    if distance == "l1":
+        return torch.cdist(x, c, p=1)
+    return (x * x).sum(-1, keepdim=True) - 2 * x @ c.transpose(1, 2) + (c * c).sum(-1).unsqueeze(1)
+
+
 @torch.no_grad()
 def kmeans(x: torch.Tensor, k: int, init: torch.Tensor | None = None, max_iters: int = 100, tol: float = 1e-4,
-           generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Batched k-means with L1 distance (ClusCa). x (B, N, D) -> labels (B, N), centroids (B, k, D), iterations.
+           generator: torch.Generator | None = None, distance: str = "l1") -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Batched k-means (ClusCa). x (B, N, D) -> labels (B, N), centroids (B, k, D), iterations run.
 
     init: centroids to start from (warm start from the previous full step); else k-means++ seeding
     (the reference starts from random tokens, which can put two seeds in one cluster and stay there).
@@ -138,12 +149,14 @@ def kmeans(x: torch.Tensor, k: int, init: torch.Tensor | None = None, max_iters:
     b, n, _ = x.shape
     if not 1 <= k <= n:
         raise ValueError(f"k-means needs 1 <= K <= number of tokens ({n}), got K={k}")
-    centroids = _kmeans_pp(x, k, generator) if init is None else init.clone()
-    labels = torch.zeros(b, n, dtype=torch.long)
+    if distance not in DISTANCES:
+        raise ValueError(f"k-means distance must be one of {DISTANCES}, got {distance!r}")
+    centroids = _kmeans_pp(x, k, generator, distance) if init is None else init.clone()
+    labels = torch.zeros(b, n, dtype=torch.long, device=x.device)
     iters = 0
     for iters in range(1, max_iters + 1):
-        labels = torch.cdist(x, centroids, p=1).argmin(-1)                     # (B, N)
-        onehot = torch.zeros(b, n, k, dtype=x.dtype).scatter_(-1, labels.unsqueeze(-1), 1.0)
+        labels = distances(x, centroids, distance).argmin(-1)                  # (B, N)
+        onehot = torch.zeros(b, n, k, dtype=x.dtype, device=x.device).scatter_(-1, labels.unsqueeze(-1), 1.0)
         counts = onehot.sum(1)                                                  # (B, k)
         sums = onehot.transpose(1, 2) @ x                                       # (B, k, D)
         new = torch.where(counts.unsqueeze(-1) > 0, sums / counts.clamp_min(1).unsqueeze(-1), centroids)
@@ -154,29 +167,37 @@ def kmeans(x: torch.Tensor, k: int, init: torch.Tensor | None = None, max_iters:
     return labels, centroids, iters
 
 
-def _kmeans_pp(x: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
-    """k-means++ seeds (B, k, D): each next seed drawn with probability proportional to its L1 distance
+def _kmeans_pp(x: torch.Tensor, k: int, generator: torch.Generator | None, distance: str) -> torch.Tensor:
+    """k-means++ seeds (B, k, D): each next seed drawn with probability proportional to its distance
     from the nearest seed so far."""
     b, n, d = x.shape
-    first = torch.randint(n, (b,), generator=generator)
-    seeds = [x[torch.arange(b), first]]                                         # k x (B, D)
-    dist = torch.cdist(x, seeds[0].unsqueeze(1), p=1).squeeze(-1)               # (B, N)
+    rows = torch.arange(b, device=x.device)
+    first = torch.randint(n, (b,), generator=generator).to(x.device)
+    seeds = [x[rows, first]]                                                    # k x (B, D)
+    dist = distances(x, seeds[0].unsqueeze(1), distance).squeeze(-1)            # (B, N)
     for _ in range(1, k):
-        pick = torch.multinomial(dist.clamp_min(0) + 1e-12, 1, generator=generator).squeeze(-1)  # (B,)
-        seeds.append(x[torch.arange(b), pick])
-        dist = torch.minimum(dist, torch.cdist(x, seeds[-1].unsqueeze(1), p=1).squeeze(-1))
+        weights = (dist.clamp_min(0) + 1e-12).cpu()                             # the generator draws on the host
+        pick = torch.multinomial(weights, 1, generator=generator).squeeze(-1).to(x.device)  # (B,)
+        seeds.append(x[rows, pick])
+        dist = torch.minimum(dist, distances(x, seeds[-1].unsqueeze(1), distance).squeeze(-1))
     return torch.stack(seeds, 1)
 
 
 def one_per_cluster(labels: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """(B, k) indices: one uniformly random member of each cluster. An empty cluster repeats a random
-    token of the sample instead (a duplicate index recomputes one token twice, harmlessly)."""
+    """(B, k) indices: one uniformly random member of each cluster. An empty cluster lends its slot to a
+    random token that no other cluster chose (so the k indices are distinct when k <= N)."""
     b, n = labels.shape
-    noise = torch.rand(b, n, generator=generator)                               # (B, N) random priorities
-    masked = torch.where(labels.unsqueeze(-1) == torch.arange(k), noise.unsqueeze(-1), -1.0)  # (B, N, k)
+    noise = torch.rand(b, n, generator=generator).to(labels.device)             # (B, N) random priorities
+    clusters = torch.arange(k, device=labels.device)
+    masked = torch.where(labels.unsqueeze(-1) == clusters, noise.unsqueeze(-1), -1.0)  # (B, N, k)
     best, idx = masked.max(1)                                                   # (B, k)
-    fallback = noise.argmax(-1, keepdim=True).expand(-1, k)
-    return torch.where(best >= 0, idx, fallback)
+    found = best >= 0                                                           # (B, k)
+    if bool(found.all()):
+        return idx
+    chosen = torch.zeros(b, n, device=labels.device).scatter_add_(1, idx, found.float()) > 0  # (B, N)
+    spare = noise.masked_fill(chosen, -1.0).topk(k, dim=1).indices             # unchosen tokens, best first
+    rank = (~found).long().cumsum(1) - 1                                        # j-th empty cluster -> j-th spare
+    return torch.where(found, idx, spare.gather(1, rank.clamp_min(0)))
 
 
 def propagate(out: torch.Tensor, idx: torch.Tensor, labels: torch.Tensor, k: int, gamma: float) -> torch.Tensor:

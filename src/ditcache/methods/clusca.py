@@ -1,19 +1,24 @@
 """ClusCa: cluster-driven feature caching (Zheng et al., arXiv 2509.10312, ACM MM'25).
 
-TaylorSeer's schedule and forecasts, plus a spatial refresh. After each full step the image tokens are
-clustered once (batched k-means, L1 distance, warm-started from the previous centroids) on the
-hidden state after the probe block (the last block that has an image MLP: DiT's last block, Flux's
-last double-stream block); the labels serve every layer. On the steps between, each image MLP computes
-one random token per cluster (redrawn per site and step) on top of its Taylor forecast, and every
-token moves towards its cluster's fresh value by ``gamma``. Attention, text and whole-block sites are
-forecast only.
+TaylorSeer's schedule and forecasts, plus a spatial refresh. After each full step the tokens are
+clustered once (batched k-means, warm-started from the previous centroids) on the hidden state after
+the probe block (the last block with an image MLP: DiT's last block, Flux's last double-stream block),
+image and text tokens separately; the labels serve every layer. On the steps between, each image MLP
+computes one random token per cluster (redrawn per site and step) on top of its forecast, and every
+token's anchor moves towards its cluster's fresh value by ``gamma``; each text MLP (Flux, SD3)
+computes one token per text cluster and scatters it, without propagation (the reference's FLUX code).
+Attention and whole-block sites are forecast only.
 
-Choices that differ from the reference code, on purpose:
-- propagation shapes only the output of the step; the stored Taylor factors are left untouched, so
-  the next full step's finite differences see real outputs only (the reference mutates factor 0 in
-  place, which biases the next derivative);
-- an empty cluster keeps its centroid in k-means and lends its token slot to a random token;
-- text tokens are never clustered with image tokens nor propagated (Flux text MLPs are forecast).
+Refreshed tokens and propagated values persist across consecutive ClusCa steps (``refresh="persist"``,
+as the reference's in-place edit of its order-0 factor does), kept beside the forecaster's history so
+the next full step's differences see real outputs only (the reference's edit biases them); with
+``refresh="step"`` they are dropped after their own step. Measured on both 64-token defaults (PSNR vs
+uncached, 32 seeds, `benchmarks/clusca_choices.py`): see BENCHMARKS.md; "persist" is the default.
+
+Other choices that differ from the reference code, on purpose: propagation acts on the order-0 anchor,
+so it does not scale the forecast's higher-order terms; a fresh token's anchor is set so that this step
+returns its fresh output exactly; an empty cluster keeps its centroid in k-means and lends its token
+slot to a token not already chosen; distances can be L2 through matrix products (``distance="l2"``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from .. import tokens as T
 from ..forecast import Taylor, check_forecaster
 from ..plan import Action, Plan, Site, StepContext, check_order, counter_full
 
+REFRESH = ("persist", "step")
+
 
 @dataclass
 class ClusCa:
@@ -35,7 +42,10 @@ class ClusCa:
     warmup: int = 3          # first_enhance: leading full steps (authors' FLUX setting); >= 1
     clusters: int = 16       # K: clusters, so K tokens recomputed per image MLP per step (DiT and FLUX)
     gamma: float = 0.005     # propagation ratio towards the cluster's fresh value (authors' FLUX value)
-    max_iters: int = 100     # k-means iterations at most (authors' DiT/FLUX value)
+    refresh: str = "persist"  # "persist": refreshed tokens last until the next full step (the reference);
+    #                          "step": only for their own step. See the module doc for the measurement
+    distance: str = "l1"     # k-means distance: "l1" (the reference's cdist p=1) or "l2" (matrix products)
+    max_iters: int = 100     # k-means iterations at most (authors' DiT/FLUX value; HunyuanVideo uses 10)
     tol: float = 1e-4        # k-means stops when centroids move less than this (relative)
     seed: int = 0            # random representatives and the first k-means initialisation
     forecast: object = field(default_factory=Taylor)  # the forecaster under the refresh (HiCache: "Hi-ClusCa")
@@ -56,6 +66,10 @@ class ClusCa:
                              f"got {self.warmup!r}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"ClusCa.gamma must be in [0, 1], got {self.gamma}")
+        if self.refresh not in REFRESH:
+            raise ValueError(f"ClusCa.refresh must be one of {REFRESH}, got {self.refresh!r}")
+        if self.distance not in T.DISTANCES:
+            raise ValueError(f"ClusCa.distance must be one of {T.DISTANCES}, got {self.distance!r}")
 
     def probe_layer(self, sites: list[Site]) -> int:
         layers = [s.layer for s in sites if s.kind == "mlp" and s.stream == "image" and s.partial]
@@ -64,27 +78,40 @@ class ClusCa:
         return max(layers)
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
-        state = store.shared.setdefault(("clusca", ctx.branch), {"centroids": None, "labels": None})
+        state = store.shared.setdefault(("clusca", ctx.branch), {})
         if counter_full(ctx.step, self.warmup, self.interval):
             state["labels"] = None  # recluster on the next partial step, from this step's probe
             keep = 0 if ctx.step < self.warmup - 1 else self.order  # TaylorSeer's derivative guard
             return [Plan(Action.FULL, order=keep)] * len(sites)
         gen = state.setdefault("generator", torch.Generator().manual_seed(self.seed))
-        if state["labels"] is None:
-            x = store.shared[("probe", ctx.branch)].float()                    # (B, N, D)
-            init = state["centroids"]
-            if init is not None and init.shape[0] != x.shape[0]:
-                init = None
-            state["labels"], state["centroids"], state["iters"] = T.kmeans(
-                x, self.clusters, init, self.max_iters, self.tol, generator=gen)
-        labels = state["labels"]                                                # (B, N)
+        if state.get("labels") is None:
+            state["labels"] = {stream: self._cluster(state, stream, store.shared.get((probe, ctx.branch)), gen)
+                               for stream, probe in (("image", "probe"), ("text", "probe-text"))}
         forecast = Plan(Action.FORECAST, order=self.order)
+        persist = self.refresh == "persist"
         plans = []
         for site in sites:
-            if site.kind == "mlp" and site.stream == "image" and site.partial:
-                idx = T.one_per_cluster(labels, self.clusters, gen)            # (B, K)
-                plans.append(Plan(Action.PARTIAL, tokens=idx, order=self.order, write_back=False,
-                                  propagate=(labels, self.clusters, self.gamma)))
-            else:
+            labels = state["labels"].get(site.stream) if site.kind == "mlp" and site.partial else None
+            if labels is None:
                 plans.append(forecast)
+                continue
+            k = state[("k", site.stream)]
+            idx = T.one_per_cluster(labels, k, gen)                             # (B, k)
+            propagate = (labels, k, self.gamma) if site.stream == "image" else None
+            plans.append(Plan(Action.PARTIAL, tokens=idx, order=self.order, write_back=persist,
+                              propagate=propagate))
         return plans
+
+    def _cluster(self, state: dict, stream: str, x: torch.Tensor | None, gen) -> torch.Tensor | None:
+        """(B, N) labels of one stream's tokens, warm-started from its last centroids; None if absent."""
+        if x is None:
+            return None
+        x = x.float()                                                           # (B, N, D)
+        # image tokens: K as asked (k-means refuses K > N); text (Flux's 4 class tokens): at most one per token
+        k = state[("k", stream)] = self.clusters if stream == "image" else min(self.clusters, x.shape[1])
+        init = state.get(("centroids", stream))
+        if init is not None and init.shape[:2] != (x.shape[0], k):
+            init = None
+        labels, state[("centroids", stream)], state[("iters", stream)] = T.kmeans(
+            x, k, init, self.max_iters, self.tol, generator=gen, distance=self.distance)
+        return labels
