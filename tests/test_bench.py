@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from ditcache.bench import BenchConfig, Row, best_under_budget, parse_budget, run_bench
 
@@ -53,7 +54,8 @@ def test_budget_picks_the_fastest_setting_that_meets_it():
             Row("peer", "fbcache", "e", psnr=45.0, wall_speedup=None, error="broke")]
     best = best_under_budget(rows, "psnr>=30")
     assert best["ditcache:fora"].setting == "c" and best["peer:fbcache"].setting == "d"
-    assert parse_budget("fd<=1.05x") == ("fd", "<=", 1.05, True)
+    assert parse_budget("fd<=1.05x") == [("fd", "<=", 1.05, True)]
+    assert parse_budget("psnr>=30,fd<=1.05x") == [("psnr", ">=", 30.0, False), ("fd", "<=", 1.05, True)]
     with pytest.raises(ValueError, match="bad budget"):
         parse_budget("speed>=2")
 
@@ -79,3 +81,32 @@ def test_two_processes_give_the_same_report_as_one(tmp_path):
     assert a["processes"] == 1 and b["processes"] == 2
     keys = ("method", "setting", "psnr", "ssim", "gflops_per_image", "flop_speedup", "cache_mib")
     assert [{k: r[k] for k in keys} for r in a["rows"]] == [{k: r[k] for k in keys} for r in b["rows"]]
+
+
+def test_frechet_reference_equals_the_plain_formula():
+    from ditcache import metrics
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(40, 5, generator=g), torch.randn(60, 5, generator=g) * 1.5 + 0.3
+    ref = metrics.FrechetReference(*metrics.mean_cov(b))
+    assert ref.of(a) == pytest.approx(metrics.frechet_distance(a, b), rel=1e-9)
+
+
+def test_quality_intervals_are_paired_and_mark_significance():
+    """Identical images: every paired difference is exactly 0 (interval [0, 0], not significant). Noise:
+    FD far above uncached with an interval excluding 0, and a large feature error."""
+    import ditcache
+    from ditcache.bench import Quality
+
+    model = ditcache.load_default("dit")
+    labels = torch.arange(24) % 10
+    ref = model.generate(labels, steps=6, seed=0)
+    q = Quality(ref, labels, bootstrap=50)
+    same = q.score(ref.clone())
+    assert same["fd_delta"] == 0.0 and same["fd_delta_ci"] == (0.0, 0.0) and not same["fd_significant"]
+    assert same["featerr"] == 0.0 and same["psnr"] == 99.0 and same["accuracy_delta"] == 0.0
+    lo, hi = q.reference_row()["fd_ci"]
+    assert lo <= q.ref_fd <= hi
+    noise = torch.rand(ref.shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    bad = q.score(noise)
+    assert bad["fd_significant"] and bad["fd_delta_ci"][0] > 0 and bad["featerr"] > 0.3

@@ -132,6 +132,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out!r} is a file; bench writes a folder of reports")
     cfg = BenchConfig(model=args.model, methods=args.methods, peers=args.peers, seeds=args.seeds, steps=args.steps,
                       batch=args.batch, repeats=args.repeats, budget=args.budget, trace=args.trace,
+                      bootstrap=args.bootstrap,
                       replay=args.replay, config=args.config, speed_only=args.speed_only, out=args.out,
                       threads=args.threads or min(2, os.cpu_count() or 1))
     from .bench import method_settings, parse_budget
@@ -211,14 +212,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(fn=cmd_train_default)
 
     b = sub.add_parser("bench", help="every method and peer on one model: speed, FLOPs, memory, quality")
-    b.add_argument("--model", default="dit", help="'dit', 'flux' (shipped defaults) or a local diffusers model folder")
+    b.add_argument("--model", default="dit",
+                   help=f"a shipped default ({', '.join(DEFAULT_MODELS)}) or a local diffusers model folder")
     b.add_argument("--methods", default="all", help="comma list of methods, 'all' or 'none'")
     b.add_argument("--peers", default="none", help="comma list of peers, 'all' or 'none' (needs ditcache[peers])")
-    b.add_argument("--seeds", type=int, default=64, help="images per setting")
+    b.add_argument("--seeds", type=int, default=500, help="images per setting (500: see BENCHMARKS.md)")
     b.add_argument("--steps", type=int, default=50)
     b.add_argument("--batch", type=int, default=16, help="images per model call batch")
     b.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds")
-    b.add_argument("--budget", default=None, help="e.g. 'psnr>=30' or 'fd<=1.05x': fastest setting per method")
+    b.add_argument("--budget", default=None,
+                   help="e.g. 'psnr>=30', 'fd<=1.05x' or both joined by a comma: fastest setting per method")
+    b.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
     b.add_argument("--trace", action="store_true", help="save each ditcache run's per-step, per-site plans")
     b.add_argument("--replay", default=None, help="benchmark exactly the run recorded in this trace file")
     b.add_argument("--config", default=None, help="a zoo architecture (e.g. dit-xl-2, flux-dev) instead of --model")

@@ -46,6 +46,26 @@ def frechet_distance_from_stats(mu_a, cov_a, mu_b, cov_b) -> float:
     return max(float(value), 0.0)  # rounding can leave -1e-12 for identical sets
 
 
+class FrechetReference:
+    """FD in classifier space against one fixed Gaussian (the real test set), with its covariance root
+    computed once: each distance then costs one symmetric eigendecomposition (bootstrap resamples)."""
+
+    def __init__(self, mu, cov):
+        self.mu, self.cov = _f64(mu), _f64(cov)
+        self.root = _sqrtm_psd(self.cov)                                       # (D, D)
+        self.trace = float(self.cov.trace())
+
+    def distance(self, mu, cov) -> float:
+        mu, cov = _f64(mu), _f64(cov)
+        middle = self.root @ cov @ self.root
+        eig = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0)
+        value = (mu - self.mu).square().sum() + cov.trace() + self.trace - 2 * eig.sqrt().sum()
+        return max(float(value), 0.0)
+
+    def of(self, feats) -> float:
+        return self.distance(*mean_cov(feats))
+
+
 def frechet_distance(feats_a, feats_b) -> float:
     """FD in classifier space between two feature sets (N_a, D) and (N_b, D)."""
     return frechet_distance_from_stats(*mean_cov(feats_a), *mean_cov(feats_b))

@@ -1,0 +1,218 @@
+"""Rows, budgets, and what a benchmark writes: report.md, report.json, the Pareto plot and image grids."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .settings import parse_budget
+
+
+@dataclass
+class Row:
+    kind: str                          # "reference" | "ditcache" | "peer"
+    method: str                        # method or peer name
+    setting: str                       # its settings as text
+    gflops_per_image: float | None = None
+    flop_speedup: float | None = None
+    wall_s: float | None = None        # median wall-clock of one batch
+    wall_speedup: float | None = None
+    cache_mib: float | None = None     # peak bytes held by ditcache's store (peers: not reported)
+    peak_gpu_mib: float | None = None  # CUDA only
+    psnr: float | None = None          # mean over images, vs uncached on the same seeds (None for uncached)
+    psnr_ci: tuple | None = None       # 95% bootstrap interval
+    ssim: float | None = None
+    featerr: float | None = None       # paired distance to uncached in the classifier's feature space (relative)
+    featerr_ci: tuple | None = None
+    fd: float | None = None            # FD in classifier space vs the 10k Fashion-MNIST test images
+    fd_ci: tuple | None = None
+    fd_delta: float | None = None      # fd - uncached fd, paired over the same seeds
+    fd_delta_ci: tuple | None = None
+    fd_significant: bool | None = None  # the paired interval of fd_delta excludes 0
+    accuracy: float | None = None      # share of images classified as the requested class
+    accuracy_ci: tuple | None = None
+    accuracy_delta: float | None = None
+    accuracy_delta_ci: tuple | None = None
+    accuracy_significant: bool | None = None
+    error: str | None = None           # why this setting could not run
+    extra: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- budgets
+
+
+def meets(row: Row, ref: Row, budget: str) -> bool:
+    """Whether a row meets every clause of the budget (relative clauses: times the uncached value)."""
+    for metric, op, value, relative in parse_budget(budget):
+        q = getattr(row, metric)
+        if relative:
+            base = getattr(ref, metric)
+            if base is None:
+                raise ValueError(f"budget {budget!r} is relative to uncached, which has no {metric} "
+                                 "(use an absolute value)")
+            value *= base
+        if q is None or not (q >= value if op == ">=" else q <= value):
+            return False
+    return True
+
+
+def best_under_budget(rows: list[Row], budget: str) -> dict[str, Row]:
+    """Per method and peer, the fastest setting (wall-clock) that meets the quality budget."""
+    for metric, *_ in parse_budget(budget):
+        if not any(getattr(r, metric) is not None for r in rows):
+            raise ValueError(f"budget on {metric!r}, but this benchmark did not measure it")
+    best: dict[str, Row] = {}
+    for row in rows[1:]:
+        if row.error or row.wall_speedup is None or not meets(row, rows[0], budget):
+            continue
+        key = f"{row.kind}:{row.method}"
+        if key not in best or row.wall_speedup > best[key].wall_speedup:
+            best[key] = row
+    return best
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _fmt(x, spec: str) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def _ci(x, ci, spec: str, star: bool | None = None) -> str:
+    """'12.3 [11.0, 13.9]', with '*' when a difference to uncached is significant."""
+    if x is None:
+        return "-"
+    text = format(x, spec)
+    if ci is not None:
+        text += f" [{format(ci[0], spec)}, {format(ci[1], spec)}]"
+    return text + (" *" if star else "")
+
+
+def report_markdown(report: dict) -> str:
+    rows = [Row(**r) for r in report["rows"]]
+    header = ["kind", "method", "setting", "GFLOPs/img", "FLOP x", "wall s/batch", "wall x", "cache MiB", "plan %",
+              "PSNR dB", "SSIM", "featerr", "FD [95% CI]", "FD - uncached", "accuracy", "acc - uncached"]
+    table = [[r.kind, r.method, f"`{r.setting}`", _fmt(r.gflops_per_image, ".2f"), _fmt(r.flop_speedup, ".2f"),
+              _fmt(r.wall_s, ".3f"), _fmt(r.wall_speedup, ".2f"), _fmt(r.cache_mib, ".2f"),
+              _fmt(r.extra.get("planning_share"), ".1%"), _ci(r.psnr, r.psnr_ci, ".2f"), _fmt(r.ssim, ".4f"),
+              _ci(r.featerr, r.featerr_ci, ".3f"), _ci(r.fd, r.fd_ci, ".2f"),
+              _ci(r.fd_delta, r.fd_delta_ci, "+.2f", r.fd_significant), _ci(r.accuracy, r.accuracy_ci, ".3f"),
+              _ci(r.accuracy_delta, r.accuracy_delta_ci, "+.3f", r.accuracy_significant)]
+             for r in rows if not r.error]
+    cfg = report["config"]
+    lines = [f"# ditcache bench: {report['model']} ({report['transformer']})", "",
+             f"{cfg['seeds']} seeds, {cfg['steps']} steps, batch {cfg['batch']}, {report['processes']} process(es), "
+             f"{report['threads']} threads, device {report['device']}; wall-clock = median of {cfg['repeats']} "
+             "interleaved runs of one batch; plan % = share of the generation spent planning on the host "
+             f"(scores, k-means). Intervals: 95% bootstrap over seeds ({cfg['bootstrap']} resamples), paired "
+             "for differences to uncached; * = the difference's interval excludes 0. featerr = mean distance to "
+             "the uncached image in the classifier's feature space, relative. Versions: "
+             + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".", "",
+             markdown_table(header, table)]
+    failed = [r for r in rows if r.error]
+    if failed:
+        lines += ["", "## Settings that could not run", ""]
+        lines += [f"- {r.kind} {r.method} `{r.setting}`: {r.error}" for r in failed]
+    if "budget" in report:
+        lines += ["", f"## Fastest setting per method under the budget `{report['budget']['budget']}`", ""]
+        best = report["budget"]["best"]
+        if not best:
+            lines.append("No setting met the budget.")
+        lines += [f"- {k}: `{r['setting']}` at {r['wall_speedup']:.2f}x wall-clock, {r['flop_speedup']:.2f}x FLOPs"
+                  for k, r in sorted(best.items(), key=lambda kv: -kv[1]["wall_speedup"])]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:80]
+
+
+def write(out_dir: Path, report: dict, rows: list[Row], subject, ref, images_of: dict, steps: int) -> None:
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    (out_dir / "report.md").write_text(report_markdown(report))
+    pareto_plot(rows, out_dir / "pareto.png", title=f"{subject.name}: {steps} steps")
+    if ref.dim() == 4 and ref.shape[1] == 1:
+        from ..data import CLASSES
+        from ..viz import labelled_grid
+
+        by_method: dict[str, list[tuple[str, torch.Tensor]]] = {}
+        for i, images in images_of.items():
+            row = rows[i + 1]
+            by_method.setdefault(f"{row.kind}_{row.method}", []).append((row.setting, images[:10]))
+        captions = [CLASSES[s % 10] for s in range(10)]
+        for key, grid_rows in by_method.items():
+            labelled_grid([("uncached", ref[:10])] + grid_rows, captions).save(out_dir / f"grid_{_slug(key)}.png")
+
+
+def pareto_front(points: list[tuple[float, float]], lower_is_better: bool) -> list[tuple[float, float]]:
+    """The points no other point beats in both speedup (higher) and quality, sorted by speedup."""
+    front = []
+    for s, q in points:
+        dominated = any(s2 >= s and (q2 <= q if lower_is_better else q2 >= q) and (s2, q2) != (s, q)
+                        for s2, q2 in points)
+        if not dominated:
+            front.append((s, q))
+    return sorted(front)
+
+
+def pareto_plot(rows: list[Row], path: Path, title: str = "") -> None:
+    """Wall-clock speedup vs FD, vs featerr and vs PSNR (where measured), one curve per method and peer,
+    with each panel's Pareto front over all settings drawn in grey."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [m for m in ("fd", "featerr", "psnr") if any(getattr(r, m) is not None for r in rows[1:])]
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), squeeze=False)
+    groups: dict[str, list[Row]] = {}
+    for r in rows[1:]:
+        if not r.error and r.wall_speedup is not None:
+            groups.setdefault(f"{r.method}" + (" (peer)" if r.kind == "peer" else ""), []).append(r)
+    labels = {"fd": "FD in classifier space (lower is better)", "featerr": "feature error vs uncached (lower)",
+              "psnr": "PSNR vs uncached, dB (higher)"}
+    for ax, metric in zip(axes[0], panels):
+        everything = []
+        for label, rs in sorted(groups.items()):
+            pts = sorted((r.wall_speedup, getattr(r, metric)) for r in rs if getattr(r, metric) is not None)
+            everything += pts
+            if pts:
+                ax.plot(*zip(*pts), marker="o" if "(peer)" not in label else "s",
+                        linestyle="-" if "(peer)" not in label else "--", label=label)
+        front = pareto_front(everything, lower_is_better=metric != "psnr")
+        if front:
+            ax.plot(*zip(*front), color="grey", linewidth=6, alpha=0.25, zorder=0, label="Pareto front")
+        ref = getattr(rows[0], metric)
+        if ref is not None:  # uncached: on the FD axis only (PSNR / featerr against itself are off the axes)
+            ax.axhline(ref, color="grey", linewidth=0.8, linestyle=":")
+            ax.plot([1.0], [ref], "k*", markersize=10, label="uncached")
+            if rows[0].fd_ci is not None and metric == "fd":
+                ax.axhspan(*rows[0].fd_ci, color="grey", alpha=0.15)
+        ax.set_xlabel("wall-clock speedup vs uncached")
+        ax.set_ylabel(labels[metric])
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def as_dict(row: Row) -> dict:
+    return asdict(row)

@@ -1,0 +1,105 @@
+"""What a benchmark runs: its configuration, the settings swept per method, and quality budgets."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass
+class BenchConfig:
+    model: str = "dit"                 # a shipped default ('dit', 'flux', 'dit256', ...) or a diffusers model folder
+    methods: str = "all"               # 'all', 'none', or a comma list of method names / settings as text
+    peers: str = "all"                 # comma list of peer names, or 'all' / 'none'
+    seeds: int = 500                   # images per setting (one seed each; labels cycle through the classes).
+    #                                    500: at this count the paired FD difference to uncached resolves about
+    #                                    a 2% change on the 64-token defaults (BENCHMARKS.md, "Choosing N")
+    steps: int = 50                    # sampling steps
+    batch: int = 16                    # images per model call batch
+    repeats: int = 3                   # interleaved timing rounds (median reported)
+    budget: str | None = None          # e.g. 'psnr>=30', 'fd<=1.05x', 'psnr>=30,fd<=1.05x' (all must hold)
+    trace: bool = False                # save each ditcache run's per-call plans (trace_<setting>.json)
+    replay: str | None = None          # a trace file: benchmark exactly that run instead of the sweeps
+    config: str | None = None          # zoo architecture with random weights (speed at real sizes)
+    speed_only: bool = False           # skip the quality columns
+    bootstrap: int = 200               # bootstrap resamples for every interval (95%, percentile method)
+    out: str = "bench-out"             # report folder
+    threads: int | None = None         # torch threads (None: leave as set)
+
+
+def sweeps(family: str) -> dict[str, list]:
+    """Settings per method, from conservative to aggressive. Presets follow the model family."""
+    from ..methods import FORA, L2C, ClusCa, TaylorSeer, ToCa, TokenCache
+
+    toca = {"pixart": "pixart", "flux": "flux"}.get(family, "dit")
+    return {
+        "fora": [FORA(interval=n) for n in (2, 3, 4, 5)],
+        "taylorseer": [TaylorSeer(interval=n, order=o) for n, o in ((3, 1), (4, 1), (4, 2), (5, 1), (6, 2))],
+        "toca": [ToCa.preset(toca, interval=n, fresh_ratio=r) for n, r in ((3, 0.1), (4, 0.1), (5, 0.1), (6, 0.15))]
+        + [ToCa.preset(toca, interval=4, fresh_ratio=0.1, score="key_norm")],  # the attention-map-free score
+        "clusca": [ClusCa(interval=n, clusters=k) for n, k in ((4, 8), (5, 8), (6, 8), (7, 8))],
+        "l2c": [L2C(artifact=family, threshold=t) for t in (0.1, 0.5, 0.7, 0.9)],  # shipped for the defaults
+        "tokencache": [TokenCache(artifact=family, ratio=r, k1=k1) for r, k1 in ((0.3, 4), (0.3, 6), (0.15, 6))],
+    }
+
+
+def method_settings(text: str, family: str, artifact: str | None = None) -> list:
+    """``--methods``: 'all', 'none', or a comma list whose items are a method name (its whole sweep) or
+    one setting as text ('fora:interval=3,warmup=1': commas inside a setting stay with it).
+    artifact: the name learned methods load their shipped artifacts by (the model's name)."""
+    from ..methods import parse_method
+
+    table = sweeps(family)
+    if artifact is not None:
+        table = {k: [_with_artifact(m, artifact) for m in v] for k, v in table.items()}
+    if text in ("none", ""):
+        return []
+    if text == "all":
+        return [m for name in table for m in table[name]]
+    items: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if "=" in part and ":" not in part and items and ":" in items[-1]:
+            items[-1] += "," + part  # another key=value of the setting before
+        elif part:
+            items.append(part)
+    out = []
+    for item in items:
+        if ":" in item:
+            out.append(parse_method(item))
+        elif item in table:
+            out += table[item]
+        else:
+            raise KeyError(f"unknown method {item!r} in --methods; known: {sorted(table)} "
+                           "(or a setting such as 'fora:interval=3')")
+    return out
+
+
+def _with_artifact(method, artifact: str):
+    from dataclasses import replace
+
+    return replace(method, artifact=artifact) if hasattr(method, "artifact") else method
+
+
+def names(text: str) -> list[str]:
+    """A comma list, 'all' (-> ['all']) or 'none' (-> [])."""
+    if text in ("none", ""):
+        return []
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+# --------------------------------------------------------------------------- budgets
+
+METRICS = ("psnr", "ssim", "fd", "accuracy", "featerr")
+
+
+def parse_budget(text: str) -> list[tuple[str, str, float, bool]]:
+    """'psnr>=30' -> [('psnr', '>=', 30, False)]; 'fd<=1.05x' -> [('fd', '<=', 1.05, True: times uncached)];
+    several joined by commas must all hold."""
+    out = []
+    for part in text.split(","):
+        m = re.fullmatch(rf"\s*({'|'.join(METRICS)})\s*(>=|<=)\s*([0-9.]+)\s*(x?)\s*", part)
+        if not m:
+            raise ValueError(f"bad budget {part!r}: expected e.g. 'psnr>=30', 'ssim>=0.9', 'fd<=1.05x', "
+                             f"'accuracy>=0.8', 'featerr<=0.1' (metrics {METRICS}), joined by commas")
+        out.append((m.group(1), m.group(2), float(m.group(3)), bool(m.group(4))))
+    return out
