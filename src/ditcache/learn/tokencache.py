@@ -9,8 +9,11 @@ the step, the site and the token position, never on the input (the paper's g(l, 
 
 Training blends ``w * f(z_t) + (1 - w) * f(z_{t+1})`` at every branch (the cached value is the
 previous step's output: teacher forcing one step back), with the loss ``relative MSE at the model
-output + budget * (mean(w) - ratio)^2``, so the mean weight meets the target share of recomputed tokens.
-Sites that have no token-subset path (joint attention, whole blocks) get one weight per site.
+output + budget * (share - ratio)^2``, where ``share`` is the compute-weighted mean weight over every
+site: each site counts by its FLOPs (measured once), each of its tokens by its FLOPs over its token
+count. Sites that have no token-subset path (joint attention, whole blocks) get one weight per site,
+and they pay for it in the same budget (unweighted, their weights drifted to 1: 93% of the Flux
+single-stream decisions were FULL), so ``ratio`` bounds the compute of every site.
 """
 
 from __future__ import annotations
@@ -89,16 +92,33 @@ def train_tokencache(default_model, config: TokenCacheTrainConfig | None = None,
     tokens = _tokens_per_site(default_model, sites, trajs[0])
     pred = Predictor(cfg.steps, tokens, cfg.architecture)
 
+    cost = _site_flops(default_model, trajs[0])                                  # (S,) FLOPs per site
+    share_of = cost / cost.sum()
+
     def penalty(weights, i: int) -> torch.Tensor:
-        mean = torch.cat([w.reshape(-1) for w, n in zip(weights, tokens) if n > 1]).mean()
-        return cfg.budget * (mean - cfg.ratio) ** 2
+        share = sum(c * w.mean() for c, w in zip(share_of, weights))           # compute-weighted mean weight
+        return cfg.budget * (share - cfg.ratio) ** 2
 
     pairs = [(i, i - 1) for i in range(1, cfg.steps)]
     losses = fit_blend(default_model, trajs, list(pred.parameters()), pairs, pred.weights, penalty, cfg.iters,
                        cfg.lr, cfg.seed, desc="train tokencache")
-    art = Artifact("tokencache", {"logits": pred.logits().detach(), "tokens": torch.tensor(tokens)},
+    art = Artifact("tokencache", {"logits": pred.logits().detach(), "tokens": torch.tensor(tokens), "cost": cost},
                    fingerprint(default_model.transformer), trajs[0].timesteps, trajs[0].sampler, asdict(cfg))
     return art, losses
+
+
+def _site_flops(default_model, traj) -> torch.Tensor:
+    """(S,) FLOPs of each site in one uncached forward of the trajectory's first step (torch's counter)."""
+    from ..engine import apply
+    from ..methods import NoCache
+
+    run = apply(default_model.transformer, NoCache(), steps=1)
+    try:
+        with torch.no_grad():
+            default_model.transformer(**traj.inputs[0], return_dict=False)
+    finally:
+        run.remove()
+    return torch.tensor(run.stats.records[0].site_flops, dtype=torch.float64)
 
 
 def _tokens_per_site(default_model, sites, traj) -> list[int]:

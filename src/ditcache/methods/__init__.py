@@ -43,6 +43,8 @@ def parse_method(text: str):
             kwargs[key] = forecaster(value)
             continue
         kind = type(getattr(cls(), key))
+        if kind is type(None):  # an optional setting (default None): its annotation names the type
+            kind = next((t for t in (bool, int, float, str) if t.__name__ in str(fields[key].type)), kind)
         if kind not in (int, float, str, bool):
             raise ValueError(f"{name}.{key} cannot be set from the command line; use the Python API")
         try:

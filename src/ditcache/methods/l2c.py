@@ -3,7 +3,10 @@
 Full steps recur every ``interval`` steps (L2C alternates full and cache steps: 2). On a cache step,
 a branch is computed iff its learned score beta = sigmoid(theta[step, site]) exceeds ``threshold``;
 otherwise its output from the last full step is reused. The router is an artifact trained for one
-model, sampler and step count (``ditcache train l2c``); applying it elsewhere is an error.
+model, sampler and step count (``ditcache train l2c``); applying it elsewhere is an error. Thresholds
+are specific to a router (L2C's own range from 0.1 to 0.9): by default the one recorded in the artifact,
+chosen by measurement (``benchmarks/l2c_threshold.py``: the fastest threshold whose FD in classifier
+space is within 2% of uncached).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from .artifacts import load_artifact
 @dataclass
 class L2C:
     artifact: str = "dit"     # a router file, or the name of a shipped default ('dit' | 'flux')
-    threshold: float = 0.1    # compute a branch on a cache step iff beta > threshold (L2C's DiT-256 value)
+    threshold: float | None = None  # compute a branch on a cache step iff beta > threshold; None: the
+    #                           artifact's measured choice (0.1, L2C's DiT-256 value, if it records none)
     interval: int = 2         # full step every `interval` steps; the router was trained for one value
 
     name: ClassVar[str] = "l2c"
@@ -30,7 +34,7 @@ class L2C:
         self._art = None
 
     def validate(self) -> None:
-        if not 0.0 <= self.threshold <= 1.0:
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"L2C.threshold must be in [0, 1], got {self.threshold}")
         if not isinstance(self.interval, int) or self.interval < 1:
             raise ValueError(f"L2C.interval must be an int >= 1, got {self.interval!r}")
@@ -43,7 +47,8 @@ class L2C:
         if art.config.get("interval") != self.interval:
             raise ValueError(f"router was trained for interval {art.config.get('interval')}, not {self.interval}")
         self._art = art
-        self._compute = torch.sigmoid(art.tensors["theta"]) > self.threshold   # (T, S) bool
+        threshold = self.threshold if self.threshold is not None else art.config.get("threshold", 0.1)
+        self._compute = torch.sigmoid(art.tensors["theta"]) > threshold        # (T, S) bool
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
         self._art.check_step(ctx.step, ctx.num_steps, ctx.timestep)

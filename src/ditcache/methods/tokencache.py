@@ -3,10 +3,12 @@
 A trained predictor gives each (step, site, token) an importance that does not depend on the input.
 Full steps follow the Two-Phase Round-Robin schedule: every ``k1`` steps before progress ``boundary``
 and every ``k2`` steps after it (early, noisy steps are more alike, so the early phase is sparser; the
-paper's talk summary). On the steps between, the ``ratio`` share of all tokens with the highest
-predicted importance is recomputed; with ``adaptive`` the share is allocated across blocks by that
-global ranking (blocks that matter get more tokens), else every block gets ``ratio``. Sites without a
-token-subset path are computed iff their learned weight exceeds 0.5, else reused.
+paper's talk summary). On the steps between, ``ratio`` bounds the compute of every site together
+(each site counted by its FLOPs, measured when the predictor was trained): sites without a token-subset
+path (joint attention, whole blocks) are computed iff their learned weight exceeds ``site_threshold``
+and pay their FLOPs from the budget; the rest goes to the tokens with the highest predicted importance,
+ranked across blocks (``adaptive``: blocks that matter get more tokens), or ``ratio`` of each block's
+tokens otherwise.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class TokenCache:
     k2: int = 2               # full-step interval in the late phase
     boundary: float = 0.5     # progress where the late phase starts
     adaptive: bool = True     # allocate tokens across blocks by the global importance ranking
+    site_threshold: float = 0.5  # a site with no token-subset path is computed on a cache step iff its
+    #                           learned weight exceeds this (0.5: the blend weight at which fresh outweighs cache)
 
     name: ClassVar[str] = "tokencache"
 
@@ -42,6 +46,8 @@ class TokenCache:
             raise ValueError("TokenCache.k1 and k2 must be >= 1")
         if not 0.0 <= self.boundary <= 1.0:
             raise ValueError(f"TokenCache.boundary must be in [0, 1], got {self.boundary}")
+        if not 0.0 <= self.site_threshold <= 1.0:
+            raise ValueError(f"TokenCache.site_threshold must be in [0, 1], got {self.site_threshold}")
 
     def bind(self, model, sites: list[Site]) -> None:
         art = load_artifact(self.artifact, "tokencache")
@@ -65,11 +71,11 @@ class TokenCache:
             return [FULL] * len(sites)
         tokens = self._art.tensors["tokens"].tolist()
         w = torch.sigmoid(self._art.tensors["logits"][ctx.step])            # (S, N)
-        counts = self._allocate(w, tokens)
+        whole, counts = self._allocate(w, tokens)
         plans = []
         for site, n, k in zip(sites, tokens, counts):
             if n == 1:
-                plans.append(FULL if w[site.index, 0] > 0.5 else REUSE)
+                plans.append(FULL if whole[site.index] else REUSE)
             elif k == 0:
                 plans.append(REUSE)
             else:
@@ -77,17 +83,25 @@ class TokenCache:
                 plans.append(Plan(Action.PARTIAL, tokens=idx.expand(ctx.batch_size, -1)))
         return plans
 
-    def _allocate(self, w: torch.Tensor, tokens: list[int]) -> list[int]:
-        """Tokens per site: the global top ``ratio`` of all token weights (adaptive), else ratio * N each."""
+    def _allocate(self, w: torch.Tensor, tokens: list[int]) -> tuple[list[bool], list[int]]:
+        """(whole sites computed, tokens per site) within the budget ``ratio * sum of site FLOPs``."""
+        cost = self._art.tensors.get("cost")
+        cost = torch.ones(len(tokens), dtype=torch.float64) if cost is None else cost.double()   # (S,)
+        budget = self.ratio * float(cost.sum())
+        whole = [n == 1 and bool(w[s, 0] > self.site_threshold) for s, n in enumerate(tokens)]
+        budget -= sum(float(cost[s]) for s, c in enumerate(whole) if c)
         capable = [s for s, n in enumerate(tokens) if n > 1]
-        if not self.adaptive:
-            return [int(self.ratio * n) if n > 1 else 0 for n in tokens]
-        flat = torch.cat([w[s, :tokens[s]] for s in capable])
-        k = int(self.ratio * flat.numel())
         counts = [0] * len(tokens)
-        if k == 0:
-            return counts
-        cut = flat.topk(k).values[-1]
-        for s in capable:
-            counts[s] = int((w[s, :tokens[s]] >= cut).sum())
-        return counts
+        if not capable or budget <= 0:
+            return whole, counts
+        if not self.adaptive:  # the same share of every block's tokens, from what the whole sites left
+            share = budget / float(sum(cost[s] for s in capable))
+            return whole, [int(min(share, 1.0) * n) if s in capable else 0 for s, n in enumerate(tokens)]
+        weights = torch.cat([w[s, :tokens[s]] for s in capable])                    # every token, ranked together
+        owner = torch.cat([torch.full((tokens[s],), s) for s in capable])
+        unit = torch.cat([torch.full((tokens[s],), float(cost[s]) / tokens[s]) for s in capable])  # FLOPs per token
+        order = weights.argsort(descending=True)
+        taken = order[unit[order].cumsum(0) <= budget]                               # best tokens that fit
+        for s in owner[taken].tolist():
+            counts[s] += 1
+        return whole, counts
