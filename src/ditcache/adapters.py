@@ -73,6 +73,8 @@ FINISH = {"flux_single": _finish_flux_single}
 class ModelSpec:
     timestep_arg: str = "timestep"  # name of the forward argument holding the timestep
     grid: str | None = None          # key of GRIDS: how to read (frames, H, W) of the image tokens
+    final: str | None = "norm_out"   # the child whose first input is the blocks' output on the image tokens
+    #                                  (FreqCa caches and replaces it); all five diffusers families: norm_out
 
 
 def _grid_patch2d(model: nn.Module, inputs: dict) -> tuple[int, int, int]:

@@ -163,6 +163,7 @@ class Run:
         self.branch = 0
         self.coords = Coords(0.0, 0)  # where the current step is (timestep value, step index)
         self._captured: dict[int, torch.Tensor] = {}  # pre-gate outputs of gated whole-block sites (FULL calls)
+        self._shapes: dict = {}  # (branch, site) -> (outputs, single) of FULL calls not kept in the store
         self.plans: list[Plan] = []
         self._scheduler = None        # the scheduler whose set_timesteps / step delimit generations and steps
         self._scheduler_patches: list[tuple[object, str, object]] = []
@@ -200,6 +201,8 @@ class Run:
         layer = probe(self.sites) if callable(probe) else None
         if layer is not None:
             self._install_probe(layer)
+        if callable(getattr(self.method, "final", None)):
+            self._install_final()
         self.model._ditcache_run = self
 
     def _hook_scheduler(self, scheduler) -> None:
@@ -231,6 +234,24 @@ class Run:
             self._captured[site.index] = out
 
         self._restore.append((module.register_forward_hook(hook), "remove", _HANDLE))
+
+    def _install_final(self) -> None:
+        """Let the method see, and replace, the input of the model's final layer (the blocks' output on
+        the image tokens): ``method.final(ctx, store, x)`` returns a tensor to use instead, or None."""
+        name = self.spec.final
+        module = getattr(self.model, name, None) if name else None
+        if not isinstance(module, nn.Module):
+            raise ValueError(f"{type(self.method).__name__} needs the model's final layer, and "
+                             f"{type(self.model).__name__} has no '{name}' module: set ModelSpec.final")
+
+        def hook(mod, args, kwargs):
+            x = args[0] if args else kwargs["hidden_states"]
+            new = self.method.final(self._ctx, self.store, x)
+            if new is None:
+                return None
+            return ((new,) + tuple(args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": new})
+
+        self._restore.append((module.register_forward_pre_hook(hook, with_kwargs=True), "remove", _HANDLE))
 
     def _install_probe(self, layer: int) -> None:
         """Keep the image-stream output of block ``layer`` of each FULL call in ``store.shared``
@@ -273,6 +294,7 @@ class Run:
 
     def _new_generation(self) -> None:
         self.store.clear()
+        self._shapes.clear()
         self.generation += 1
         self.step = -1
         self._last_t = None
@@ -348,7 +370,7 @@ class Run:
             inputs = self._signature.bind_partial(*args, **kwargs).arguments
             self._begin_call(inputs)
             shapes = tuple(tuple(v.shape) for v in inputs.values() if isinstance(v, torch.Tensor))
-            key = (tuple((p.action, p.n_tokens) for p in self.plans), shapes)
+            key = (tuple((p.action, p.n_tokens, p.verify) for p in self.plans), shapes)
             memo = self._flop_memo.get(key)
             if memo is None:  # first call of this plan shape: count its FLOPs, per site too
                 self._meter = [0] * len(self.sites)
@@ -398,12 +420,22 @@ class Run:
         action = plan.action
         if action is Action.FULL:
             out = orig(*args, **kwargs)
-            self.store.update(key, out, self.coords, plan.order)
-            if plan.keep_input:
-                self.store.entries[key].data["input"] = (args, kwargs)
+            if plan.keep:
+                self.store.update(key, out, self.coords, plan.order)
+                if plan.keep_input:
+                    self.store.entries[key].data["input"] = (args, kwargs)
+            else:
+                self._shapes[key] = as_tuple(out)
             return out
+        if action is Action.SKIP:  # contributes nothing: zeros shaped as the site's last full output
+            like, single = self._shapes.get(key) or (self.store.entries[key].out, self.store.single(key))
+            return from_tuple(tuple(None if t is None else torch.zeros_like(t) for t in like), single)
         order = 0 if action is Action.REUSE else plan.order
         base = self.store.predict(key, self.coords, order)
+        if plan.verify:  # compute it for real too: the forecast's error decides the next steps (SpeCa)
+            real, _ = as_tuple(orig(*args, **kwargs))
+            self.store.shared[("verify", self.branch)] = _relative_l1(base, real)
+            base = real
         if action is Action.BLEND:
             fresh, _ = as_tuple(orig(*args, **kwargs))
             base = tuple(None if b is None else b + plan.weight * (f - b) for f, b in zip(fresh, base))
@@ -412,8 +444,6 @@ class Run:
             sub_args, sub_kwargs = _subset_call(site, x, gather_tokens(x, plan.tokens), args, kwargs)
             fresh = orig(*sub_args, **sub_kwargs)                  # (B, k, D): the only heavy work
             base = (self._refresh(key, plan, base[0], fresh),) + tuple(base[1:])
-        elif action is Action.SKIP:
-            base = tuple(None if b is None else torch.zeros_like(b) for b in base)
         if order > 0:
             self.store.commit(key, base, self.coords)
         return from_tuple(base, self.store.single(key))
@@ -468,10 +498,16 @@ class Run:
             out = orig(*args, **kwargs)
             outs, _ = as_tuple(out)
             value = self._captured.pop(site.index) if gated else tuple(o - x for o, x in zip(outs, xs))
-            self.store.update(key, value, self.coords, plan.order)
+            if plan.keep:
+                self.store.update(key, value, self.coords, plan.order)
             return out
         order = 0 if action is Action.REUSE else plan.order
         value = self.store.predict(key, self.coords, order)
+        if plan.verify:
+            real = as_tuple(orig(*args, **kwargs))[0]
+            real = (self._captured.pop(site.index),) if gated else tuple(o - x for o, x in zip(real, xs))
+            self.store.shared[("verify", self.branch)] = _relative_l1(value, real)
+            value = real
         if action is Action.BLEND:
             out = as_tuple(orig(*args, **kwargs))[0]
             fresh = (self._captured.pop(site.index),) if gated else tuple(o - x for o, x in zip(out, xs))
@@ -481,6 +517,13 @@ class Run:
         if gated:
             return adapters.FINISH[spec.finish](site.module, inputs, value[0])
         return from_tuple(tuple(x + d for x, d in zip(xs, value)), len(xs) == 1)
+
+
+def _relative_l1(forecast, real) -> float:
+    """sum |forecast - real| / sum |real| over every stream: one host sync (SpeCa's verification)."""
+    num = sum(float((f - r).abs().sum()) for f, r in zip(forecast, real) if r is not None)
+    den = sum(float(r.abs().sum()) for r in real if r is not None)
+    return num / max(den, 1e-12)
 
 
 _ABSENT = object()  # sentinel: the attribute was not in the instance dict before patching

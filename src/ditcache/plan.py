@@ -32,6 +32,11 @@ class Plan:
     propagate: tuple | None = None      # PARTIAL: (labels (B, N), K, gamma): move every token towards
     #                                     its cluster's fresh mean by gamma (ClusCa)
     weight: torch.Tensor | None = None  # BLEND: scalar (per site, L2C) or (N, 1) (per token, TokenCache)
+    keep: bool = True                   # FULL: keep the output in the store (False: only its shape, for SKIP;
+    #                                     methods that cache elsewhere, FreqCa, hold O(1) memory)
+    verify: bool = False                # FORECAST: also compute the site for real, record the forecast's
+    #                                     relative L1 error in store.shared[("verify", branch)], and return
+    #                                     the real output (SpeCa's check)
 
     @property
     def n_tokens(self) -> int:

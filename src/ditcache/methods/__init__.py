@@ -6,9 +6,11 @@ import dataclasses
 
 from .clusca import ClusCa
 from .fora import FORA
+from .freqca import FreqCa
 from .l2c import L2C
 from .nocache import NoCache
 from .replay import Replay
+from .speca import SpeCa
 from .taylorseer import TaylorSeer
 from .toca import ToCa
 from .tokencache import TokenCache
@@ -21,6 +23,8 @@ METHODS: dict[str, type] = {
     "clusca": ClusCa,
     "l2c": L2C,
     "tokencache": TokenCache,
+    "freqca": FreqCa,
+    "speca": SpeCa,
 }
 
 
@@ -85,6 +89,6 @@ def resolve_method(method):
 
 
 __all__ = [
-    "FORA", "L2C", "METHODS", "ClusCa", "NoCache", "Replay", "TaylorSeer", "ToCa", "TokenCache",
+    "FORA", "L2C", "METHODS", "ClusCa", "FreqCa", "NoCache", "Replay", "SpeCa", "TaylorSeer", "ToCa", "TokenCache",
     "describe", "parse_method", "resolve_method",
 ]
