@@ -8,12 +8,12 @@
 from . import forecast
 from .adapters import Branch, ModelSpec, register_block, register_model
 from .engine import Run, apply, cached
-from .methods import FORA, L2C, METHODS, ClusCa, FreqCa, NoCache, SpeCa, TaylorSeer, ToCa, TokenCache
+from .methods import FORA, L2C, METHODS, ClusCa, FreqCa, HyCa, NoCache, SpeCa, TaylorSeer, ToCa, TokenCache
 from .models.defaults import load_default
 from .plan import Action, Plan
 
 __all__ = [
-    "FORA", "METHODS", "Action", "Branch", "ClusCa", "FreqCa", "ModelSpec", "NoCache", "Plan", "Run", "SpeCa",
+    "FORA", "METHODS", "Action", "Branch", "ClusCa", "FreqCa", "HyCa", "ModelSpec", "NoCache", "Plan", "Run", "SpeCa",
     "TaylorSeer", "ToCa", "TokenCache", "L2C", "forecast",
     "apply", "cached", "load_default", "register_block", "register_model",
 ]

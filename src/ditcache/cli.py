@@ -152,19 +152,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     import json
 
     from .learn.l2c import L2CTrainConfig, train_l2c
+    from .learn.hyca import HyCaTrainConfig, train_hyca
     from .learn.tokencache import TokenCacheTrainConfig, train_tokencache
     from .models import load_default
 
     given = {"steps": args.steps, "iters": args.iters, "seed": args.seed}
     if args.method == "l2c":  # configs check their values here, before any model is loaded
         cfg = L2CTrainConfig(**given, **({"lam": args.lam} if args.lam is not None else {}))
-    else:
+    elif args.method == "tokencache":
         extra = {k: v for k, v in (("ratio", args.ratio), ("architecture", args.architecture)) if v is not None}
         cfg = TokenCacheTrainConfig(**given, **extra)
+    else:
+        extra = {k: v for k, v in (("interval", args.interval), ("clusters", args.clusters)) if v is not None}
+        cfg = HyCaTrainConfig(steps=args.steps, seed=args.seed, **extra)
     out = _out_file(args.out or str(user_dir() / "artifacts" / f"{args.method}_{args.model}.safetensors"),
                     (".safetensors",), overwrite=args.overwrite)
     _threads(args.threads)
     model = load_default(args.model)
+    if args.method == "hyca":
+        art, summary = train_hyca(model, cfg)
+        art.save(out)
+        (out.with_suffix(".json")).write_text(json.dumps({"config": art.config, "solvers": summary}, indent=1))
+        print(f"wrote {out}: share of channels per solver " + ", ".join(f"{k} {v:.1%}" for k, v in summary.items()))
+        print(f"use it with: ditcache generate --model {args.model} --method hyca:artifact={out}")
+        return 0
     art, losses = (train_l2c if args.method == "l2c" else train_tokencache)(model, cfg)
     art.save(out)
     (out.with_suffix(".json")).write_text(json.dumps({"config": art.config, "losses": losses}, indent=1))
@@ -232,8 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=None)
     b.set_defaults(fn=cmd_bench)
 
-    tr = sub.add_parser("train", help="train a learned method's artifact (L2C router, TokenCache predictor)")
-    tr.add_argument("method", choices=["l2c", "tokencache"])
+    tr = sub.add_parser("train", help="train a learned method's artifact (L2C router, TokenCache predictor, "
+                        "HyCa calibration)")
+    tr.add_argument("method", choices=["l2c", "tokencache", "hyca"])
     tr.add_argument("--model", choices=DEFAULT_MODELS, required=True)
     tr.add_argument("--steps", type=int, default=50, help="sampling steps the artifact is for")
     tr.add_argument("--iters", type=int, default=400)
@@ -241,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--lam", type=float, default=None, help="L2C: weight of mean(beta)")
     tr.add_argument("--ratio", type=float, default=None, help="TokenCache: target share of recomputed tokens")
     tr.add_argument("--architecture", choices=["table", "factored"], default=None, help="TokenCache predictor")
+    tr.add_argument("--interval", type=int, default=None, help="HyCa: the full-step interval to calibrate for")
+    tr.add_argument("--clusters", type=int, default=None, help="HyCa: channel clusters per site")
     tr.add_argument("--out", default=None,
                     help="output .safetensors path (default: ~/.cache/ditcache/artifacts/<method>_<model>.safetensors)")
     tr.add_argument("--overwrite", action="store_true", help="replace --out if it exists")

@@ -61,8 +61,12 @@ class Store:
         """Record a freshly computed output; the forecaster extends its history up to ``order``."""
         fresh, single = as_tuple(out)
         old = self.entries.get(key)
-        entry = Entry(fresh, coords, single, old.history if old is not None else {},
-                      data=old.data if old is not None else {})
+        if old is not None:
+            history = old.history
+        else:  # forecasters that differ per site (HyCa's channel solvers) seed the site's history
+            new = getattr(self.forecaster, "new_history", None)
+            history = new(key) if new is not None else {}
+        entry = Entry(fresh, coords, single, history, data=old.data if old is not None else {})
         self.forecaster.update(entry.history, old.out if old is not None else None, fresh,
                                (coords, old.coords if old is not None else None), order)
         self.entries[key] = entry

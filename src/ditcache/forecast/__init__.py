@@ -8,7 +8,8 @@ A forecaster is a small config dataclass with two functions over a per-site ``hi
 - ``predict(history, anchor, coords, order) -> Output``: the forecast at the current step, built on
   ``anchor`` (the last full output, or its token-refreshed copy on partial steps).
 
-and optionally ``commit(history, out, coord)`` (see FoCa), called once with the output a step returned.
+and optionally ``commit(history, out, coord)`` (see FoCa), called once with the output a step returned,
+and ``new_history(key)``, the first history of a site (see HyCa's per-site channel solvers).
 Outputs are tuples of (B, N, D) tensors (joint attention returns two streams; a stream may be None).
 Every method that forecasts takes one (``ClusCa(forecast=HiCache())``); each lives in its own file.
 """

@@ -7,6 +7,7 @@ import dataclasses
 from .clusca import ClusCa
 from .fora import FORA
 from .freqca import FreqCa
+from .hyca import HyCa
 from .l2c import L2C
 from .nocache import NoCache
 from .replay import Replay
@@ -25,6 +26,7 @@ METHODS: dict[str, type] = {
     "tokencache": TokenCache,
     "freqca": FreqCa,
     "speca": SpeCa,
+    "hyca": HyCa,
 }
 
 
@@ -89,6 +91,7 @@ def resolve_method(method):
 
 
 __all__ = [
-    "FORA", "L2C", "METHODS", "ClusCa", "FreqCa", "NoCache", "Replay", "SpeCa", "TaylorSeer", "ToCa", "TokenCache",
+    "FORA", "L2C", "METHODS", "ClusCa", "FreqCa", "HyCa", "NoCache", "Replay", "SpeCa", "TaylorSeer", "ToCa",
+    "TokenCache",
     "describe", "parse_method", "resolve_method",
 ]

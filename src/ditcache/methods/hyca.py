@@ -1,0 +1,56 @@
+"""HyCa: hybrid per-channel solvers (Zheng et al., arXiv 2510.04188, "Let Features Decide Their Own Solvers").
+
+Full steps on TaylorSeer's schedule (``warmup`` leading steps, then every ``interval``); on the steps
+between, every site is forecast, each of its channels by the solver its channel cluster was assigned
+offline (``ditcache train hyca``: channels clustered by their temporal dynamics, each cluster's solver
+chosen from a pool of reuse, explicit and damped extrapolations by its error over the planned skip
+window; see ``learn/hyca.py`` and ``forecast/hyca.py``). The calibration is an artifact for one model,
+sampler and step count, like the learned methods'; the schedule defaults to the one it was made for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..forecast.hyca import ChannelMix
+from ..plan import Action, Plan, Site, StepContext, counter_full
+from .artifacts import load_artifact
+
+
+@dataclass
+class HyCa:
+    artifact: str = "dit"          # a calibration file, or the name of a shipped default ('dit', 'flux', ...)
+    interval: int | None = None    # full step every N steps; None: the N the calibration was made for
+    warmup: int | None = None      # leading full steps; None: the calibration's
+
+    name: ClassVar[str] = "hyca"
+
+    def __post_init__(self) -> None:
+        self.validate()
+        self.forecast = ChannelMix()
+        self._art = None
+
+    def validate(self) -> None:
+        for name in ("interval", "warmup"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ValueError(f"HyCa.{name} must be an int >= 1 (or None: the calibration's), got {v!r}")
+
+    def bind(self, model, sites: list[Site]) -> None:
+        art = load_artifact(self.artifact, "hyca")
+        art.check_model(model)
+        solvers = art.tensors["solvers"]                                     # (S, D) pool index per channel
+        if solvers.shape[0] != len(sites):
+            raise ValueError(f"calibration has {solvers.shape[0]} sites, the model {len(sites)}")
+        self._art = art
+        self.forecast = ChannelMix({s.index: row[row >= 0] for s, row in zip(sites, solvers)})
+        self._interval = self.interval or art.config["interval"]
+        self._warmup = self.warmup or art.config["warmup"]
+
+    def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
+        self._art.check_step(ctx.step, ctx.num_steps, ctx.timestep)
+        if counter_full(ctx.step, self._warmup, self._interval):
+            keep = 0 if ctx.step < self._warmup - 1 else 2  # TaylorSeer's derivative guard
+            return [Plan(Action.FULL, order=keep)] * len(sites)
+        return [Plan(Action.FORECAST, order=2)] * len(sites)
