@@ -151,8 +151,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import json
 
-    from .learn.l2c import L2CTrainConfig, train_l2c
     from .learn.hyca import HyCaTrainConfig, train_hyca
+    from .learn.l2c import L2CTrainConfig, train_l2c
     from .learn.tokencache import TokenCacheTrainConfig, train_tokencache
     from .models import load_default
 
