@@ -427,21 +427,28 @@ def _quiet_cache_dit():
             handler.setLevel(level)
 
 
-class CacheDitRun(PeerRun):
-    """cache-dit's DBCache on a bare transformer; with ``taylorseer`` its TaylorSeer calibrator forecasts the
-    Bn residual. Settings are DBCacheConfig kwargs, plus TaylorSeerCalibratorConfig kwargs when ``taylorseer``."""
+# cache-dit's calibrators (they forecast the cached Bn residual; DBCache still decides what is cached):
+# name -> the config class in cache_dit.
+_CALIBRATORS = {"taylorseer": "TaylorSeerCalibratorConfig", "foca": "FoCaCalibratorConfig",
+                "dmd": "DMDCalibratorConfig"}
 
-    def __init__(self, name, model, settings, steps, taylorseer: bool):
+
+class CacheDitRun(PeerRun):
+    """cache-dit's DBCache on a bare transformer; with a ``calibrator`` (taylorseer, foca, dmd) that calibrator
+    forecasts the Bn residual. Settings are DBCacheConfig kwargs, plus the calibrator config's kwargs."""
+
+    def __init__(self, name, model, settings, steps, calibrator: str | None):
         super().__init__(name, model, settings, steps)
         import cache_dit
-        from cache_dit import DBCacheConfig, TaylorSeerCalibratorConfig
+        from cache_dit import DBCacheConfig
 
-        calib_fields = {f.name for f in dataclasses.fields(TaylorSeerCalibratorConfig)} if taylorseer else set()
+        calib_cls = getattr(cache_dit, _CALIBRATORS[calibrator]) if calibrator else None
+        calib_fields = {f.name for f in dataclasses.fields(calib_cls)} if calib_cls else set()
         cache_kw = {k: v for k, v in self.settings.items() if k not in calib_fields}
         calib_kw = {k: v for k, v in self.settings.items() if k in calib_fields}
         # One call per step with the CFG batch doubled: no separate CFG branch for cache-dit to track.
         self._cache_config = lambda: DBCacheConfig(**cache_kw, num_inference_steps=steps, enable_separate_cfg=False)
-        self._calib_config = (lambda: TaylorSeerCalibratorConfig(**calib_kw)) if taylorseer else (lambda: None)
+        self._calib_config = (lambda: calib_cls(**calib_kw)) if calib_cls else (lambda: None)
         try:
             self._cache_config(), self._calib_config()
         except TypeError as e:
@@ -549,12 +556,21 @@ PEERS: dict[str, PeerSpec] = {
     # 21/32/38/41, FLOPs 0.65/0.47/0.37/0.32.
     "dbcache": PeerSpec("cache-dit", "cache-dit DBCache", tuple(
         {**_DBCACHE, "residual_diff_threshold": t} for t in (0.05, 0.1, 0.2, 0.3)
-    ), lambda model, settings, steps: CacheDitRun("dbcache", model, settings, steps, taylorseer=False)),
+    ), lambda model, settings, steps: CacheDitRun("dbcache", model, settings, steps, calibrator=None)),
     # The same with cache-dit's TaylorSeer calibrator (order 1, its default) forecasting the cached residual:
     # identical decisions and FLOPs; PSNR vs uncached +0.5-0.7 dB on DiT, +7-14 dB on Flux over plain reuse.
     "dbcache-taylorseer": PeerSpec("cache-dit", "cache-dit DBCache + TaylorSeer", tuple(
         {**_DBCACHE, "residual_diff_threshold": t, "taylorseer_order": 1} for t in (0.1, 0.2, 0.3)
-    ), lambda model, settings, steps: CacheDitRun("dbcache-taylorseer", model, settings, steps, taylorseer=True)),
+    ), lambda model, settings, steps: CacheDitRun("dbcache-taylorseer", model, settings, steps,
+                                                  calibrator="taylorseer")),
+    # cache-dit 1.5.3's FoCa calibrator (forecast then calibrate, on the Bn residual; it has no settings).
+    "dbcache-foca": PeerSpec("cache-dit", "cache-dit DBCache + FoCa", tuple(
+        {**_DBCACHE, "residual_diff_threshold": t} for t in (0.1, 0.2, 0.3)
+    ), lambda model, settings, steps: CacheDitRun("dbcache-foca", model, settings, steps, calibrator="foca")),
+    # cache-dit 1.5.3's DMD calibrator (dynamic mode decomposition of the last 6 residuals, its defaults).
+    "dbcache-dmd": PeerSpec("cache-dit", "cache-dit DBCache + DMD", tuple(
+        {**_DBCACHE, "residual_diff_threshold": t} for t in (0.1, 0.2, 0.3)
+    ), lambda model, settings, steps: CacheDitRun("dbcache-dmd", model, settings, steps, calibrator="dmd")),
 }
 
 
