@@ -6,6 +6,7 @@ import gzip
 from pathlib import Path
 
 import numpy as np
+import torch
 
 # Where `apt-get install -y dataset-fashion-mnist` puts the four idx files.
 DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
@@ -52,3 +53,24 @@ def load_fashion_mnist(split: str, root: str | Path = DEFAULT_ROOT) -> tuple[np.
     return images, labels
 
 CLASSES = CLASS_NAMES  # short alias used by the CLI
+
+
+def moving_clips(images, frames: int = 8, canvas: int = 32, item: int = 24,
+                 generator: torch.Generator | None = None):
+    """Moving Fashion-MNIST: each uint8 image (B, 28, 28) becomes a clip (B, 1, frames, canvas, canvas) in
+    [-1, 1] of the item, resized to ``item`` pixels, translating in a straight line across a black canvas
+    from a random start to a random end position (both fully inside), one position per frame."""
+    import torch.nn.functional as F
+
+    x = torch.as_tensor(images).float().div(127.5).sub(1.0).unsqueeze(1)     # (B, 1, 28, 28) in [-1, 1]
+    x = F.interpolate(x, size=(item, item), mode="bilinear", align_corners=False, antialias=True)
+    b, room = x.shape[0], canvas - item
+    start = torch.randint(0, room + 1, (b, 2), generator=generator).float()  # (B, 2) top-left (row, col)
+    end = torch.randint(0, room + 1, (b, 2), generator=generator).float()
+    out = torch.full((b, 1, frames, canvas, canvas), -1.0)
+    for f in range(frames):
+        pos = (start + (end - start) * f / max(frames - 1, 1)).round().long()  # (B, 2)
+        for i in range(b):
+            r, c = int(pos[i, 0]), int(pos[i, 1])
+            out[i, :, f, r:r + item, c:c + item] = x[i]
+    return out

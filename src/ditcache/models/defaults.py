@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from diffusers import DiTTransformer2DModel, FluxTransformer2DModel
+from diffusers import DiTTransformer2DModel, FluxTransformer2DModel, WanTransformer3DModel
 from torch import nn
 
 # Label id that means "unconditional"; classes are 0..9, so the embedding tables have 11 rows.
@@ -86,6 +86,43 @@ class FluxSpec:
             guidance_embeds=False,  # real CFG, no guidance distillation
             axes_dims_rope=tuple(self.axes_dims_rope),
         )
+
+
+@dataclass
+class VideoSpec:
+    """Architecture of the default video model (WanTransformer3DModel) on moving Fashion-MNIST clips."""
+
+    num_attention_heads: int = 2  # 2 heads x 64 = width 128, as the image defaults
+    attention_head_dim: int = 64  # Wan's rotary splits it into (time 24, rows 20, cols 20)
+    num_layers: int = 4           # WanTransformerBlocks (attn1, attn2, ffn sites each)
+    ffn_dim: int = 512            # 4 x width
+    text_dim: int = 64            # width of the learned class "text" tokens
+    freq_dim: int = 64            # sinusoidal timestep embedding size
+    patch: int = 4                # 1 x 4 x 4 patches: 8 x 8 tokens per frame
+    frames: int = 8               # clip length
+    canvas: int = 32              # frame side in pixels
+    item: int = 24                # the Fashion-MNIST item, resized from 28, moves across the canvas
+    text_tokens: int = 4          # L: length of the class "text" sequence
+
+    def transformer_kwargs(self) -> dict:
+        return dict(
+            patch_size=(1, self.patch, self.patch), num_attention_heads=self.num_attention_heads,
+            attention_head_dim=self.attention_head_dim, in_channels=1, out_channels=1, text_dim=self.text_dim,
+            freq_dim=self.freq_dim, ffn_dim=self.ffn_dim, num_layers=self.num_layers,
+            rope_max_seq_len=32,  # positions per axis the rotary table covers (8 frames, 8 x 8 tokens)
+        )
+
+
+class ClassText(nn.Module):
+    """Class label -> a learned "text" sequence (B, L, text_dim) for cross-attention; id 10 = null."""
+
+    def __init__(self, spec: VideoSpec):
+        super().__init__()
+        self.text_tokens, self.text_dim = spec.text_tokens, spec.text_dim
+        self.text = nn.Embedding(NUM_CLASSES + 1, spec.text_tokens * spec.text_dim)
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        return self.text(labels).view(-1, self.text_tokens, self.text_dim)
 
 
 class ClassConditioner(nn.Module):
@@ -156,10 +193,12 @@ class DefaultModel:
     transformer, which stays a stock diffusers module that the caching engine can hook.
     """
 
-    family: str                    # "dit" | "flux": the training objective and sampler
+    family: str                    # "dit" | "flux" | "video": picks method presets
+    objective: str                 # "ddpm" (epsilon, DDIM sampling) | "flow" (velocity, flow-matching Euler)
     transformer_class: type        # the diffusers class of the transformer
     default_guidance_scale: float
     name: str = ""                 # the registry name ("dit", "dit256", ...), set by build()
+    conditioner: nn.Module | None = None  # learned class "text" (Flux, video); DiT embeds labels itself
 
     def __init__(self, transformer: nn.Module, spec, device: str | torch.device = "cpu"):
         self.transformer = transformer
@@ -176,9 +215,19 @@ class DefaultModel:
         """Latents in the transformer's layout -> images (B, 1, 28, 28) in [-1, 1]."""
         raise NotImplementedError
 
+    def model_kwargs(self, labels: torch.Tensor) -> dict:
+        """Model kwargs other than hidden_states/timestep for class labels (B,) (differentiable: training)."""
+        raise NotImplementedError
+
+    def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Training inputs from uint8 Fashion-MNIST images (B, 28, 28): pixels (B, 1, 32, 32) in [-1, 1]."""
+        return images_to_pixels(images)
+
     def conditioning(self, labels) -> tuple[dict, dict]:
         """Model kwargs other than hidden_states/timestep for the labels, and for the null label."""
-        raise NotImplementedError
+        labels = self._labels(labels)
+        with torch.no_grad():
+            return self.model_kwargs(labels), self.model_kwargs(torch.full_like(labels, NULL_CLASS))
 
     def latent_shape(self, batch: int) -> tuple[int, ...]:
         raise NotImplementedError
@@ -237,6 +286,7 @@ class DefaultModel:
 
 class DiTDefault(DefaultModel):
     family = "dit"
+    objective = "ddpm"
     transformer_class = DiTTransformer2DModel
     # CFG scale: chosen on 1000 samples (model card) for class accuracy vs FD in classifier space
     default_guidance_scale = 3.0
@@ -250,13 +300,13 @@ class DiTDefault(DefaultModel):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return crop(latents.float())
 
-    def conditioning(self, labels) -> tuple[dict, dict]:
-        labels = self._labels(labels)
-        return {"class_labels": labels}, {"class_labels": torch.full_like(labels, NULL_CLASS)}
+    def model_kwargs(self, labels: torch.Tensor) -> dict:
+        return {"class_labels": labels}
 
 
 class FluxDefault(DefaultModel):
     family = "flux"
+    objective = "flow"
     transformer_class = FluxTransformer2DModel
     # CFG scale: chosen on 1000 samples (model card) for class accuracy vs FD in classifier space
     default_guidance_scale = 3.0
@@ -279,15 +329,43 @@ class FluxDefault(DefaultModel):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return crop(unpack(latents.float(), self.spec.patch))
 
-    def _kwargs(self, labels: torch.Tensor) -> dict:
+    def model_kwargs(self, labels: torch.Tensor) -> dict:
         text, pooled = self.conditioner(labels)  # (B, L, J), (B, P)
         return {"encoder_hidden_states": text, "pooled_projections": pooled,
                 "img_ids": self.img_ids, "txt_ids": self.txt_ids}
 
-    def conditioning(self, labels) -> tuple[dict, dict]:
-        labels = self._labels(labels)
-        with torch.no_grad():
-            return self._kwargs(labels), self._kwargs(torch.full_like(labels, NULL_CLASS))
+
+class VideoDefault(DefaultModel):
+    """Class-conditional clips (B, 1, F, 32, 32) of a Fashion-MNIST item moving across the frame."""
+
+    family = "video"
+    objective = "flow"
+    transformer_class = WanTransformer3DModel
+    default_guidance_scale = 3.0  # as the image defaults; the card's CFG sweep checks it
+
+    def __init__(self, transformer: nn.Module, spec: VideoSpec, conditioner: ClassText,
+                 device: str | torch.device = "cpu"):
+        super().__init__(transformer, spec, device)
+        self.conditioner = conditioner
+
+    def latent_shape(self, batch: int) -> tuple[int, ...]:
+        return (batch, 1, self.spec.frames, self.spec.canvas, self.spec.canvas)
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels  # pixel space: (B, 1, F, H, W)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, 1, F, H, W) -> frames (B, F, 1, H, W) in [-1, 1]."""
+        return latents.float().clamp(-1.0, 1.0).transpose(1, 2)
+
+    def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        from ..data import moving_clips
+
+        s = self.spec
+        return moving_clips(images, s.frames, s.canvas, s.item, generator)
+
+    def model_kwargs(self, labels: torch.Tensor) -> dict:
+        return {"encoder_hidden_states": self.conditioner(labels)}  # (B, L, text_dim)
 
 
 # name -> (model class, architecture). The 64-token pair is the fast main job and the test models;
@@ -297,6 +375,7 @@ MODELS = {
     "flux": (FluxDefault, FluxSpec()),
     "dit256": (DiTDefault, DiTSpec(patch_size=2)),  # 2x2 patches of 32x32 -> 16x16 = 256 tokens
     "flux256": (FluxDefault, FluxSpec(patch=2)),    # 2x2 pixels packed per token -> 256 tokens of 4 channels
+    "video": (VideoDefault, VideoSpec()),           # 8 frames x 8 x 8 = 512 tokens
 }
 
 
@@ -314,6 +393,8 @@ def build(name: str, spec=None, device: str | torch.device = "cpu") -> DefaultMo
     zero_init_modulation(transformer)
     if cls is FluxDefault:
         model = cls(transformer.to(device), spec, ClassConditioner(spec).to(device), device)
+    elif cls is VideoDefault:
+        model = cls(transformer.to(device), spec, ClassText(spec).to(device), device)
     else:
         model = cls(transformer.to(device), spec, device)
     model.name = name
@@ -323,7 +404,7 @@ def build(name: str, spec=None, device: str | torch.device = "cpu") -> DefaultMo
 def trainable_modules(model: DefaultModel) -> dict[str, nn.Module]:
     """Prefix in the safetensors file -> module whose weights are stored under it."""
     modules = {"transformer": model.transformer}
-    if isinstance(model, FluxDefault):
+    if model.conditioner is not None:
         modules["conditioner"] = model.conditioner
     return modules
 
@@ -351,9 +432,8 @@ def load_default(name: str, device: str | torch.device = "cpu", weights_dir: str
     for prefix, module in trainable_modules(model).items():
         own = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
         module.load_state_dict({k: v.float() for k, v in own.items()}, strict=True)
-    model.transformer.to(device).eval().requires_grad_(False)
-    if isinstance(model, FluxDefault):
-        model.conditioner.to(device).eval().requires_grad_(False)
+    for module in trainable_modules(model).values():
+        module.to(device).eval().requires_grad_(False)
     model.device = torch.device(device)
     if isinstance(model, FluxDefault):
         model.img_ids, model.txt_ids = model.img_ids.to(device), model.txt_ids.to(device)

@@ -27,9 +27,7 @@ from ditcache.models.defaults import (
     NULL_CLASS,
     WEIGHTS_DIR,
     DiTDefault,
-    FluxDefault,
     build,
-    images_to_pixels,
     spec_dict,
     state_dict,
     trainable_modules,
@@ -56,18 +54,20 @@ def _ddpm_loss(model: DiTDefault, scheduler, x0, labels, gen):
     return torch.nn.functional.mse_loss(pred, noise)
 
 
-def _flow_loss(model: FluxDefault, x0, labels, gen):
+def _flow_loss(model, x0, labels, gen):
     """Rectified flow (Liu et al. 2022; Esser et al. 2024): x_t = (1-s) x0 + s noise, target v = noise - x0.
     s ~ U(0, 1): sampling with shift 1 spends its steps uniformly in s, so training weights match it
-    (logit-normal, SD3's choice, would under-train both ends, which a 50-step Euler sampler visits)."""
-    x0 = model.encode(x0)  # (B, N, p*p): N = 64 or 256 tokens
+    (logit-normal, SD3's choice, would under-train both ends, which a 50-step Euler sampler visits).
+    The model sees the timestep as the sampler calls it (Flux: s; Wan: 1000 s)."""
+    from ditcache.sampling import family
+
+    x0 = model.encode(x0)  # Flux (B, N, p*p), video (B, 1, F, H, W)
     sigma = torch.rand(x0.shape[0], generator=gen)  # (B,)
     noise = torch.randn(x0.shape, generator=gen)
-    s = sigma[:, None, None]
+    s = sigma.view(-1, *[1] * (x0.dim() - 1))
     x_t = (1 - s) * x0 + s * noise
-    text, pooled = model.conditioner(labels)  # (B, L, J), (B, P)
-    pred = model.transformer(x_t, encoder_hidden_states=text, pooled_projections=pooled, timestep=sigma,
-                             img_ids=model.img_ids, txt_ids=model.txt_ids).sample  # (B, N, p*p)
+    timestep = sigma * 1000 * family(model.transformer).timestep_scale
+    pred = model.transformer(x_t, timestep=timestep, **model.model_kwargs(labels)).sample
     return torch.nn.functional.mse_loss(pred, noise - x0)
 
 
@@ -107,14 +107,14 @@ def train_default(
     scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.0001, beta_end=0.02)
     for m in _modules(model):
         m.train()
-    if model.family == "dit":
+    if model.objective == "ddpm":
         # diffusers' DiT drops labels inside every block's own LabelEmbedding, independently per block
         # (each block has its own embedder); we drop once per sample below, so switch theirs off.
         for block in model.transformer.transformer_blocks:
             block.norm1.emb.class_embedder.dropout_prob = 0.0
 
     images, labels = load_fashion_mnist("train")
-    pixels = images_to_pixels(torch.from_numpy(images.copy()))  # (60000, 1, 32, 32) in [-1, 1]
+    images = torch.from_numpy(images.copy())  # (60000, 28, 28) uint8
     labels = torch.from_numpy(labels)  # (60000,)
     gen = torch.Generator().manual_seed(seed)  # batches, noise, timesteps, label dropout
 
@@ -124,7 +124,7 @@ def train_default(
         "transformer_kwargs": {k: list(v) if isinstance(v, tuple) else v
                                for k, v in model.spec.transformer_kwargs().items()},
         "null_class": NULL_CLASS,
-        "objective": ("ddpm_epsilon_linear_1e-4_0.02_T1000" if model.family == "dit"
+        "objective": ("ddpm_epsilon_linear_1e-4_0.02_T1000" if model.objective == "ddpm"
                       else "rectified_flow_v_uniform_sigma"),
         "training": {**asdict(config), "steps": steps, "batch_size": batch_size, "seed": seed,
                      "threads": threads, "torch": torch.__version__, "data": "fashion-mnist train 60k",
@@ -135,13 +135,13 @@ def train_default(
         csv.writer(f).writerow(["step", "loss", "seconds"])
     bar = tqdm(range(1, steps + 1), desc=f"train {name}", mininterval=5)
     for step in bar:
-        idx = torch.randint(0, pixels.shape[0], (batch_size,), generator=gen)
-        x0, y = pixels[idx], labels[idx]
+        idx = torch.randint(0, images.shape[0], (batch_size,), generator=gen)
+        x0, y = model.make_batch(images[idx], gen), labels[idx]  # pixels (B, 1, 32, 32) or clips
         drop = torch.rand(batch_size, generator=gen) < config.class_dropout
         y = torch.where(drop, torch.full_like(y, NULL_CLASS), y)
         for group in opt.param_groups:
             group["lr"] = config.lr * min(1.0, step / config.warmup_steps)
-        loss = _ddpm_loss(model, scheduler, x0, y, gen) if model.family == "dit" else _flow_loss(model, x0, y, gen)
+        loss = _ddpm_loss(model, scheduler, x0, y, gen) if model.objective == "ddpm" else _flow_loss(model, x0, y, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
@@ -186,15 +186,14 @@ def _warm_start(model, init_from: str | Path) -> dict:
 
 
 def _modules(model) -> list[torch.nn.Module]:
-    return [model.transformer] + ([model.conditioner] if isinstance(model, FluxDefault) else [])
+    return list(trainable_modules(model).values())
 
 
 def _save(model, ema, out_path: Path, json_path: Path, meta: dict, save_file) -> None:
     """Write the EMA weights (swapped into a copy's slots) and the JSON, each via a temp file + rename."""
     shadow = copy.copy(model)
-    shadow.transformer = ema[0]
-    if isinstance(model, FluxDefault):
-        shadow.conditioner = ema[1]
+    for name, module in zip(trainable_modules(model), ema):
+        setattr(shadow, name, module)
     tmp = out_path.with_suffix(".tmp")
     save_file(state_dict(shadow), str(tmp), metadata={"name": meta["name"], "steps": str(meta["trained_steps"])})
     tmp.replace(out_path)
