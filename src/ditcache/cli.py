@@ -50,11 +50,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .data import CLASSES
     from .methods import NoCache, describe, parse_method
     from .models import load_default
-    from .viz import labelled_grid
 
     _positive(num=args.num, steps=args.steps, threads=args.threads)
     method = parse_method(args.method)
-    out_path = _out_file(args.out, IMAGE_SUFFIXES) if args.out else None
+    video = args.model == "video"
+    out = args.out if args.out is not None else ("clip.gif" if video else "grid.png")
+    out_path = _out_file(out, (".gif",) if video else IMAGE_SUFFIXES) if out else None
     _threads(args.threads)
     model = load_default(args.model)
     labels = [i % 10 for i in range(args.num)]
@@ -69,7 +70,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"\n  method none: no cache; every site computed at each of {args.steps} steps "
               f"({ref_run.stats.flops / 1e9:.2f} GFLOPs, {ref_s:.2f} s)")
         if out_path is not None:
-            labelled_grid([("uncached", ref)], [CLASSES[i] for i in labels]).save(out_path)
+            _picture(out_path, [("uncached", ref)], [CLASSES[i] for i in labels], video)
             print(f"  wrote {out_path}")
         return 0
     t = time.perf_counter()
@@ -90,10 +91,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(f"  fidelity vs uncached (same seeds): PSNR {metrics.psnr(out, ref):.2f} dB, "
           f"SSIM {metrics.ssim(out, ref):.4f}, max abs error {metrics.max_abs_error(out, ref):.4f}")
     if out_path is not None:
-        grid = labelled_grid([("uncached", ref), (method.name, out)], [CLASSES[i] for i in labels])
-        grid.save(out_path)
+        _picture(out_path, [("uncached", ref), (method.name, out)], [CLASSES[i] for i in labels], video)
         print(f"  wrote {out_path} (top: uncached, bottom: {method.name})")
     return 0
+
+
+def _picture(path: Path, rows: list, captions: list[str], video: bool) -> None:
+    """A labelled grid (PNG), or for clips (B, F, 1, H, W) an animated GIF of such grids."""
+    from .viz import labelled_animation, labelled_grid, save_gif
+
+    if video:
+        save_gif(labelled_animation(rows, captions), path)
+    else:
+        labelled_grid(rows, captions).save(path)
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
@@ -201,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, default=50)
     g.add_argument("--num", type=int, default=16, help="number of images (labels cycle through the 10 classes)")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--out", default="grid.png", help="labelled image grid (PNG); '' to skip")
+    g.add_argument("--out", default=None,
+                   help="labelled image grid (default grid.png; video: an animated clip.gif); '' to skip")
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: min(2, cores))")
     g.set_defaults(fn=cmd_generate)
 

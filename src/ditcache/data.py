@@ -55,7 +55,7 @@ def load_fashion_mnist(split: str, root: str | Path = DEFAULT_ROOT) -> tuple[np.
 CLASSES = CLASS_NAMES  # short alias used by the CLI
 
 
-def moving_clips(images, frames: int = 8, canvas: int = 32, item: int = 24,
+def moving_clips(images, frames: int = 8, canvas: int = 36, item: int = 28,
                  generator: torch.Generator | None = None):
     """Moving Fashion-MNIST: each uint8 image (B, 28, 28) becomes a clip (B, 1, frames, canvas, canvas) in
     [-1, 1] of the item, resized to ``item`` pixels, translating in a straight line across a black canvas
@@ -63,7 +63,8 @@ def moving_clips(images, frames: int = 8, canvas: int = 32, item: int = 24,
     import torch.nn.functional as F
 
     x = torch.as_tensor(images).float().div(127.5).sub(1.0).unsqueeze(1)     # (B, 1, 28, 28) in [-1, 1]
-    x = F.interpolate(x, size=(item, item), mode="bilinear", align_corners=False, antialias=True)
+    if item != x.shape[-1]:
+        x = F.interpolate(x, size=(item, item), mode="bilinear", align_corners=False, antialias=True)
     b, room = x.shape[0], canvas - item
     start = torch.randint(0, room + 1, (b, 2), generator=generator).float()  # (B, 2) top-left (row, col)
     end = torch.randint(0, room + 1, (b, 2), generator=generator).float()

@@ -93,6 +93,21 @@ class Classifier:
         return self._stats[split]
 
 
+def frames_to_items(frames: torch.Tensor) -> torch.Tensor:
+    """Video frames (M, 1, H, W) in [-1, 1], H, W >= 28 -> the classifier's input (M, 1, 28, 28): the
+    28 x 28 window centred on each frame's centre of brightness, where the moving item is (Fashion-MNIST
+    items sit centred in their 28 x 28 box), kept inside the frame."""
+    frames = frames.float()
+    m, _, h, w = frames.shape
+    mass = (frames[:, 0] + 1.0).clamp_min(0)                                    # (M, H, W): background -1 -> 0
+    total = mass.sum((1, 2)).clamp_min(1e-6)
+    rows = (mass.sum(2) * torch.arange(h)).sum(1) / total                       # (M,) centre row
+    cols = (mass.sum(1) * torch.arange(w)).sum(1) / total
+    top = (rows - 13.5).round().clamp(0, h - 28).long().tolist()
+    left = (cols - 13.5).round().clamp(0, w - 28).long().tolist()
+    return torch.stack([f[:, r:r + 28, c:c + 28] for f, r, c in zip(frames, top, left)])  # (M, 1, 28, 28)
+
+
 def to_unit(images_uint8: torch.Tensor) -> torch.Tensor:
     """uint8 (B, 28, 28) -> float (B, 1, 28, 28) in [-1, 1]."""
     return images_uint8.float().div(127.5).sub(1.0).unsqueeze(1)

@@ -32,3 +32,14 @@ def labelled_grid(rows: list[tuple[str, torch.Tensor]], captions: list[str], sca
             tile = Image.fromarray(img.numpy(), "L").resize((w * scale, h * scale), Image.NEAREST)
             canvas.paste(tile, (left + j * cell_w + 2, y + 2))
     return canvas
+
+
+def labelled_animation(rows: list[tuple[str, torch.Tensor]], captions: list[str], scale: int = 3) -> list[Image.Image]:
+    """One labelled grid per frame: rows of (title, clips (B, F, 1, H, W)), the clips' frames side by side;
+    save the list as an animated GIF (``save_gif``)."""
+    frames = rows[0][1].shape[1]
+    return [labelled_grid([(title, clips[:, f]) for title, clips in rows], captions, scale) for f in range(frames)]
+
+
+def save_gif(images: list[Image.Image], path, ms_per_frame: int = 150) -> None:
+    images[0].save(path, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)

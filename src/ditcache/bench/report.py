@@ -39,6 +39,9 @@ class Row:
     accuracy_delta: float | None = None
     accuracy_delta_ci: tuple | None = None
     accuracy_significant: bool | None = None
+    consistency: float | None = None   # clips: share of frames given the clip's majority label
+    consistency_ci: tuple | None = None
+    motion_err: float | None = None    # clips: frame-to-frame changes vs uncached's, relative L1
     error: str | None = None           # why this setting could not run
     extra: dict = field(default_factory=dict)
 
@@ -110,6 +113,10 @@ def report_markdown(report: dict) -> str:
               _ci(r.fd_delta, r.fd_delta_ci, "+.2f", r.fd_significant), _ci(r.accuracy, r.accuracy_ci, ".3f"),
               _ci(r.accuracy_delta, r.accuracy_delta_ci, "+.3f", r.accuracy_significant)]
              for r in rows if not r.error]
+    if any(r.consistency is not None for r in rows):  # clips: the temporal measures
+        header += ["consistency", "motion err"]
+        for line, r in zip(table, [r for r in rows if not r.error]):
+            line += [_ci(r.consistency, r.consistency_ci, ".3f"), _fmt(r.motion_err, ".3f")]
     cfg = report["config"]
     lines = [f"# ditcache bench: {report['model']} ({report['transformer']})", "",
              f"{cfg['seeds']} seeds, {cfg['steps']} steps, batch {cfg['batch']}, {report['processes']} process(es), "
@@ -145,9 +152,10 @@ def write(out_dir: Path, report: dict, rows: list[Row], subject, ref, images_of:
     (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
     (out_dir / "report.md").write_text(report_markdown(report))
     pareto_plot(rows, out_dir / "pareto.png", title=f"{subject.name}: {steps} steps")
-    if ref.dim() == 4 and ref.shape[1] == 1:
+    video = ref.dim() == 5
+    if video or (ref.dim() == 4 and ref.shape[1] == 1):
         from ..data import CLASSES
-        from ..viz import labelled_grid
+        from ..viz import labelled_animation, labelled_grid, save_gif
 
         by_method: dict[str, list[tuple[str, torch.Tensor]]] = {}
         for i, images in images_of.items():
@@ -155,7 +163,11 @@ def write(out_dir: Path, report: dict, rows: list[Row], subject, ref, images_of:
             by_method.setdefault(f"{row.kind}_{row.method}", []).append((row.setting, images[:10]))
         captions = [CLASSES[s % 10] for s in range(10)]
         for key, grid_rows in by_method.items():
-            labelled_grid([("uncached", ref[:10])] + grid_rows, captions).save(out_dir / f"grid_{_slug(key)}.png")
+            grid_rows = [("uncached", ref[:10])] + grid_rows
+            if video:
+                save_gif(labelled_animation(grid_rows, captions), out_dir / f"clips_{_slug(key)}.gif")
+            else:
+                labelled_grid(grid_rows, captions).save(out_dir / f"grid_{_slug(key)}.png")
 
 
 def pareto_front(points: list[tuple[float, float]], lower_is_better: bool) -> list[tuple[float, float]]:

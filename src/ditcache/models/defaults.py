@@ -98,10 +98,10 @@ class VideoSpec:
     ffn_dim: int = 512            # 4 x width
     text_dim: int = 64            # width of the learned class "text" tokens
     freq_dim: int = 64            # sinusoidal timestep embedding size
-    patch: int = 4                # 1 x 4 x 4 patches: 8 x 8 tokens per frame
+    patch: int = 4                # 1 x 4 x 4 patches: 9 x 9 tokens per frame
     frames: int = 8               # clip length
-    canvas: int = 32              # frame side in pixels
-    item: int = 24                # the Fashion-MNIST item, resized from 28, moves across the canvas
+    canvas: int = 36              # frame side in pixels
+    item: int = 28                # the Fashion-MNIST item at its own size (the classifier's), moving 8 px at most
     text_tokens: int = 4          # L: length of the class "text" sequence
 
     def transformer_kwargs(self) -> dict:
@@ -336,7 +336,7 @@ class FluxDefault(DefaultModel):
 
 
 class VideoDefault(DefaultModel):
-    """Class-conditional clips (B, 1, F, 32, 32) of a Fashion-MNIST item moving across the frame."""
+    """Class-conditional clips (B, 1, F, 36, 36) of a Fashion-MNIST item moving across the frame."""
 
     family = "video"
     objective = "flow"
@@ -375,7 +375,7 @@ MODELS = {
     "flux": (FluxDefault, FluxSpec()),
     "dit256": (DiTDefault, DiTSpec(patch_size=2)),  # 2x2 patches of 32x32 -> 16x16 = 256 tokens
     "flux256": (FluxDefault, FluxSpec(patch=2)),    # 2x2 pixels packed per token -> 256 tokens of 4 channels
-    "video": (VideoDefault, VideoSpec()),           # 8 frames x 8 x 8 = 512 tokens
+    "video": (VideoDefault, VideoSpec()),           # 8 frames x 9 x 9 = 648 tokens
 }
 
 
