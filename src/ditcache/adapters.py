@@ -53,6 +53,16 @@ class BlockSpec:
     # to a cached pre-gate output (cheap: a norm and a linear on the timestep embedding).
     pre_gate: str | None = None
     finish: str | None = None
+    text_first: bool = True  # joint attention order: [text; image] (Flux, SD3) or [image; text] (HunyuanVideo)
+
+
+def _finish_hunyuan_single(block: nn.Module, inputs: dict, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """HunyuanVideoSingleTransformerBlock after its proj_out: [image; text] order, image returned first."""
+    image, text = inputs["hidden_states"], inputs["encoder_hidden_states"]   # (B, N, D), (B, L, D)
+    x = torch.cat([image, text], dim=1)                                      # (B, N + L, D)
+    _, gate = block.norm(x, emb=inputs["temb"])
+    out = gate.unsqueeze(1) * pre + x
+    return out[:, : image.shape[1]], out[:, image.shape[1]:]
 
 
 def _finish_flux_single(block: nn.Module, inputs: dict, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,7 +76,7 @@ def _finish_flux_single(block: nn.Module, inputs: dict, pre: torch.Tensor) -> tu
     return out[:, : text.shape[1]], out[:, text.shape[1]:]
 
 
-FINISH = {"flux_single": _finish_flux_single}
+FINISH = {"flux_single": _finish_flux_single, "hunyuan_single": _finish_hunyuan_single}
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,9 @@ class ModelSpec:
     grid: str | None = None          # key of GRIDS: how to read (frames, H, W) of the image tokens
     final: str | None = "norm_out"   # the child whose first input is the blocks' output on the image tokens
     #                                  (FreqCa caches and replaces it); all five diffusers families: norm_out
+    temporal: str | None = None      # module-path prefix of blocks whose rows are token positions and whose
+    #                                  tokens are frames (Latte's temporal_transformer_blocks): their sites get
+    #                                  role "temporal", every other site "spatial"
 
 
 def _grid_patch2d(model: nn.Module, inputs: dict) -> tuple[int, int, int]:
@@ -91,7 +104,8 @@ def _grid_flux_ids(model: nn.Module, inputs: dict) -> tuple[int, int, int]:
 
 def _grid_patch3d(model: nn.Module, inputs: dict) -> tuple[int, int, int]:
     x = inputs["hidden_states"]  # (B, C, F, H, W)
-    pf, ph, pw = model.config.patch_size
+    p = model.config.patch_size
+    pf, ph, pw = p if isinstance(p, (tuple, list)) else (getattr(model.config, "patch_size_t", 1) or 1, p, p)
     return (x.shape[2] // pf, x.shape[3] // ph, x.shape[4] // pw)
 
 
@@ -124,7 +138,23 @@ BLOCKS: dict[str, BlockSpec] = {
         Branch("ff", "mlp", "tokens"),
         Branch("ff_context", "mlp", "tokens", stream="text"),
     ), image_out=1),
-    # Wan: self-attention with rotary embeddings (no subset path), cross-attention, MLP.
+    # HunyuanVideo double stream: joint attention over [image; text] (rotary on the image part), image and
+    # text MLPs; returns (image, text). The token refiner ahead of the blocks is left uncached.
+    "HunyuanVideoTransformerBlock": BlockSpec((
+        Branch("attn", "attn", stream="joint"),
+        Branch("ff", "mlp", "tokens"),
+        Branch("ff_context", "mlp", "tokens", stream="text"),
+    ), image_out=0, text_first=False),
+    # HunyuanVideo single stream: Flux's fused block with image first; cached as its pre-gate output.
+    "HunyuanVideoSingleTransformerBlock": BlockSpec(
+        (Branch("", "block", stream="joint"),), outputs=("hidden_states", "encoder_hidden_states"), image_out=0,
+        pre_gate="proj_out", finish="hunyuan_single",
+    ),
+    # Wan: self-attention with rotary embeddings, cross-attention, MLP. Self-attention has no token-subset
+    # path here (nor joint attention in Flux, SD3 and HunyuanVideo): every seed method's preset reuses
+    # self-attention whole between full steps (ToCa's f_module for attention is 0 on DiT, PixArt and
+    # OpenSora; ClusCa and TokenCache refresh MLPs), so a rotary subset path (queries from the subset with
+    # their rotary rows, keys from every token) would serve none of them.
     "WanTransformerBlock": BlockSpec((
         Branch("attn1", "attn"),
         Branch("attn2", "cross_attn", "tokens"),
@@ -138,6 +168,9 @@ MODELS: dict[str, ModelSpec] = {
     "FluxTransformer2DModel": ModelSpec(grid="flux_ids"),
     "SD3Transformer2DModel": ModelSpec(grid="patch2d"),
     "WanTransformer3DModel": ModelSpec(grid="patch3d"),
+    "HunyuanVideoTransformer3DModel": ModelSpec(grid="patch3d"),
+    # Latte: BasicTransformerBlocks, spatial ones on (B*F, S, D) and temporal ones on (B*S, F, D).
+    "LatteTransformer3DModel": ModelSpec(grid="patch3d", temporal="temporal_transformer_blocks"),
 }
 
 
@@ -168,6 +201,7 @@ def find_sites(model: nn.Module) -> list[Site]:
     """Every branch of every known block, in model order. Raises if the model has no known block."""
     sites: list[Site] = []
     layer = 0
+    temporal = model_spec(model).temporal
     for name, block in model.named_modules():
         spec = BLOCKS.get(type(block).__name__)
         if spec is None:
@@ -179,7 +213,9 @@ def find_sites(model: nn.Module) -> list[Site]:
             if not isinstance(module, nn.Module):
                 raise TypeError(f"{type(block).__name__}.{branch.child} is not a module")
             full = f"{name}.{branch.child}" if branch.child else name
-            sites.append(Site(full, branch.kind, layer, module, branch.partial, branch.stream, len(sites), block))
+            role = "temporal" if temporal and name.startswith(temporal) else "spatial"
+            sites.append(Site(full, branch.kind, layer, module, branch.partial, branch.stream, len(sites), block,
+                              role))
         layer += 1
     if not sites:
         raise TypeError(

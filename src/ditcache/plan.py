@@ -60,6 +60,7 @@ class Site:
     stream: str = "image"  # tokens it sees: "image", "text" (Flux/SD3 context stream) or "joint" (both)
     index: int = 0     # position in the run's site list
     block: nn.Module | None = None  # the block holding the branch
+    role: str = "spatial"  # "temporal": the block's rows are token positions and its tokens frames (Latte)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """A sampling loop for bare diffusers transformers, with classifier-free guidance as a doubled batch.
 
-DiT and PixArt are sampled with DDIM (epsilon prediction), Flux, SD3 and Wan with FlowMatchEuler
+DiT, PixArt and Latte are sampled with DDIM (epsilon prediction), Flux, SD3, Wan and HunyuanVideo with FlowMatchEuler
 (velocity prediction). How each family is called is data (``FAMILIES``); the loop is shared.
 """
 
@@ -46,6 +46,8 @@ FAMILIES: dict[str, Family] = {
     "FluxTransformer2DModel": Family("flow", timestep_scale=1e-3, unbatched=("img_ids", "txt_ids")),
     "SD3Transformer2DModel": Family("flow"),
     "WanTransformer3DModel": Family("flow"),
+    "HunyuanVideoTransformer3DModel": Family("flow"),
+    "LatteTransformer3DModel": Family("ddim"),
 }
 
 

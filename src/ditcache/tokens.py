@@ -29,14 +29,23 @@ def _project(module: nn.Module, linear: str, norm: str, x: torch.Tensor) -> torc
 
 
 def query_key(module: nn.Module, x: torch.Tensor, context: torch.Tensor | None = None, rotary=None,
-              joint: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+              joint: bool = False, text_first: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Queries and keys (B, S, H, d) as a diffusers attention module computes them.
 
-    joint: ``context`` is a second stream attended jointly (Flux / SD3), placed before the image tokens.
+    joint: ``context`` is a second stream attended jointly: placed before the image tokens with the
+    rotary table covering both (Flux, SD3: ``text_first``), or after them with the rotary table covering
+    the image tokens only (HunyuanVideo).
     """
     kv_source = x if joint or context is None else context
     q = _project(module, "to_q", "norm_q", x)
     k = _project(module, "to_k", "norm_k", kv_source)
+    if joint and context is not None and not text_first:
+        if rotary is not None:  # the image tokens alone are rotated
+            q = apply_rotary_emb(q, rotary, sequence_dim=1)
+            k = apply_rotary_emb(k, rotary, sequence_dim=1)
+        cq = _project(module, "add_q_proj", "norm_added_q", context)
+        ck = _project(module, "add_k_proj", "norm_added_k", context)
+        return torch.cat([q, cq], 1), torch.cat([k, ck], 1)
     if joint and context is not None:
         cq = _project(module, "add_q_proj", "norm_added_q", context)
         ck = _project(module, "add_k_proj", "norm_added_k", context)
@@ -67,10 +76,11 @@ def _per_head_probs(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None 
 
 
 @torch.no_grad()
-def attention_received(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """(B, Sk): how much attention each key token receives, summed over queries, averaged over heads."""
+def attention_received(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, Sk): how much attention each key token receives, summed over queries, averaged over heads.
+    mask: the module's attention mask over the keys (padded text tokens receive none)."""
     total = None
-    for p in _per_head_probs(q, k):
+    for p in _per_head_probs(q, k, key_bias(mask, q.shape[0], k.shape[1])):
         s = p.sum(1)  # (B, Sk)
         total = s if total is None else total + s
     return total / q.shape[2]

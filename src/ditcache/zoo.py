@@ -12,6 +12,8 @@ import torch
 from diffusers import (
     DiTTransformer2DModel,
     FluxTransformer2DModel,
+    HunyuanVideoTransformer3DModel,
+    LatteTransformer3DModel,
     PixArtTransformer2DModel,
     SD3Transformer2DModel,
     WanTransformer3DModel,
@@ -46,6 +48,14 @@ CONFIGS: dict[str, ZooEntry] = {
     "wan-tiny": ZooEntry(WanTransformer3DModel, dict(
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4,
         text_dim=12, freq_dim=16, ffn_dim=32, num_layers=2, rope_max_seq_len=32), (4, 2, 8, 8)),
+    "hunyuan-tiny": ZooEntry(HunyuanVideoTransformer3DModel, dict(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=8, num_layers=1,
+        num_single_layers=2, num_refiner_layers=1, patch_size=2, patch_size_t=1, guidance_embeds=False,
+        text_embed_dim=12, pooled_projection_dim=10, rope_axes_dim=(2, 2, 4)), (4, 2, 8, 8)),
+    "latte-tiny": ZooEntry(LatteTransformer3DModel, dict(
+        num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=2, sample_size=8,
+        patch_size=2, cross_attention_dim=16, caption_channels=12, norm_type="ada_norm_single",
+        activation_fn="gelu-approximate", num_embeds_ada_norm=1000, video_length=2), (4, 2, 8, 8)),
     # ~1 s per uncached 50-step generation of batch 2 (CFG) on 2 CPU cores: 256 tokens, hidden 256.
     "dit-bench": ZooEntry(DiTTransformer2DModel, dict(
         num_attention_heads=4, attention_head_dim=64, in_channels=4, out_channels=8, num_layers=4,
@@ -86,7 +96,7 @@ def latent_shape(cls_name: str, config: dict) -> tuple[int, ...]:
     c = config["in_channels"]
     if cls_name == "FluxTransformer2DModel":
         return (256, c)
-    if cls_name == "WanTransformer3DModel":
+    if cls_name in ("WanTransformer3DModel", "HunyuanVideoTransformer3DModel", "LatteTransformer3DModel"):
         return (c, 2, 16, 16)
     size = config.get("sample_size") or 32
     return (c, size, size)
@@ -103,7 +113,9 @@ def conditioning_for(cls_name: str, config, batch: int, seed: int = 0, latent: t
     cond: dict = {}
     uncond: dict = {}
     text_dim = {"PixArtTransformer2DModel": "caption_channels", "FluxTransformer2DModel": "joint_attention_dim",
-                "SD3Transformer2DModel": "joint_attention_dim", "WanTransformer3DModel": "text_dim"}.get(cls_name)
+                "SD3Transformer2DModel": "joint_attention_dim", "WanTransformer3DModel": "text_dim",
+                "HunyuanVideoTransformer3DModel": "text_embed_dim",
+                "LatteTransformer3DModel": "caption_channels"}.get(cls_name)
     if cls_name == "DiTTransformer2DModel":
         n = config.get("num_embeds_ada_norm") or 1000
         cond["class_labels"] = torch.randint(0, n, (batch,), generator=g)
@@ -111,6 +123,8 @@ def conditioning_for(cls_name: str, config, batch: int, seed: int = 0, latent: t
     if text_dim is not None:
         cond["encoder_hidden_states"] = torch.randn((batch, 8, config[text_dim]), generator=g)
         uncond["encoder_hidden_states"] = torch.zeros((batch, 8, config[text_dim]))
+    if cls_name == "HunyuanVideoTransformer3DModel":  # its forward requires the text mask
+        cond["encoder_attention_mask"] = uncond["encoder_attention_mask"] = torch.ones(batch, 8, dtype=torch.bool)
     if config.get("pooled_projection_dim") and cls_name != "PixArtTransformer2DModel":
         cond["pooled_projections"] = torch.randn((batch, config["pooled_projection_dim"]), generator=g)
         uncond["pooled_projections"] = torch.zeros((batch, config["pooled_projection_dim"]))

@@ -26,7 +26,8 @@ class Subject:
 
 
 FAMILIES = {"DiTTransformer2DModel": "dit", "PixArtTransformer2DModel": "pixart", "FluxTransformer2DModel": "flux",
-            "SD3Transformer2DModel": "sd3", "WanTransformer3DModel": "wan"}
+            "SD3Transformer2DModel": "sd3", "WanTransformer3DModel": "wan",
+            "HunyuanVideoTransformer3DModel": "hunyuanvideo", "LatteTransformer3DModel": "latte"}
 
 
 def _family(transformer: nn.Module) -> str:

@@ -15,6 +15,11 @@ the next full step's differences see real outputs only (the reference's edit bia
 ``refresh="step"`` they are dropped after their own step. Measured on both 64-token defaults (PSNR vs
 uncached, 32 seeds, `benchmarks/clusca_choices.py`): see BENCHMARKS.md; "persist" is the default.
 
+Video: with ``frame_wise`` the image tokens of each frame are clustered on their own (the reference's
+T-wise mode): ``clusters`` per frame, and labels and token indices offset by frame into the flat token
+sequence (the reference forgets that offset and reshapes as if the batch were 1). On Latte, whose
+spatial blocks already see one frame per row, only spatial blocks are clustered and refreshed.
+
 Other choices that differ from the reference code, on purpose: propagation acts on the order-0 anchor,
 so it does not scale the forecast's higher-order terms; a fresh token's anchor is set so that this step
 returns its fresh output exactly; an empty cluster keeps its centroid in k-means and lends its token
@@ -23,7 +28,8 @@ slot to a token not already chosen; distances can be L2 through matrix products 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import torch
@@ -48,12 +54,21 @@ class ClusCa:
     max_iters: int = 100     # k-means iterations at most (authors' DiT/FLUX value; HunyuanVideo uses 10)
     tol: float = 1e-4        # k-means stops when centroids move less than this (relative)
     seed: int = 0            # random representatives and the first k-means initialisation
+    frame_wise: bool = False  # video: k-means within each frame, `clusters` per frame (the reference's T-wise)
     forecast: object = field(default_factory=Taylor)  # the forecaster under the refresh (HiCache: "Hi-ClusCa")
 
     name: ClassVar[str] = "clusca"
 
     def __post_init__(self) -> None:
         self.validate()
+
+    @classmethod
+    def preset(cls, model: str, **overrides) -> ClusCa:
+        """The authors' settings for 'dit', 'flux' or 'hunyuanvideo', with optional overrides."""
+        try:
+            return replace(PRESETS[model], **overrides)
+        except KeyError:
+            raise KeyError(f"no ClusCa preset {model!r}; known: {sorted(PRESETS)}") from None
 
     def validate(self) -> None:
         for name in ("interval", "clusters", "max_iters"):
@@ -72,7 +87,7 @@ class ClusCa:
             raise ValueError(f"ClusCa.distance must be one of {T.DISTANCES}, got {self.distance!r}")
 
     def probe_layer(self, sites: list[Site]) -> int:
-        layers = [s.layer for s in sites if s.kind == "mlp" and s.stream == "image" and s.partial]
+        layers = [s.layer for s in sites if _refreshed(s) and s.stream == "image"]
         if not layers:
             raise ValueError("ClusCa needs a model with image MLP branches")
         return max(layers)
@@ -85,13 +100,14 @@ class ClusCa:
             return [Plan(Action.FULL, order=keep)] * len(sites)
         gen = state.setdefault("generator", torch.Generator().manual_seed(self.seed))
         if state.get("labels") is None:
-            state["labels"] = {stream: self._cluster(state, stream, store.shared.get((probe, ctx.branch)), gen)
+            state["labels"] = {stream: self._cluster(state, stream, store.shared.get((probe, ctx.branch)), gen,
+                                                     ctx.grid if stream == "image" else None)
                                for stream, probe in (("image", "probe"), ("text", "probe-text"))}
         forecast = Plan(Action.FORECAST, order=self.order)
         persist = self.refresh == "persist"
         plans = []
         for site in sites:
-            labels = state["labels"].get(site.stream) if site.kind == "mlp" and site.partial else None
+            labels = state["labels"].get(site.stream) if _refreshed(site) else None
             if labels is None:
                 plans.append(forecast)
                 continue
@@ -102,16 +118,40 @@ class ClusCa:
                               propagate=propagate))
         return plans
 
-    def _cluster(self, state: dict, stream: str, x: torch.Tensor | None, gen) -> torch.Tensor | None:
-        """(B, N) labels of one stream's tokens, warm-started from its last centroids; None if absent."""
+    def _cluster(self, state: dict, stream: str, x: torch.Tensor | None, gen, grid) -> torch.Tensor | None:
+        """(B, N) labels of one stream's tokens, warm-started from its last centroids; None if absent.
+        Frame-wise: each frame's tokens are clustered apart and frame f's labels are offset by f * K."""
         if x is None:
             return None
         x = x.float()                                                           # (B, N, D)
+        b, n, d = x.shape
+        frames = grid[0] if self.frame_wise and grid is not None and math.prod(grid) == n else 1
+        x = x.reshape(b * frames, n // frames, d)                              # (B * F, S, D)
         # image tokens: K as asked (k-means refuses K > N); text (Flux's 4 class tokens): at most one per token
-        k = state[("k", stream)] = self.clusters if stream == "image" else min(self.clusters, x.shape[1])
+        k = self.clusters if stream == "image" else min(self.clusters, x.shape[1])
+        state[("k", stream)] = k * frames
         init = state.get(("centroids", stream))
         if init is not None and init.shape[:2] != (x.shape[0], k):
             init = None
         labels, state[("centroids", stream)], state[("iters", stream)] = T.kmeans(
             x, k, init, self.max_iters, self.tol, generator=gen, distance=self.distance)
-        return labels
+        offset = (torch.arange(frames, device=labels.device) * k).repeat(b)[:, None]  # (B * F, 1)
+        return (labels + offset).reshape(b, n)
+
+
+def _refreshed(site: Site) -> bool:
+    """ClusCa refreshes MLP sites with a token path whose rows are the frames of the image (not Latte's
+    temporal blocks, whose rows are positions)."""
+    return site.kind == "mlp" and site.partial is not None and site.role == "spatial"
+
+
+PRESETS: dict[str, ClusCa] = {
+    # DiT-XL/2 DDIM-50 (the authors' DiT code: interval 4, order 4, K 16, first_enhance 2; its propagation
+    # ratio defaults to 0: the paper's value is not in the code).
+    "dit": ClusCa(interval=4, order=4, warmup=2, clusters=16, gamma=0.0),
+    # FLUX.1-dev (the authors' sample.py): the class defaults.
+    "flux": ClusCa(),
+    # HunyuanVideo (the authors' sample.sh): K 32, gamma 0.01, N 5, order 1, first_enhance 1, k-means
+    # capped at 10 iterations, T-wise off as in their script (frame_wise=True turns it on).
+    "hunyuanvideo": ClusCa(interval=5, order=1, warmup=1, clusters=32, gamma=0.01, max_iters=10),
+}

@@ -96,8 +96,11 @@ class FreqCa:
         return hermite.predict(state["history"], (state["crf"],), coords, self.order)[0].to(x.dtype)
 
     def _high(self, store, ctx: StepContext, x: torch.Tensor) -> torch.Tensor:
-        """x minus its low DCT band, over the token axis."""
-        if ctx.grid is None or math.prod(ctx.grid) != x.shape[1]:
+        """x minus its low DCT band, over the token axis (rows of one frame each, as Latte's: per frame)."""
+        grid = ctx.grid
+        if grid is not None and math.prod(grid) != x.shape[1] and grid[1] * grid[2] == x.shape[1]:
+            grid = (1, grid[1], grid[2])
+        if grid is None or math.prod(grid) != x.shape[1]:
             raise ValueError(f"FreqCa needs the image-token grid of {x.shape[1]} tokens; the model's adapter "
                              f"gives {ctx.grid}")
-        return x - low_band(x, ctx.grid, self.cutoff)
+        return x - low_band(x, grid, self.cutoff)

@@ -26,6 +26,7 @@ from typing import ClassVar
 import torch
 
 from .. import tokens as T
+from ..adapters import block_spec
 from ..forecast import Taylor, check_forecaster
 from ..plan import Action, Plan, Site, StepContext, check_order
 
@@ -43,7 +44,8 @@ class ToCa:
     layer_span: float = 1.0           # l runs over [0, layer_span] along the blocks of one class (DiT, PixArt:
     #                                   l / 27 over 28 blocks = 1; Flux's code uses l / 27 over 19 double blocks)
     module_factor: tuple[tuple[str, float], ...] = (("attn", 0.0), ("cross_attn", 0.6), ("mlp", 2.5))
-    #                                   f_module per branch kind: DiT reuses self-attention (0), MLP 2.5
+    #                                   f_module per branch kind: DiT reuses self-attention (0), MLP 2.5;
+    #                                   "temporal:<kind>" keys set Latte's temporal blocks apart
     staleness_weight: float = 0.25    # lambda3: weight of tokens' staleness in the score (authors' value)
     bonus: float = 0.6                # beta: spatial-uniformity bonus (DiT 0.6, PixArt 0.4)
     cell: int = 2                     # g: the bonus picks one token per g x g patch (DiT 2, PixArt 4)
@@ -83,7 +85,7 @@ class ToCa:
             raise ValueError(f"ToCa.score must be one of {self.SCORES}, got {self.score!r}")
         if self.cell < 1 or self.bonus < 0 or self.staleness_weight < 0 or self.warmup < 0 or self.layer_span < 0:
             raise ValueError("ToCa.cell must be >= 1 and bonus, staleness_weight, warmup, layer_span >= 0")
-        unknown = {k for k, _ in self.module_factor} - {"attn", "cross_attn", "mlp", "block"}
+        unknown = {k.removeprefix("temporal:") for k, _ in self.module_factor} - {"attn", "cross_attn", "mlp", "block"}
         if unknown:
             raise ValueError(f"ToCa.module_factor has unknown branch kinds {sorted(unknown)}")
 
@@ -92,9 +94,8 @@ class ToCa:
         its score reads (to_q / to_k), or the score must be one that needs none."""
         if self.score == "random":
             return
-        factor = dict(self.module_factor)
         for site in sites:
-            if not site.partial or factor.get(site.kind, 0.0) <= 0:
+            if not site.partial or self.module_factor_of(site.kind, site.role) <= 0:
                 continue
             attn = [s for s in sites if s.layer == site.layer and s.kind in ("attn", "cross_attn")]
             if not any(hasattr(s.module, "to_q") and hasattr(s.module, "to_k") for s in attn):
@@ -110,10 +111,15 @@ class ToCa:
         a, b = self.interval_curve
         return max(1, round(self.interval / max(a + b * progress, 1e-6)))
 
-    def fresh_ratio_at(self, progress: float, layer: float, kind: str) -> float:
+    def module_factor_of(self, kind: str, role: str = "spatial") -> float:
+        """f_module of a branch kind, the temporal-block entry first where there is one."""
+        factors = dict(self.module_factor)
+        return factors.get(f"{role}:{kind}", factors.get(kind, 0.0))
+
+    def fresh_ratio_at(self, progress: float, layer: float, kind: str, role: str = "spatial") -> float:
         f_step = self.step_curve[0] + self.step_curve[1] * progress
         f_layer = self.layer_curve[0] + self.layer_curve[1] * layer
-        f_module = dict(self.module_factor).get(kind, 0.0)
+        f_module = self.module_factor_of(kind, role)
         return min(max(self.fresh_ratio * f_step * f_layer * f_module, 0.0), 1.0)
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
@@ -133,7 +139,7 @@ class ToCa:
         between = Plan(Action.FORECAST, order=self.order) if self.order else Plan(Action.REUSE)
         plans = []
         for site in sites:
-            r = self.fresh_ratio_at(ctx.progress, depth[site.index], site.kind)
+            r = self.fresh_ratio_at(ctx.progress, depth[site.index], site.kind, site.role)
             key = (ctx.branch, site.index)
             if not site.partial:
                 plans.append(between)
@@ -196,11 +202,16 @@ class ToCa:
                     if joint:
                         scores["text"] = T.key_norm(attn.module, context)
                 else:
+                    text_first = block_spec(attn.block).text_first
                     q, k = T.query_key(attn.module, x, context if joint else None,
-                                       rotary=kwargs.get("image_rotary_emb"), joint=joint)
-                    received = T.attention_received(q, k)                        # (B, L + N) or (B, N)
+                                       rotary=kwargs.get("image_rotary_emb"), joint=joint, text_first=text_first)
+                    received = T.attention_received(q, k, kwargs.get("attention_mask"))   # (B, L + N) or (B, N)
                     n_text = context.shape[1] if joint else 0
-                    scores = {"image": received[:, n_text:], "text": received[:, :n_text]}
+                    n_image = received.shape[1] - n_text
+                    if text_first:
+                        scores = {"image": received[:, n_text:], "text": received[:, :n_text]}
+                    else:
+                        scores = {"image": received[:, :n_image], "text": received[:, n_image:]}
             else:
                 raise ValueError(f"ToCa needs an attention site in layer {site.layer} to score tokens")
             for stream, s in scores.items():
@@ -236,4 +247,12 @@ PRESETS: dict[str, ToCa] = {
     "flux": ToCa(interval=4, interval_curve=(1.0, 0.0), sensitive=None, fresh_ratio=0.1,
                  step_curve=(1.0, 0.0), layer_curve=(1.5, -1.0), layer_span=18 / 27,
                  module_factor=(("attn", 0.0), ("cross_attn", 0.0), ("mlp", 0.4)), bonus=0.0, warmup=3),
+    # OpenSora 1.2 (the authors' scripts/inference.py), on Latte's spatial and temporal blocks: r0 0.1,
+    # flat curves, steps 0..2 full then every 3rd, self-attention reused, cross-attention at 1 - 0.67 * 1.5 < 0
+    # (0 tokens: reused), MLPs at 1 + 0.33 * 1.5 = 1.495 (about 15% of tokens) in both block kinds, no spatial
+    # bonus, CFG halves tied. The reference refreshes cross-attention fully every 6th step only; here every
+    # full step computes it. Latte's spatial blocks see one frame per row, so tokens are chosen per frame.
+    "opensora": ToCa(interval=3, interval_curve=(1.0, 0.0), sensitive=None, fresh_ratio=0.1, step_curve=(1.0, 0.0),
+                     layer_curve=(1.0, 0.0), module_factor=(("attn", 0.0), ("cross_attn", 0.0), ("mlp", 1.495)),
+                     bonus=0.0, tie_cfg=True, warmup=3),
 }
