@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -15,7 +14,7 @@ from ditcache import zoo
 from ditcache.plan import FULL, REUSE, Action, Plan
 from ditcache.sampling import sample
 
-FAMILIES = ["dit-tiny", "pixart-tiny", "flux-tiny", "sd3-tiny", "wan-tiny"]
+FAMILIES = ["dit-tiny", "pixart-tiny", "flux-tiny", "sd3-tiny", "wan-tiny", "hunyuan-tiny", "latte-tiny"]
 
 
 def _generate(model, name, batch=2, steps=6, seed=0, method=None, **kw):
@@ -131,9 +130,15 @@ class RandomTokens:
         if ctx.step == 0:
             return [FULL] * len(sites)
         g = torch.Generator().manual_seed(self.seed + ctx.step)
-        n = math.prod(ctx.grid)
-        idx = torch.stack([torch.randperm(n, generator=g)[: self.k] for _ in range(ctx.batch_size)])  # (B, k)
-        return [Plan(Action.PARTIAL, tokens=idx) if s.partial and s.stream == "image" else REUSE for s in sites]
+        plans = []
+        for s in sites:  # rows and tokens as the site sees them (Latte's blocks: frames or positions as rows)
+            if not (s.partial and s.stream == "image"):
+                plans.append(REUSE)
+                continue
+            rows, n = store.entries[(ctx.branch, s.index)].out[0].shape[:2]
+            idx = torch.stack([torch.randperm(n, generator=g)[: self.k] for _ in range(rows)])  # (rows, k)
+            plans.append(Plan(Action.PARTIAL, tokens=idx))
+        return plans
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -158,9 +163,15 @@ class _AllTokensOrFull:
         if ctx.step == 0:
             return [FULL] * len(sites)
         g = torch.Generator().manual_seed(ctx.step)
-        n = math.prod(ctx.grid)
-        idx = torch.stack([torch.randperm(n, generator=g) for _ in range(ctx.batch_size)])  # (B, N)
-        return [Plan(Action.PARTIAL, tokens=idx) if s.partial and s.stream == "image" else FULL for s in sites]
+        plans = []
+        for s in sites:
+            if not (s.partial and s.stream == "image"):
+                plans.append(FULL)
+                continue
+            rows, n = store.entries[(ctx.branch, s.index)].out[0].shape[:2]
+            idx = torch.stack([torch.randperm(n, generator=g) for _ in range(rows)])  # (rows, N)
+            plans.append(Plan(Action.PARTIAL, tokens=idx))
+        return plans
 
 
 @pytest.mark.parametrize("name", FAMILIES)

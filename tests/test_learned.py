@@ -110,3 +110,97 @@ def test_learned_methods_train_on_flux():
     assert art.tensors["tokens"].tolist() == [1, 16, 4, 1]   # joint attn, image MLP, text MLP, single block
     art2, _ = train_l2c(flux, L2CTrainConfig(steps=4, iters=3, labels_per_batch=2, batches=1))
     assert art2.tensors["theta"].shape == (4, 4)
+
+
+def _router(theta: torch.Tensor, path, tiny_dit, **config) -> str:
+    """An L2C artifact with hand-set logits for the tiny model (6 steps, the sampler's timesteps)."""
+    real = Artifact.load(path, "l2c")
+    art = Artifact("l2c", {"theta": theta}, real.fingerprint, real.timesteps, real.sampler,
+                   {**real.config, **config})
+    return str(art.save(path.with_name(f"hand_{len(config)}.safetensors")))
+
+
+def test_l2c_static_graph_at_an_intermediate_threshold(tiny_dit, artifacts):
+    """beta = sigmoid(theta): with theta[step, site] = +1 (beta 0.73) or -1 (0.27) and threshold 0.5, the
+    cache steps (1, 3, 5: every other step) compute exactly the +1 sites; the full steps compute all."""
+    sites = 4  # 2 blocks x (attn1, ff)
+    theta = torch.full((STEPS, sites), -1.0)
+    theta[1, 0] = theta[3, 1] = theta[3, 3] = theta[5, 2] = 1.0
+    path = _router(theta, artifacts[0], tiny_dit)
+    _gen(tiny_dit, ditcache.L2C(artifact=path, threshold=0.5))
+    got = [r.actions for r in tiny_dit.last_run.stats.records]
+    F, R = "full", "reuse"
+    assert got == [[F] * 4, [F, R, R, R], [F] * 4, [R, F, R, F], [F] * 4, [R, R, F, R]]
+    # without a threshold the artifact's recorded one applies (0.9 here: nothing above it on cache steps)
+    path = _router(theta, artifacts[0], tiny_dit, threshold=0.9)
+    _gen(tiny_dit, ditcache.L2C(artifact=path))
+    assert tiny_dit.last_run.stats.counts()["reuse"] == 3 * sites
+
+
+def test_tokencache_allocation_bounds_every_sites_compute():
+    """Budget = ratio * sum of site FLOPs. Sites: a whole site (cost 40) and two token sites of 4 tokens
+    (cost 40 and 20, so 10 and 5 per token). ratio 0.5 -> budget 50. With weight 0.9 the whole site is
+    computed (40), leaving 10: the best token, 0.8 at site 1 (10), fits; the next, 0.7 at site 2 (5),
+    no longer does. With the whole site below site_threshold, 50 buys site 1's 0.8 (10), site 2's 0.7
+    and 0.6 (5 + 5), site 1's 0.5 (10) and site 2's 0.4 (5): 35; then site 1's 0.3 (10) -> 45; then site
+    2's 0.2 (5) -> 50."""
+    from ditcache.methods.tokencache import TokenCache
+
+    tc = TokenCache(ratio=0.5)
+    tc._art = type("A", (), {"tensors": {"cost": torch.tensor([40.0, 40.0, 20.0])}})()
+    w = torch.tensor([[0.9, 0, 0, 0], [0.8, 0.5, 0.3, 0.1], [0.7, 0.6, 0.4, 0.2]])
+    assert tc._allocate(w, [1, 4, 4]) == ([True, False, False], [0, 1, 0])
+    w[0, 0] = 0.4
+    assert tc._allocate(w, [1, 4, 4]) == ([False, False, False], [0, 3, 4])
+
+
+@pytest.fixture(scope="module")
+def shipped_dit():
+    """A trained model: its branches matter, unlike a random one's (zero-initialised blocks add nothing)."""
+    return ditcache.load_default("dit")
+
+
+def test_training_lowers_the_loss_and_lambda_sparsifies_the_router(shipped_dit):
+    """The loss is relative to reusing the cache (pairs differ a lot, so compare medians): it must fall.
+    Without a penalty computing always helps, so the betas rise from their start at 0.5; a larger weight
+    on mean(beta) must leave fewer branches above 0.5."""
+    cfg = dict(steps=10, iters=80, labels_per_batch=2, batches=1)
+    loose, losses = train_l2c(shipped_dit, L2CTrainConfig(lam=0.0, **cfg))
+    tight, _ = train_l2c(shipped_dit, L2CTrainConfig(lam=2.0, **cfg))
+    assert torch.tensor(losses[-20:]).median() < torch.tensor(losses[:20]).median()
+    assert float(torch.sigmoid(loose.tensors["theta"][1::2]).mean()) > 0.5
+    on = lambda a: float((torch.sigmoid(a.tensors["theta"][1::2]) > 0.5).double().mean())  # noqa: E731
+    assert on(tight) < on(loose)
+
+
+def test_hyca_calibration_and_its_forecast(shipped_dit, tmp_path):
+    """The calibration assigns every channel a pool solver; HyCa runs the calibrated schedule (warm-up 2,
+    interval 3, TaylorSeer's counter: full at 0, 1, 4, 7 of 10) and, with every channel on 'reuse', equals
+    plain reuse on the same full steps."""
+    from ditcache.forecast.hyca import POOL
+    from ditcache.learn.hyca import HyCaTrainConfig, train_hyca
+
+    art, summary = train_hyca(shipped_dit, HyCaTrainConfig(steps=10, interval=3, warmup=2, labels_per_batch=2))
+    assert abs(sum(summary.values()) - 1.0) < 1e-9 and set(summary) == set(POOL)
+    solvers = art.tensors["solvers"]
+    assert ((solvers >= 0) & (solvers < len(POOL))).all()
+    path = art.save(tmp_path / "hyca.safetensors")
+    out = shipped_dit.generate([1, 2], steps=10, seed=3, method=ditcache.HyCa(artifact=str(path)))
+    full = [r.step for r in shipped_dit.last_run.stats.records if r.actions[0] == "full"]
+    assert full == [0, 1, 4, 7] and torch.isfinite(out).all()
+    art.tensors["solvers"] = torch.zeros_like(solvers)  # pool index 0 = reuse everywhere
+    reuse = art.save(tmp_path / "reuse.safetensors")
+    a = shipped_dit.generate([1, 2], steps=10, seed=3, method=ditcache.HyCa(artifact=str(reuse)))
+
+    class Same:  # FORA on HyCa's full steps
+        name = "same"
+
+        def validate(self):
+            pass
+
+        def plan(self, ctx, sites, store):
+            from ditcache.plan import FULL, REUSE
+            return [FULL if ctx.step in full else REUSE] * len(sites)
+
+    b = shipped_dit.generate([1, 2], steps=10, seed=3, method=Same())
+    assert torch.equal(a, b)

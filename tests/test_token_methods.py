@@ -11,7 +11,7 @@ from ditcache import zoo
 from ditcache.plan import FULL, REUSE, Action
 from ditcache.sampling import sample
 
-FAMILIES = ["dit-tiny", "pixart-tiny", "flux-tiny", "sd3-tiny", "wan-tiny"]
+FAMILIES = ["dit-tiny", "pixart-tiny", "flux-tiny", "sd3-tiny", "wan-tiny", "hunyuan-tiny", "latte-tiny"]
 
 
 def _run(model, name, method, steps=8, batch=2):

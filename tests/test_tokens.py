@@ -114,3 +114,58 @@ def test_propagate_moves_towards_fresh_cluster_mean_and_keeps_fresh_rows():
     torch.testing.assert_close(res[0, 2:], torch.zeros(2, 2))
     assert torch.equal(T.propagate(out, idx, labels, 2, gamma=0.0), out)
     torch.testing.assert_close(T.propagate(out, idx, labels, 2, gamma=1.0)[0, 0], torch.tensor([2.0, 4.0]))
+
+
+def _capture(model, module, name):
+    """One forward of a tiny zoo model; the module's call (args, kwargs) and output."""
+    from ditcache import zoo
+
+    seen = {}
+
+    def hook(m, args, kwargs, out):
+        seen.setdefault("call", (args, kwargs, out))
+
+    h = module.register_forward_hook(hook, with_kwargs=True)
+    noise, cond, _ = zoo.conditioning(name, 2)
+    scale = 1e-3 if name == "flux-tiny" else 1.0
+    with torch.no_grad():
+        model(hidden_states=noise, timestep=torch.full((2,), 500.0 * scale), return_dict=False, **cond)
+    h.remove()
+    return seen["call"]
+
+
+@pytest.mark.parametrize("name,path,joint,text_first", [
+    ("dit-tiny", "transformer_blocks.0.attn1", False, True),
+    ("pixart-tiny", "transformer_blocks.0.attn2", False, True),
+    ("flux-tiny", "transformer_blocks.0.attn", True, True),
+    ("sd3-tiny", "transformer_blocks.0.attn", True, True),
+    ("hunyuan-tiny", "transformer_blocks.0.attn", True, False),
+])
+def test_query_key_are_the_modules_own(name, path, joint, text_first):
+    """softmax(q k^T / sqrt(d)) v with ditcache's q and k and the module's own value and output projections
+    reproduces the module's output: q and k are the ones diffusers computes (norms, rotary, stream order)."""
+    from ditcache import zoo
+
+    model = zoo.build(name)
+    module = model.get_submodule(path)
+    args, kwargs, out = _capture(model, module, name)
+    x = args[0] if args else kwargs["hidden_states"]
+    context = kwargs.get("encoder_hidden_states")
+    rotary = kwargs.get("image_rotary_emb")
+    q, k = T.query_key(module, x, context, rotary=rotary, joint=joint, text_first=text_first)
+    heads = lambda t: t.unflatten(-1, (module.heads, -1))  # noqa: E731
+    if joint:
+        v_img, v_txt = heads(module.to_v(x)), heads(module.add_v_proj(context))
+        v = torch.cat([v_txt, v_img] if text_first else [v_img, v_txt], 1)
+    else:
+        v = heads(module.to_v(x if context is None else context))
+    with torch.no_grad():
+        probs = torch.softmax(torch.einsum("bqhd,bkhd->bhqk", q, k) * q.shape[-1] ** -0.5, -1)
+        o = torch.einsum("bhqk,bkhd->bqhd", probs, v).flatten(2)                    # (B, S, H*d)
+        if not joint:
+            torch.testing.assert_close(module.to_out[0](o), out, rtol=1e-4, atol=1e-5)
+            return
+        n_txt = context.shape[1]
+        img, txt = (o[:, n_txt:], o[:, :n_txt]) if text_first else (o[:, :-n_txt], o[:, -n_txt:])
+        torch.testing.assert_close(module.to_out[0](img), out[0], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(module.to_add_out(txt), out[1], rtol=1e-4, atol=1e-5)
