@@ -7,6 +7,7 @@ import warnings
 import pytest
 import torch
 
+import ditcache
 from ditcache import zoo
 from ditcache.engine import flop_counter
 from ditcache.peers import PEERS, PeerError, generate_with_peer, make_peer, peer_versions
@@ -27,6 +28,10 @@ TINY = {
                 "residual_diff_threshold": 0.5},
     "dbcache-taylorseer": {"Fn_compute_blocks": 1, "Bn_compute_blocks": 0, "max_warmup_steps": 2,
                            "residual_diff_threshold": 0.5, "taylorseer_order": 1},
+    "dbcache-foca": {"Fn_compute_blocks": 1, "Bn_compute_blocks": 0, "max_warmup_steps": 2,
+                     "residual_diff_threshold": 0.5},
+    "dbcache-dmd": {"Fn_compute_blocks": 1, "Bn_compute_blocks": 0, "max_warmup_steps": 2,
+                    "residual_diff_threshold": 0.5},
 }
 
 
@@ -60,7 +65,7 @@ def _leftovers(model) -> list[str]:
 
 def test_registry_is_complete():
     assert set(PEERS) == {"fbcache", "pab", "fastercache", "diffusers-taylorseer", "magcache", "dbcache",
-                          "dbcache-taylorseer"}
+                          "dbcache-taylorseer", "dbcache-foca", "dbcache-dmd"}
     assert set(TINY) == set(PEERS)
     for spec in PEERS.values():
         assert spec.package in ("diffusers", "cache-dit") and spec.label and spec.sweep
@@ -200,3 +205,25 @@ def test_peer_versions():
             assert versions["cache-dit"] == "not installed"
         else:
             assert versions["cache-dit"][0].isdigit()
+
+
+def test_diffusers_taylorseer_agrees_with_ditcache_on_the_same_schedule():
+    """diffusers computes step s iff s < D or (s - D - 1) % N == 0; with N = 2 that is TaylorSeer's counter
+    schedule with warm-up D (full 0, 1, 3, 5, ... for D = 2). Both take order-1 differences in step units
+    over the same branches, so the two generations agree up to rounding (diffusers sums from zeros)."""
+    _needs("diffusers-taylorseer")
+    from ditcache.forecast import Taylor
+
+    model, noise, cond, uncond = _setup("dit-tiny")
+    peer = make_peer("diffusers-taylorseer", model, {"cache_interval": 2, "disable_cache_before_step": 2,
+                                                     "max_order": 1}, steps=10)
+    try:
+        theirs = generate_with_peer(peer, model, noise, cond, uncond, 10, 3.0)
+    finally:
+        peer.remove()
+    method = ditcache.TaylorSeer(interval=2, order=1, warmup=2, forecast=Taylor(units="step"))
+    with ditcache.cached(model, method) as run:
+        ours = sample(model, noise, cond, uncond, steps=10, guidance_scale=3.0)
+    assert [r.step for r in run.stats.records if r.actions[0] == "full"] == [0, 1, 3, 5, 7, 9]
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+    assert not torch.equal(ours, _uncached(model, noise, cond, uncond))  # both really forecast

@@ -169,6 +169,7 @@ class Run:
         self._scheduler_patches: list[tuple[object, str, object]] = []
         self._pending = False         # set_timesteps ran: the next call starts a generation
         self._step_open = False       # a model call happened since the scheduler's last step()
+        self._restart = False         # the last model call raised: the next starts a generation
         self._last_t: float | None = None
         self._ctx: StepContext | None = None
         self._meter: list[int] | None = None
@@ -230,6 +231,7 @@ class Run:
 
     def _capture(self, site: Site, module: nn.Module) -> None:
         """Keep ``module``'s output (a gated block's pre-gate output) when the block computes it."""
+        @_host_side
         def hook(mod, args, out):
             self._captured[site.index] = out
 
@@ -244,6 +246,7 @@ class Run:
             raise ValueError(f"{type(self.method).__name__} needs the model's final layer, and "
                              f"{type(self.model).__name__} has no '{name}' module: set ModelSpec.final")
 
+        @_host_side
         def hook(mod, args, kwargs):
             x = args[0] if args else kwargs["hidden_states"]
             new = self.method.final(self._ctx, self.store, x)
@@ -261,6 +264,7 @@ class Run:
             raise ValueError(f"probe layer {layer} is out of range (0..{self.sites[-1].layer})")
         block, image_out = sites[0].block, adapters.block_spec(sites[0].block).image_out
 
+        @_host_side
         def hook(module, args, out):
             if self.plans[sites[0].index].action is Action.FULL:
                 self.store.shared[("probe", self.branch)] = out if image_out is None else out[image_out]
@@ -301,6 +305,10 @@ class Run:
 
     def _next_call(self, t: float) -> None:
         """Advance step / branch for a model call at timestep ``t``."""
+        if self._restart:  # the last call raised: this one starts a generation
+            self._restart = False
+            if not self._pending:
+                self._new_generation()
         if self._scheduler is not None:
             if self._pipe is not None and getattr(self._pipe, "scheduler", None) is not self._scheduler:
                 # the user swapped pipe.scheduler inside the `with` block: follow the new one from here
@@ -364,37 +372,56 @@ class Run:
         self.coords = Coords(t, self.step)
 
     def _model_forward(self, orig):
+        @_host_side
         @functools.wraps(orig)
         def forward(*args, **kwargs):
-            start = time.perf_counter()
-            inputs = self._signature.bind_partial(*args, **kwargs).arguments
-            self._begin_call(inputs)
-            shapes = tuple(tuple(v.shape) for v in inputs.values() if isinstance(v, torch.Tensor))
-            key = (tuple((p.action, p.n_tokens, p.verify) for p in self.plans), shapes)
-            memo = self._flop_memo.get(key)
-            if memo is None:  # first call of this plan shape: count its FLOPs, per site too
-                self._meter = [0] * len(self.sites)
-                try:
-                    with flop_counter() as self._counter:
-                        out = orig(*args, **kwargs)
-                    memo = self._flop_memo[key] = (self._counter.get_total_flops(), self._meter)
-                finally:
-                    self._counter = self._meter = None
-            else:
-                out = orig(*args, **kwargs)
-            wall = time.perf_counter() - start
-            if self.trace is not None:
-                if self._ctx.step == 0 and self._ctx.branch == 0:
-                    self.trace.append([])
-                self.trace[-1].append([plan_to_dict(p) for p in self.plans])
-            self.stats.records.append(CallRecord(
-                self.generation, self._ctx.step, self._ctx.branch, self._ctx.timestep, self._ctx.progress,
-                [p.action.value for p in self.plans], [p.n_tokens for p in self.plans],
-                memo[0], list(memo[1]), wall, self._plan_s, self.store.nbytes(),
-            ))
-            return out
+            try:
+                return self._call(orig, args, kwargs)
+            except BaseException:
+                self._abort()  # a call that raised leaves nothing that changes the next generation
+                raise
 
         return forward
+
+    def _abort(self) -> None:
+        """Forget the generation in progress: the next call starts a fresh one."""
+        self.store.clear()
+        self._shapes.clear()
+        self._captured.clear()
+        self.step = -1
+        self._last_t = None
+        self._step_open = False
+        self._restart = True
+
+    def _call(self, orig, args, kwargs):
+        """One model call: plan it, run it (counting FLOPs the first time its plan shape is seen), record it."""
+        start = time.perf_counter()
+        inputs = self._signature.bind_partial(*args, **kwargs).arguments
+        self._begin_call(inputs)
+        shapes = tuple(tuple(v.shape) for v in inputs.values() if isinstance(v, torch.Tensor))
+        key = (tuple((p.action, p.n_tokens, p.verify) for p in self.plans), shapes)
+        memo = self._flop_memo.get(key)
+        if memo is None:  # first call of this plan shape: count its FLOPs, per site too
+            self._meter = [0] * len(self.sites)
+            try:
+                with flop_counter() as self._counter:
+                    out = orig(*args, **kwargs)
+                memo = self._flop_memo[key] = (self._counter.get_total_flops(), self._meter)
+            finally:
+                self._counter = self._meter = None
+        else:
+            out = orig(*args, **kwargs)
+        wall = time.perf_counter() - start
+        if self.trace is not None:
+            if self._ctx.step == 0 and self._ctx.branch == 0:
+                self.trace.append([])
+            self.trace[-1].append([plan_to_dict(p) for p in self.plans])
+        self.stats.records.append(CallRecord(
+            self.generation, self._ctx.step, self._ctx.branch, self._ctx.timestep, self._ctx.progress,
+            [p.action.value for p in self.plans], [p.n_tokens for p in self.plans],
+            memo[0], list(memo[1]), wall, self._plan_s, self.store.nbytes(),
+        ))
+        return out
 
     # ----------------------------------------------------------------- sites
     def _metered(self, site: Site, fn, *args):
@@ -406,6 +433,7 @@ class Run:
     def _branch_forward(self, site: Site, orig):
         i = site.index
 
+        @_host_side
         @functools.wraps(orig)
         def forward(*args, **kwargs):
             plan = self.plans[i]
@@ -472,6 +500,7 @@ class Run:
         signature = inspect.signature(orig)
         spec = adapters.block_spec(site.module)
 
+        @_host_side
         @functools.wraps(orig)
         def forward(*args, **kwargs):
             plan = self.plans[i]
@@ -517,6 +546,13 @@ class Run:
         if gated:
             return adapters.FINISH[spec.finish](site.module, inputs, value[0])
         return from_tuple(tuple(x + d for x, d in zip(xs, value)), len(xs) == 1)
+
+
+def _host_side(fn):
+    """Keep ditcache's decisions out of torch.compile graphs: the wrapper itself runs in Python, while the
+    module forwards it calls are still compiled (each as its own graph), so plans that change every step
+    cause no recompilation."""
+    return torch.compiler.disable(fn, recursive=False)
 
 
 def _relative_l1(forecast, real) -> float:
