@@ -111,6 +111,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
     for name, cls in METHODS.items():
         print(f"{name:12s} {describe(cls(), full=True)}")
+        print(f"{'':12s}   valid: {cls.ranges}")
     return 0
 
 

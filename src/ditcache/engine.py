@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import inspect
 import time
+import warnings
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -163,7 +164,8 @@ class Run:
         self.branch = 0
         self.coords = Coords(0.0, 0)  # where the current step is (timestep value, step index)
         self._captured: dict[int, torch.Tensor] = {}  # pre-gate outputs of gated whole-block sites (FULL calls)
-        self._shapes: dict = {}  # (branch, site) -> (outputs, single) of FULL calls not kept in the store
+        self._shapes: dict = {}  # (branch, site) -> ((shape, dtype, device) per stream, single) of unkept FULLs
+        self._warned: set[int] = set()  # step counts the schedule warning was given for
         self.plans: list[Plan] = []
         self._scheduler = None        # the scheduler whose set_timesteps / step delimit generations and steps
         self._scheduler_patches: list[tuple[object, str, object]] = []
@@ -299,9 +301,24 @@ class Run:
     def _new_generation(self) -> None:
         self.store.clear()
         self._shapes.clear()
+        self._check_schedule()
         self.generation += 1
         self.step = -1
         self._last_t = None
+
+    def _check_schedule(self) -> None:
+        """Say once per step count when the method's schedule caches nothing at this step count (an interval
+        or warm-up as long as the run) instead of silently computing every step."""
+        t, full_steps = self.num_steps, getattr(self.method, "full_steps", None)
+        if t is None or full_steps is None or t in self._warned or self.method.name == "none":
+            return
+        self._warned.add(t)
+        if len(full_steps(t)) == t:
+            from .methods import describe
+
+            warnings.warn(f"{describe(self.method)} computes all {t} steps at this step count (its interval or "
+                          f"warm-up spans the whole run): nothing will be cached. Valid settings: "
+                          f"{getattr(self.method, 'ranges', '')}", stacklevel=4)
 
     def _next_call(self, t: float) -> None:
         """Advance step / branch for a model call at timestep ``t``."""
@@ -452,12 +469,18 @@ class Run:
                 self.store.update(key, out, self.coords, plan.order)
                 if plan.keep_input:
                     self.store.entries[key].data["input"] = (args, kwargs)
-            else:
-                self._shapes[key] = as_tuple(out)
+            else:  # only what SKIP needs to make zeros: shapes, dtypes, devices (no tensor is held)
+                outs, single = as_tuple(out)
+                self._shapes[key] = (tuple(None if t is None else (t.shape, t.dtype, t.device) for t in outs), single)
             return out
         if action is Action.SKIP:  # contributes nothing: zeros shaped as the site's last full output
-            like, single = self._shapes.get(key) or (self.store.entries[key].out, self.store.single(key))
-            return from_tuple(tuple(None if t is None else torch.zeros_like(t) for t in like), single)
+            if key in self._shapes:
+                like, single = self._shapes[key]
+                zeros = tuple(None if s is None else torch.zeros(s[0], dtype=s[1], device=s[2]) for s in like)
+            else:
+                zeros = tuple(None if t is None else torch.zeros_like(t) for t in self.store.entries[key].out)
+                single = self.store.single(key)
+            return from_tuple(zeros, single)
         order = 0 if action is Action.REUSE else plan.order
         base = self.store.predict(key, self.coords, order)
         if plan.verify:  # compute it for real too: the forecast's error decides the next steps (SpeCa)

@@ -58,6 +58,8 @@ class ClusCa:
     forecast: object = field(default_factory=Taylor)  # the forecaster under the refresh (HiCache: "Hi-ClusCa")
 
     name: ClassVar[str] = "clusca"
+    ranges: ClassVar[str] = ("interval >= 1, order 0..4, warmup >= 1 (caches when < steps), 1 <= clusters <= "
+                             "image tokens, gamma 0..1")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -91,6 +93,9 @@ class ClusCa:
         if not layers:
             raise ValueError("ClusCa needs a model with image MLP branches")
         return max(layers)
+
+    def full_steps(self, num_steps: int) -> list[int]:
+        return [s for s in range(num_steps) if counter_full(s, self.warmup, self.interval)]
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
         state = store.shared.setdefault(("clusca", ctx.branch), {})

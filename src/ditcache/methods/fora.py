@@ -20,6 +20,7 @@ class FORA:
     warmup: int = 0    # extra leading full steps (FORA has none: 0 keeps the reference's schedule)
 
     name: ClassVar[str] = "fora"
+    ranges: ClassVar[str] = "interval >= 1 (1 computes every step), warmup >= 0"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -29,6 +30,9 @@ class FORA:
             raise ValueError(f"FORA.interval must be an int >= 1, got {self.interval!r}")
         if not isinstance(self.warmup, int) or self.warmup < 0:
             raise ValueError(f"FORA.warmup must be an int >= 0, got {self.warmup!r}")
+
+    def full_steps(self, num_steps: int) -> list[int]:
+        return [s for s in range(num_steps) if s < self.warmup or countdown_full(s, num_steps, self.interval)]
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
         full = ctx.step < self.warmup or countdown_full(ctx.step, ctx.num_steps, self.interval)

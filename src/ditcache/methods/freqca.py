@@ -60,6 +60,7 @@ class FreqCa:
     sigma: float = 0.71       # Hermite scale of the high band (reference, hard-coded there)
 
     name: ClassVar[str] = "freqca"
+    ranges: ClassVar[str] = "interval >= 1, warmup >= 1 (caches when < steps), order 0..4, cutoff 0..1, sigma (0, 1]"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -72,6 +73,9 @@ class FreqCa:
         if not 0.0 <= self.cutoff <= 1.0:
             raise ValueError(f"FreqCa.cutoff must be in [0, 1], got {self.cutoff}")
         HiCache(sigma=self.sigma)  # checks sigma
+
+    def full_steps(self, num_steps: int) -> list[int]:
+        return [s for s in range(num_steps) if counter_full(s, self.warmup, self.interval)]
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
         full = counter_full(ctx.step, self.warmup, self.interval)

@@ -25,6 +25,7 @@ class HyCa:
     warmup: int | None = None      # leading full steps; None: the calibration's
 
     name: ClassVar[str] = "hyca"
+    ranges: ClassVar[str] = "a calibration for this model, sampler and step count; interval, warmup >= 1 or None"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -47,6 +48,9 @@ class HyCa:
         self.forecast = ChannelMix({s.index: row[row >= 0] for s, row in zip(sites, solvers)})
         self._interval = self.interval or art.config["interval"]
         self._warmup = self.warmup or art.config["warmup"]
+
+    def full_steps(self, num_steps: int) -> list[int]:
+        return [s for s in range(num_steps) if counter_full(s, self._warmup, self._interval)]
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
         self._art.check_step(ctx.step, ctx.num_steps, ctx.timestep)

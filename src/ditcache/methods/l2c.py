@@ -28,6 +28,7 @@ class L2C:
     interval: int = 2         # full step every `interval` steps; the router was trained for one value
 
     name: ClassVar[str] = "l2c"
+    ranges: ClassVar[str] = "a router for this model, sampler and step count; threshold 0..1; interval as trained"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -49,6 +50,9 @@ class L2C:
         self._art = art
         threshold = self.threshold if self.threshold is not None else art.config.get("threshold", 0.1)
         self._compute = torch.sigmoid(art.tensors["theta"]) > threshold        # (T, S) bool
+
+    def full_steps(self, num_steps: int) -> list[int]:
+        return [s for s in range(num_steps) if periodic_full(s, 0, self.interval)]
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
         self._art.check_step(ctx.step, ctx.num_steps, ctx.timestep)

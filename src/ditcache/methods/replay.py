@@ -16,6 +16,7 @@ class Replay:
     start: int = 0   # the trace's generation to replay first (bench: one generation per batch)
 
     name: ClassVar[str] = "replay"
+    ranges: ClassVar[str] = "a trace recorded on the same model, schedule and batch split"
 
     def __post_init__(self) -> None:
         self._generations: list | None = None

@@ -38,6 +38,8 @@ class SpeCa:
     forecast: object = field(default_factory=Taylor)  # the draft forecaster (HiCache(), FoCa() plug in)
 
     name: ClassVar[str] = "speca"
+    ranges: ClassVar[str] = ("order 0..4, warmup >= 1 (caches when < steps), 1 <= min_drafts <= max_drafts, "
+                             "threshold > 0, decay (0, 1], floor >= 0")
 
     def __post_init__(self) -> None:
         self.validate()

@@ -27,6 +27,7 @@ class TaylorSeer:
     #                    default; HiCache(), FoCa() or any other plugs in here
 
     name: ClassVar[str] = "taylorseer"
+    ranges: ClassVar[str] = "interval >= 1, order 0..4, warmup >= 1; caches when warmup < steps"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -39,6 +40,9 @@ class TaylorSeer:
         if not isinstance(self.warmup, int) or self.warmup < 1:
             raise ValueError(f"TaylorSeer.warmup must be an int >= 1 (step 0 has nothing to forecast from), "
                              f"got {self.warmup!r}")
+
+    def full_steps(self, num_steps: int) -> list[int]:
+        return [s for s in range(num_steps) if counter_full(s, self.warmup, self.interval)]
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
         if counter_full(ctx.step, self.warmup, self.interval):

@@ -60,6 +60,8 @@ class ToCa:
     #                                   last output (ToCa); >= 1 forecasts it with `forecast`
     forecast: object = field(default_factory=Taylor)  # forecaster of the base when order >= 1
     name: ClassVar[str] = "toca"
+    ranges: ClassVar[str] = ("interval >= 1, fresh_ratio 0..1, order 0..4, warmup >= 0, cell >= 1, bonus >= 0, "
+                             "score attention | key_norm | random")
     SCORES: ClassVar[tuple[str, ...]] = ("attention", "key_norm", "random")
 
     def __post_init__(self) -> None:

@@ -34,6 +34,8 @@ class TokenCache:
     #                           learned weight exceeds this (0.5: the blend weight at which fresh outweighs cache)
 
     name: ClassVar[str] = "tokencache"
+    ranges: ClassVar[str] = ("a predictor for this model, sampler and step count; ratio 0..1, k1, k2 >= 1, "
+                             "boundary 0..1, site_threshold 0..1")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -55,6 +57,9 @@ class TokenCache:
         if art.tensors["tokens"].numel() != len(sites):
             raise ValueError(f"predictor has {art.tensors['tokens'].numel()} sites, the model {len(sites)}")
         self._art = art
+
+    def full_steps(self, num_steps: int) -> list[int]:
+        return [s for s in range(num_steps) if self.full_step(s, num_steps)]
 
     def full_step(self, step: int, num_steps: int) -> bool:
         """TPRR: full at step 0, then every k1 steps in the early phase, every k2 in the late one."""
