@@ -130,6 +130,9 @@ class Run:
     def __init__(self, target, method, *, steps: int | None = None, trace: bool = False,
                  scheduler=None) -> None:
         self.model, self._pipe, found = _find_model(target)
+        # torch.compile'd targets: ditcache's wrappers run in Python and each wrapped forward is compiled on
+        # its own, so no step's plan is ever part of a graph (see _host_side)
+        self._compiled = _is_compiled(target) or _is_compiled(getattr(target, "transformer", None))
         scheduler = scheduler if scheduler is not None else found
         if scheduler is not None and not (callable(getattr(scheduler, "set_timesteps", None))
                                           and callable(getattr(scheduler, "step", None))):
@@ -191,10 +194,10 @@ class Run:
         setattr(obj, attr, fn)
 
     def _install(self, scheduler) -> None:
-        self._patch(self.model, "forward", self._model_forward(self.model.forward))
+        self._patch(self.model, "forward", self._model_forward(self._compile(self.model.forward)))
         for site in self.sites:
             make = self._block_forward if site.kind == "block" else self._branch_forward
-            self._patch(site.module, "forward", make(site, site.module.forward))
+            self._patch(site.module, "forward", make(site, self._compile(site.module.forward)))
             spec = adapters.block_spec(site.block)
             if site.kind == "block" and spec.finish is not None:
                 self._capture(site, getattr(site.module, spec.pre_gate))
@@ -230,6 +233,15 @@ class Run:
 
         self._patch(scheduler, "set_timesteps", on_set_timesteps, self._scheduler_patches)
         self._patch(scheduler, "step", on_step, self._scheduler_patches)
+
+    def _compile(self, fn):
+        """A compiled copy of a forward when the user compiled the model, else the forward itself. Calls
+        whose FLOPs are being counted run eagerly: dynamo does not trace under torch's FLOP counter."""
+        if not self._compiled:
+            return fn
+        compiled = torch.compile(fn)
+        return functools.wraps(fn)(lambda *args, **kwargs: (fn if self._meter is not None else compiled)(
+            *args, **kwargs))
 
     def _capture(self, site: Site, module: nn.Module) -> None:
         """Keep ``module``'s output (a gated block's pre-gate output) when the block computes it."""
@@ -572,10 +584,14 @@ class Run:
 
 
 def _host_side(fn):
-    """Keep ditcache's decisions out of torch.compile graphs: the wrapper itself runs in Python, while the
-    module forwards it calls are still compiled (each as its own graph), so plans that change every step
-    cause no recompilation."""
-    return torch.compiler.disable(fn, recursive=False)
+    """Keep ditcache's decisions out of torch.compile graphs: wrappers and hooks run in Python (dynamo skips
+    them and everything they call), and on a compiled model each wrapped forward is compiled on its own
+    (``Run._compile``), so plans that change every step never cause a recompilation."""
+    return torch.compiler.disable(fn)
+
+
+def _is_compiled(model) -> bool:
+    return isinstance(model, nn.Module) and hasattr(model, "_orig_mod")
 
 
 def _relative_l1(forecast, real) -> float:
@@ -620,14 +636,19 @@ def _find_model(target) -> tuple[nn.Module, object | None, object | None]:
     """(transformer, pipeline, scheduler): a bare transformer, or a pipeline holding one as
     ``.transformer`` whose scheduler delimits generations and steps."""
     if isinstance(target, nn.Module):
-        return target, None, None
+        return _uncompiled(target), None, None
     model = getattr(target, "transformer", None)
     if isinstance(model, nn.Module):
         scheduler = getattr(target, "scheduler", None)
-        return model, target, scheduler if hasattr(scheduler, "set_timesteps") else None
+        return _uncompiled(model), target, scheduler if hasattr(scheduler, "set_timesteps") else None
     raise TypeError(
         f"ditcache needs a diffusers transformer or a pipeline with a .transformer, got {type(target).__name__}"
     )
+
+
+def _uncompiled(model: nn.Module) -> nn.Module:
+    """The module torch.compile wrapped (hooks go on it: the compiled wrapper calls it), or the model itself."""
+    return getattr(model, "_orig_mod", model)
 
 
 def plan_to_dict(plan: Plan) -> dict:

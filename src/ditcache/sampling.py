@@ -52,8 +52,9 @@ FAMILIES: dict[str, Family] = {
 
 
 def family(model: nn.Module) -> Family:
+    """How a model class is sampled (a torch.compile'd model: its original's)."""
     try:
-        return FAMILIES[type(model).__name__]
+        return FAMILIES[type(getattr(model, "_orig_mod", model)).__name__]
     except KeyError:
         raise TypeError(
             f"no sampling loop for {type(model).__name__}; supported: {sorted(FAMILIES)}"
