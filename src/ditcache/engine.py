@@ -132,7 +132,8 @@ class Run:
         self.model, self._pipe, found = _find_model(target)
         # torch.compile'd targets: ditcache's wrappers run in Python and each wrapped forward is compiled on
         # its own, so no step's plan is ever part of a graph (see _host_side)
-        self._compiled = _is_compiled(target) or _is_compiled(getattr(target, "transformer", None))
+        compiled = next((m for m in (target, getattr(target, "transformer", None)) if _is_compiled(m)), None)
+        self._compiler = getattr(compiled, "dynamo_ctx", torch.compile) if compiled is not None else None
         scheduler = scheduler if scheduler is not None else found
         if scheduler is not None and not (callable(getattr(scheduler, "set_timesteps", None))
                                           and callable(getattr(scheduler, "step", None))):
@@ -237,9 +238,9 @@ class Run:
     def _compile(self, fn):
         """A compiled copy of a forward when the user compiled the model, else the forward itself. Calls
         whose FLOPs are being counted run eagerly: dynamo does not trace under torch's FLOP counter."""
-        if not self._compiled:
+        if self._compiler is None:
             return fn
-        compiled = torch.compile(fn)
+        compiled = self._compiler(fn)  # the user's compile context: same backend and options
         return functools.wraps(fn)(lambda *args, **kwargs: (fn if self._meter is not None else compiled)(
             *args, **kwargs))
 
