@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from . import adapters
 from .forecast.common import Coords
 from .methods import resolve_method
-from .plan import Action, Plan, Site, StepContext
+from .plan import Action, Plan, Site, StepContext, plan_to_dict
 from .store import Store, as_tuple, from_tuple, gather_tokens, scatter_tokens
 from .tokens import propagate
 
@@ -650,25 +650,6 @@ def _find_model(target) -> tuple[nn.Module, object | None, object | None]:
 def _uncompiled(model: nn.Module) -> nn.Module:
     """The module torch.compile wrapped (hooks go on it: the compiled wrapper calls it), or the model itself."""
     return getattr(model, "_orig_mod", model)
-
-
-def plan_to_dict(plan: Plan) -> dict:
-    """A JSON-able record of a plan (tokens and cluster labels as nested lists), for traces."""
-    d = {"action": plan.action.value, "order": plan.order, "write_back": plan.write_back}
-    if plan.tokens is not None:
-        d["tokens"] = plan.tokens.tolist()
-    if plan.propagate is not None:
-        labels, k, gamma = plan.propagate
-        d["propagate"] = [labels.tolist(), k, gamma]
-    return d
-
-
-def plan_from_dict(d: dict) -> Plan:
-    tokens = torch.tensor(d["tokens"], dtype=torch.long) if "tokens" in d else None
-    prop = d.get("propagate")
-    if prop is not None:
-        prop = (torch.tensor(prop[0], dtype=torch.long), prop[1], prop[2])
-    return Plan(Action(d["action"]), tokens=tokens, order=d["order"], write_back=d["write_back"], propagate=prop)
 
 
 def apply(target, method, *, steps: int | None = None, trace: bool = False, scheduler=None) -> Run:

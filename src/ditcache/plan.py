@@ -117,3 +117,22 @@ def countdown_full(step: int, num_steps: int, interval: int) -> bool:
     full iff s == T - 1 (the first step) or s % N == 0, so the last step (s = 0) is always full."""
     s = num_steps - 1 - step
     return step == 0 or s % interval == 0
+
+
+def plan_to_dict(plan: Plan) -> dict:
+    """A JSON-able record of a plan (tokens and cluster labels as nested lists), for traces."""
+    d = {"action": plan.action.value, "order": plan.order, "write_back": plan.write_back}
+    if plan.tokens is not None:
+        d["tokens"] = plan.tokens.tolist()
+    if plan.propagate is not None:
+        labels, k, gamma = plan.propagate
+        d["propagate"] = [labels.tolist(), k, gamma]
+    return d
+
+
+def plan_from_dict(d: dict, device: torch.device | str = "cpu") -> Plan:
+    tokens = torch.tensor(d["tokens"], dtype=torch.long, device=device) if "tokens" in d else None
+    prop = d.get("propagate")
+    if prop is not None:
+        prop = (torch.tensor(prop[0], dtype=torch.long, device=device), prop[1], prop[2])
+    return Plan(Action(d["action"]), tokens=tokens, order=d["order"], write_back=d["write_back"], propagate=prop)

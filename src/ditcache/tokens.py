@@ -121,7 +121,7 @@ def spatial_bonus(score: torch.Tensor, grid: tuple[int, int, int], cell: int, be
     blocks = blocks.reshape(b, f, hh // cell, ww // cell, cell * cell)
     top = torch.zeros_like(blocks).scatter_(-1, blocks.argmax(-1, keepdim=True), beta)
     bonus = top.reshape(b, f, hh // cell, ww // cell, cell, cell).permute(0, 1, 2, 4, 3, 5).reshape(b, f, hh, ww)
-    full = torch.zeros(b, f, h, w, dtype=score.dtype)
+    full = torch.zeros(b, f, h, w, dtype=score.dtype, device=score.device)
     full[:, :, :hh, :ww] = bonus
     return score * (1 + full.reshape(b, -1))
 
@@ -221,10 +221,10 @@ def propagate(out: torch.Tensor, idx: torch.Tensor, labels: torch.Tensor, k: int
     d = out.shape[-1]
     fresh = out.gather(1, idx.unsqueeze(-1).expand(-1, -1, d))                  # (B, m, D)
     fresh_labels = labels.gather(1, idx)                                        # (B, m)
-    sums = torch.zeros(out.shape[0], k, d, dtype=out.dtype).scatter_add_(
+    sums = torch.zeros(out.shape[0], k, d, dtype=out.dtype, device=out.device).scatter_add_(
         1, fresh_labels.unsqueeze(-1).expand(-1, -1, d), fresh)
-    counts = torch.zeros(out.shape[0], k, dtype=out.dtype).scatter_add_(1, fresh_labels, torch.ones_like(
-        fresh_labels, dtype=out.dtype))
+    counts = torch.zeros(out.shape[0], k, dtype=out.dtype, device=out.device).scatter_add_(
+        1, fresh_labels, torch.ones_like(fresh_labels, dtype=out.dtype))
     rep = sums / counts.clamp_min(1).unsqueeze(-1)                              # (B, k, D) cluster means
     has = (counts > 0).gather(1, labels).unsqueeze(-1)                          # (B, N, 1)
     target = rep.gather(1, labels.unsqueeze(-1).expand(-1, -1, d))              # (B, N, D)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Trajectory", "fit_blend", "record_trajectory"]
+__all__ = ["AllFull", "Trajectory", "fit_blend", "record_trajectory"]
 
 
 @dataclass
@@ -52,6 +52,20 @@ def record_trajectory(default_model, labels, steps: int, seed: int, guidance_sca
         del transformer.forward
     ts = [timestep_value(i["timestep"]) for i in inputs]
     return Trajectory(inputs, outputs, ts, type(scheduler).__name__)
+
+
+class AllFull:
+    """Training only: every site computed at every step and kept in the store (no differences)."""
+
+    name = "all-full"
+
+    def validate(self) -> None:
+        pass
+
+    def plan(self, ctx, sites, store):
+        from ..plan import FULL
+
+        return [FULL] * len(sites)
 
 
 class _Blend:

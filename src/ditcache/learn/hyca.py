@@ -21,9 +21,9 @@ from ..artifact import Artifact, fingerprint
 from ..forecast.common import Coords
 from ..forecast.hyca import POOL, coefficients
 from ..forecast.taylor import Taylor
-from ..plan import FULL, counter_full
+from ..plan import counter_full
 from ..tokens import kmeans
-from .common import record_trajectory
+from .common import AllFull, record_trajectory
 
 
 @dataclass
@@ -40,18 +40,6 @@ class HyCaTrainConfig:
         for name in ("steps", "interval", "warmup", "clusters", "labels_per_batch", "batches"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"HyCaTrainConfig.{name} must be an int >= 1, got {getattr(self, name)!r}")
-
-
-class _AllFull:
-    """Calibration only: every site computed at every step and kept in the store (no differences)."""
-
-    name = "calibrate"
-
-    def validate(self) -> None:
-        pass
-
-    def plan(self, ctx, sites, store):
-        return [FULL] * len(sites)
 
 
 def _channel_sum(t: tuple) -> torch.Tensor:
@@ -72,7 +60,7 @@ def train_hyca(default_model, config: HyCaTrainConfig | None = None) -> tuple[Ar
     taylor = Taylor(differences="backward", units="step")
     for b in range(cfg.batches):
         traj = record_trajectory(default_model, labels_in, cfg.steps, seed=cfg.seed + b)
-        run = apply(transformer, _AllFull(), steps=cfg.steps)
+        run = apply(transformer, AllFull(), steps=cfg.steps)
         history: dict[int, dict] = {s.index: {} for s in sites}
         last_full: dict[int, tuple] = {}
         recent: dict[int, list[tuple]] = {s.index: [] for s in sites}

@@ -24,7 +24,7 @@ import torch
 
 from ..adapters import find_sites
 from ..artifact import Artifact, fingerprint
-from .common import fit_blend, record_trajectory
+from .common import AllFull, fit_blend, record_trajectory
 
 ARCHITECTURES = ("table", "factored")
 
@@ -110,9 +110,8 @@ def train_tokencache(default_model, config: TokenCacheTrainConfig | None = None,
 def _site_flops(default_model, traj) -> torch.Tensor:
     """(S,) FLOPs of each site in one uncached forward of the trajectory's first step (torch's counter)."""
     from ..engine import apply
-    from ..methods import NoCache
 
-    run = apply(default_model.transformer, NoCache(), steps=1)
+    run = apply(default_model.transformer, AllFull(), steps=1)
     try:
         with torch.no_grad():
             default_model.transformer(**traj.inputs[0], return_dict=False)

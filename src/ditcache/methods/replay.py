@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from ..plan import Plan, Site, StepContext
+import torch
+
+from ..plan import Plan, Site, StepContext, plan_from_dict
 
 
 @dataclass
@@ -20,6 +22,7 @@ class Replay:
 
     def __post_init__(self) -> None:
         self._generations: list | None = None
+        self._device = torch.device("cpu")  # where plans' token indices go: the model's (set in bind)
         self._gen = -1
         self._call = 0
 
@@ -36,13 +39,12 @@ class Replay:
         if self._generations is None:
             data = json.loads(Path(self.trace).read_text())
             self._generations = data["generations"] if isinstance(data, dict) else data
+        self._device = next(model.parameters(), torch.empty(0)).device
         if not 0 <= self.start < len(self._generations):
             raise ValueError(f"Replay.start {self.start} is outside the trace's {len(self._generations)} generations")
         self._gen, self._call = self.start - 1, 0
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
-        from ..engine import plan_from_dict
-
         if ctx.step == 0 and ctx.branch == 0:
             self._gen, self._call = self._gen + 1, 0
         try:
@@ -53,4 +55,4 @@ class Replay:
         if len(calls) != len(sites):
             raise ValueError(f"the trace has {len(calls)} sites per call, this model {len(sites)}")
         self._call += 1
-        return [plan_from_dict(d) for d in calls]
+        return [plan_from_dict(d, self._device) for d in calls]

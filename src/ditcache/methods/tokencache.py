@@ -85,7 +85,8 @@ class TokenCache:
                 plans.append(REUSE)
             else:
                 idx = w[site.index, :n].topk(k).indices                      # (k,) the same for every sample
-                plans.append(Plan(Action.PARTIAL, tokens=idx.expand(ctx.batch_size, -1)))
+                rows = store.entries[(ctx.branch, site.index)].out[0]       # (B, N, D): its rows and device
+                plans.append(Plan(Action.PARTIAL, tokens=idx.to(rows.device).expand(rows.shape[0], -1)))
         return plans
 
     def _allocate(self, w: torch.Tensor, tokens: list[int]) -> tuple[list[bool], list[int]]:

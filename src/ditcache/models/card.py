@@ -142,28 +142,41 @@ def _card(name: str, meta: dict, ev: dict, sanity: dict, gen_seconds: float) -> 
     tr = meta["training"]
     arch = "\n".join(f"| `{k}` | {v} |" for k, v in meta["transformer_kwargs"].items())
     per_class = ", ".join(f"{a:.2f}" for a in ev["per_class_accuracy"])
-    if name == "dit":
+    arch_ = meta["architecture"]
+    if name.startswith("dit"):
+        p = arch_["patch_size"]
+        n = (32 // p) ** 2
         what = ("`diffusers.DiTTransformer2DModel` in pixel space: 28x28 images scaled to [-1, 1], padded with -1 "
-                "to 32x32, 4x4 patches -> 64 tokens. DDPM epsilon objective, linear betas 1e-4..0.02 over 1000 "
+                f"to 32x32, {p}x{p} patches -> {n} tokens. DDPM epsilon objective, linear betas 1e-4..0.02 over 1000 "
                 "timesteps; sampled with DDIM (eta 0). Class labels 0..9 enter through DiT's adaLN-Zero label "
                 "embedding; label 10 is the null class for classifier-free guidance (10% label dropout in training, "
                 "applied once per sample; diffusers' own per-block dropout is switched off during training).")
         cond = "`class_labels` (B,) int64; unconditional = 10"
     else:
+        p = arch_["patch"]
+        n = (32 // p) ** 2
         what = ("`diffusers.FluxTransformer2DModel` (double-stream then single-stream blocks, RoPE over (0, row, col) "
-                "ids): the 32x32 image is packed into 4x4 patches -> 64 tokens of 16 channels. Rectified flow: "
-                "x_t = (1 - s) x0 + s noise, target v = noise - x0, s ~ U(0, 1), model called with timestep = s. "
+                f"ids): the 32x32 image is packed into {p}x{p} patches -> {n} tokens of {p * p} channels. Rectified "
+                "flow: x_t = (1 - s) x0 + s noise, target v = noise - x0, s ~ U(0, 1), model called with timestep = s. "
                 "Sampled with FlowMatchEulerDiscreteScheduler (shift 1). The class enters as a learned 4-token "
                 "\"text\" sequence (nn.Embedding(11, 4*64)) and a learned pooled vector (nn.Embedding(11, 64)); "
                 "id 10 = null class (10% dropout). No guidance embedding.")
-        cond = ("`encoder_hidden_states` (B, 4, 64), `pooled_projections` (B, 64), `img_ids` (64, 3), "
+        cond = (f"`encoder_hidden_states` (B, 4, 64), `pooled_projections` (B, 64), `img_ids` ({n}, 3), "
                 "`txt_ids` (4, 3) zeros")
+    init = tr.get("init_from")
+    if init:
+        what += (f" Warm-started from `{init['source']}` ({init['copied']} tensors whose name and shape match: the "
+                 f"blocks, embeddings and conditioner); freshly initialised: {', '.join(init['fresh'])} "
+                 "(progressive resolution, as SD3 and PixArt train).")
+    command = (f"ditcache train-default --model {name} --steps {tr['steps']} --batch-size {tr['batch_size']} "
+               f"--seed {tr['seed']} --threads {tr['threads']}" + (f" --init-from {init['source'].split('.')[0]}"
+                                                                     if init else ""))
     return f"""# Default model `{name}`
 
 {what}
 
-Load with `ditcache.models.load_default("{name}")`; weights `{name}.safetensors` (fp32, EMA), config `{name}.json`.
-Conditioning kwargs: {cond}.
+Load with `ditcache.load_default("{name}")`; weights `{name}.safetensors` (EMA), config `{name}.json`.
+Conditioning kwargs: {cond}. Reproduce the weights with `{command}`.
 
 ## Architecture (diffusers kwargs)
 
@@ -234,7 +247,8 @@ def main(argv: list[str] | None = None) -> None:
     from ditcache.evaluator import load_classifier
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["dit", "flux"], choices=["dit", "flux"])
+    parser.add_argument("--models", nargs="+", default=["dit", "flux"],
+                        choices=["dit", "flux", "dit256", "flux256"])
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
