@@ -7,7 +7,7 @@
 
 from . import forecast
 from .adapters import Branch, ModelSpec, register_block, register_model
-from .engine import Run, apply, cached
+from .engine import Run, apply, cached, estimate_memory
 from .methods import FORA, L2C, METHODS, ClusCa, FreqCa, HyCa, NoCache, SpeCa, TaylorSeer, ToCa, TokenCache
 from .models.defaults import load_default
 from .plan import Action, Plan
@@ -15,6 +15,6 @@ from .plan import Action, Plan
 __all__ = [
     "FORA", "METHODS", "Action", "Branch", "ClusCa", "FreqCa", "HyCa", "ModelSpec", "NoCache", "Plan", "Run", "SpeCa",
     "TaylorSeer", "ToCa", "TokenCache", "L2C", "forecast",
-    "apply", "cached", "load_default", "register_block", "register_model",
+    "apply", "cached", "estimate_memory", "load_default", "register_block", "register_model",
 ]
 __version__ = "0.1.0"

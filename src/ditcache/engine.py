@@ -128,7 +128,7 @@ class Run:
     """One model under one method: the hooks, the store and the stats. Use ``remove()`` to undo."""
 
     def __init__(self, target, method, *, steps: int | None = None, trace: bool = False,
-                 scheduler=None) -> None:
+                 scheduler=None, max_cache_bytes: int | None = None) -> None:
         self.model, self._pipe, found = _find_model(target)
         # torch.compile'd targets: ditcache's wrappers run in Python and each wrapped forward is compiled on
         # its own, so no step's plan is ever part of a graph (see _host_side)
@@ -146,6 +146,10 @@ class Run:
             )
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
             raise ValueError(f"steps must be a positive int, got {steps!r}")
+        if max_cache_bytes is not None and (not isinstance(max_cache_bytes, (int, float)) or max_cache_bytes < 0):
+            raise ValueError(f"max_cache_bytes must be a number of bytes >= 0, got {max_cache_bytes!r}")
+        self.max_cache_bytes = max_cache_bytes
+        self.predicted_bytes: dict[str, int] | None = None  # memory.predict after the first step
         self.method = resolve_method(method)
         self.sites: list[Site] = adapters.find_sites(self.model)
         self.spec = adapters.model_spec(self.model)
@@ -319,6 +323,25 @@ class Run:
         self.step = -1
         self._last_t = None
 
+    def _check_memory(self, grid) -> None:
+        """After the first step (all its branches seen), predict the generation's peak cache bytes; over
+        ``max_cache_bytes``, refuse before anything beyond that step is cached."""
+        from .memory import from_store
+
+        branches = sum(1 for r in self.stats.records if r.generation == self.generation and r.step == 0)
+        self.predicted_bytes = from_store(self.method, self.sites, self.store, max(branches, 1), grid, self.num_steps)
+        total = self.predicted_bytes["total"]
+        if self.max_cache_bytes is None or total <= self.max_cache_bytes:
+            return
+        top = sorted(((v, k) for k, v in self.predicted_bytes.items() if k not in ("total", "shared")), reverse=True)
+        raise MemoryError(
+            f"ditcache: {type(self.method).__name__} would hold {total / 2**20:.1f} MiB of cache for this model, "
+            f"batch and resolution, over max_cache_bytes ({self.max_cache_bytes / 2**20:.1f} MiB); largest sites: "
+            + ", ".join(f"{k} {v / 2**20:.1f} MiB" for v, k in top[:3])
+            + ". Ways down: a lower forecast order (each order adds one output-sized tensor per site), FORA (one "
+            "output per site), FreqCa (one feature for the whole model), fewer sites (ditcache.register_block "
+            "with fewer branches), or a smaller batch. ditcache.estimate_memory predicts it without running.")
+
     def _check_schedule(self) -> None:
         """Say once per step count when the method's schedule caches nothing at this step count (an interval
         or warm-up as long as the run) instead of silently computing every step."""
@@ -377,6 +400,8 @@ class Run:
     def _begin_call(self, inputs: dict) -> None:
         t = adapters.timestep_value(inputs[self.spec.timestep_arg])
         self._next_call(t)
+        if self.predicted_bytes is None and self.step == 1 and self.branch == 0:
+            self._check_memory(adapters.token_grid(self.model, inputs))
         x = inputs.get("hidden_states")
         T = self.num_steps
         self._ctx = StepContext(
@@ -652,20 +677,23 @@ def _uncompiled(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-def apply(target, method, *, steps: int | None = None, trace: bool = False, scheduler=None) -> Run:
+def apply(target, method, *, steps: int | None = None, trace: bool = False, scheduler=None,
+          max_cache_bytes: int | None = None) -> Run:
     """Hook ``method`` into a transformer or pipeline. Returns the run; ``run.remove()`` undoes it.
 
     steps: the step count, for a bare model in your own loop without a scheduler.
     scheduler: the diffusers scheduler your own loop uses with a bare model: its ``set_timesteps`` and
     ``step()`` then delimit generations and steps, as with a pipeline.
-    trace: keep every call's plans in ``run.trace`` (replayable with ``ditcache.methods.Replay``)."""
-    return Run(target, method, steps=steps, trace=trace, scheduler=scheduler)
+    trace: keep every call's plans in ``run.trace`` (replayable with ``ditcache.methods.Replay``).
+    max_cache_bytes: refuse (MemoryError) after the first step when the predicted peak cache exceeds it."""
+    return Run(target, method, steps=steps, trace=trace, scheduler=scheduler, max_cache_bytes=max_cache_bytes)
 
 
 @contextmanager
-def cached(target, method, *, steps: int | None = None, trace: bool = False, scheduler=None):
+def cached(target, method, *, steps: int | None = None, trace: bool = False, scheduler=None,
+           max_cache_bytes: int | None = None):
     """``with ditcache.cached(pipe_or_model, ditcache.FORA(interval=3)) as run: ...`` (see ``apply``)."""
-    run = Run(target, method, steps=steps, trace=trace, scheduler=scheduler)
+    run = Run(target, method, steps=steps, trace=trace, scheduler=scheduler, max_cache_bytes=max_cache_bytes)
     try:
         yield run
     finally:
@@ -677,3 +705,48 @@ def notify_schedule(model: nn.Module, timesteps) -> None:
     run = getattr(model, "_ditcache_run", None)
     if run is not None:
         run.set_schedule(timesteps)
+
+
+def estimate_memory(target, method, inputs: dict, steps: int = 50, branches: int = 1) -> dict[str, int]:
+    """Peak cache bytes ``method`` will hold on ``target`` (a transformer or pipeline), per site and total,
+    in a ``steps``-step generation of model calls like ``inputs`` (one call's keyword arguments, at the batch
+    and resolution you will run; split-CFG pipelines: ``branches=2``). Runs that one call uncached, to read
+    the outputs' shapes."""
+    from .memory import from_store
+    from .methods import resolve_method
+
+    method = resolve_method(method)
+    run = Run(target, _Discover(method), steps=1)
+    try:
+        with torch.no_grad():
+            run.model(**inputs)
+        grid = adapters.token_grid(run.model, run._signature.bind_partial(**inputs).arguments)
+        if callable(getattr(method, "bind", None)):  # learned methods' schedules come from their artifacts
+            method.bind(run.model, run.sites)
+        return from_store(method, run.sites, run.store, branches, grid, steps)
+    finally:
+        run.remove()
+
+
+class _Discover:
+    """One full call that keeps what ``method`` would keep at its first step: outputs, attention inputs,
+    its probe block's output and the final layer's input."""
+
+    name = "discover"
+
+    def __init__(self, method) -> None:
+        self.method = method
+        probe = getattr(method, "probe_layer", None)
+        if callable(probe):
+            self.probe_layer = probe
+
+    def validate(self) -> None:
+        pass
+
+    def plan(self, ctx, sites, store):
+        return [Plan(Action.FULL, keep_input=s.kind in ("attn", "cross_attn")) for s in sites]
+
+    def final(self, ctx, store, x):
+        store.shared[("freqca", ctx.branch)] = {"crf": x}
+        return None
+

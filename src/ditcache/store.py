@@ -101,7 +101,7 @@ class Store:
         """Bytes of every distinct tensor held (outputs, histories, edits, method state)."""
         seen: set[int] = set()
         total = 0
-        for t in _tensors([(e.out, e.history, e.edited, e.data) for e in self.entries.values()]) + _tensors(
+        for t in tensors_in([(e.out, e.history, e.edited, e.data) for e in self.entries.values()]) + tensors_in(
                 self.shared):
             if t.data_ptr() not in seen:
                 seen.add(t.data_ptr())
@@ -118,14 +118,14 @@ class Store:
             ) from None
 
 
-def _tensors(obj) -> list[torch.Tensor]:
+def tensors_in(obj) -> list[torch.Tensor]:
     """Every tensor inside nested dicts, lists and tuples (outputs, histories, method state, kept inputs)."""
     if isinstance(obj, torch.Tensor):
         return [obj]
     if isinstance(obj, dict):
-        return [t for v in obj.values() for t in _tensors(v)]
+        return [t for v in obj.values() for t in tensors_in(v)]
     if isinstance(obj, (list, tuple)):
-        return [t for v in obj for t in _tensors(v)]
+        return [t for v in obj for t in tensors_in(v)]
     return []
 
 

@@ -1,0 +1,117 @@
+"""Predicting the bytes a method's cache will hold, from one full call's outputs.
+
+What each method keeps per site is known from its plans: the last output, the forecaster's history
+(Taylor and HiCache: ``order`` differences; FoCa: three more outputs; HyCa: two differences; kept in
+float32 when the model runs in half precision), a refreshed copy of the output where partial steps
+write back (ToCa, TokenCache, ClusCa), ToCa's kept attention inputs and staleness counts, ClusCa's probe
+outputs, labels and centroids, FreqCa's one cumulative feature and its two high-band differences.
+``predict`` turns the shapes of one full call into the peak bytes of a generation, per site and total;
+``ditcache.estimate_memory`` runs that call, and ``cached(..., max_cache_bytes=...)`` checks it after the
+first call of a run, before anything is cached beyond it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .plan import Site
+from .store import tensors_in
+
+
+def from_store(method, sites: list[Site], store, branches: int, grid, steps: int | None) -> dict[str, int]:
+    """The prediction from a run's own store after its first full call."""
+    outputs = {s.index: store.entries[(0, s.index)].out for s in sites if (0, s.index) in store.entries}
+    inputs = {i: store.entries[(0, i)].data["input"] for i in outputs if "input" in store.entries[(0, i)].data}
+    final = store.shared.get(("freqca", 0), {}).get("crf")
+    probe = (store.shared.get(("probe", 0)), store.shared.get(("probe-text", 0)))
+    return predict(method, sites, outputs, inputs, final, probe if probe[0] is not None else None, branches, grid,
+                   steps)
+
+
+def _bytes(t: torch.Tensor | None) -> int:
+    return 0 if t is None else t.numel() * t.element_size()
+
+
+def _factor_bytes(t: torch.Tensor | None) -> int:
+    """A difference of t: float32 when t is half precision (forecast.common.lift)."""
+    if t is None:
+        return 0
+    return t.numel() * (4 if t.dtype in (torch.float16, torch.bfloat16) else t.element_size())
+
+
+def _history(forecaster, outs: tuple, order: int) -> int:
+    """Bytes of a forecaster's history beside the output it keeps (``order`` differences reached)."""
+    if order == 0:
+        return 0
+    if getattr(forecaster, "name", "taylor") == "foca":  # previous full output, the last two values taken
+        return 3 * sum(_bytes(t) for t in outs)
+    return order * sum(_factor_bytes(t) for t in outs)
+
+
+def orders_reached(method, order: int, steps: int | None) -> int:
+    """The most differences the method's schedule builds in ``steps`` steps: TaylorSeer's counter adds one
+    per full step from its last warm-up step on, up to ``order`` (a short run may stop short of it)."""
+    full_steps = getattr(method, "full_steps", None)
+    if steps is None or full_steps is None or order == 0:
+        return order
+    warmup = getattr(method, "warmup", None) or getattr(method, "_warmup", 1)
+    factors, best, seen = 0, 0, False
+    for s in full_steps(steps):
+        keep = order if s >= warmup - 1 else 0
+        factors = min(keep, factors + 1) if seen and keep else 0
+        best, seen = max(best, factors), True
+    return best
+
+
+def predict(method, sites: list[Site], outputs: dict[int, tuple], inputs: dict[int, tuple] | None = None,
+            final: torch.Tensor | None = None, probe: tuple | None = None, branches: int = 1,
+            grid: tuple[int, int, int] | None = None, steps: int | None = None) -> dict[str, int]:
+    """Peak bytes per site name (and "shared", "total") for a generation whose full call produced
+    ``outputs`` (site index -> output tensors as the store keeps them). ``inputs``: the (args, kwargs) of
+    attention sites (ToCa keeps them); ``final``: the final layer's input (FreqCa); ``probe``: ClusCa's
+    probe block outputs (image, text). Split-CFG runs hold one copy per branch."""
+    name = method.name
+    order = orders_reached(method, 2 if name == "hyca" else getattr(method, "order", 0), steps)
+    forecaster = getattr(method, "forecast", None)
+    per_site: dict[str, int] = {}
+    shared = 0
+    kept: dict[int, int] = {}  # ToCa's kept attention inputs, by storage: layers share some (text, rotary tables)
+    for site in sites:
+        outs = outputs.get(site.index)
+        per_site[site.name] = 0
+        if not outs:  # the method keeps nothing for this site (NoCache, FreqCa)
+            continue
+        out = sum(_bytes(t) for t in outs)
+        held = 0
+        if name in ("fora", "l2c"):
+            held = out
+        elif name in ("taylorseer", "speca", "hyca"):
+            held = out + _history(forecaster, outs, order)
+        elif name == "clusca":
+            held = out + _history(forecaster, outs, order)
+            refreshed = site.kind == "mlp" and site.partial is not None and site.role == "spatial"
+            if refreshed and method.refresh == "persist":
+                held += _bytes(outs[0])
+        elif name == "toca":
+            held = out + _history(forecaster, outs, order)
+            if site.partial and method.module_factor_of(site.kind, site.role) > 0:
+                rows, tokens = outs[0].shape[:2]
+                held += _bytes(outs[0]) + rows * tokens * outs[0].element_size()  # the refreshed copy, staleness
+            if site.kind in ("attn", "cross_attn") and inputs is not None:
+                kept.update((t.data_ptr(), _bytes(t)) for t in tensors_in(inputs[site.index]))
+        elif name == "tokencache":
+            held = out + (_bytes(outs[0]) if site.partial else 0)
+        per_site[site.name] = held * branches
+    shared += sum(kept.values()) * branches
+    if name == "freqca" and final is not None:
+        shared = (_bytes(final) + order * _factor_bytes(final)) * branches
+    if name == "clusca" and probe is not None:
+        for stream, x in zip(("image", "text"), probe):
+            if x is None:
+                continue
+            b, n, d = x.shape
+            k = method.clusters if stream == "image" else min(method.clusters, n)
+            whole_clip = grid is not None and grid[0] * grid[1] * grid[2] == n
+            frames = grid[0] if method.frame_wise and stream == "image" and whole_clip else 1
+            shared += (_bytes(x) + b * n * 8 + b * frames * k * d * 4) * branches  # probe, labels, centroids
+    return {**per_site, "shared": shared, "total": sum(per_site.values()) + shared}
