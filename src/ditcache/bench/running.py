@@ -83,7 +83,7 @@ def _settings(cfg: BenchConfig, subject: Subject) -> list[tuple[str, str, object
 
     if cfg.replay:
         return [("ditcache", "replay", Replay(trace=cfg.replay))]
-    settings = [("ditcache", m.name, m) for m in method_settings(cfg.methods, subject.family, subject.artifact)]
+    settings = [("ditcache", name, m) for name, m in method_settings(cfg.methods, subject.family, subject.artifact)]
     peer_names = names(cfg.peers)
     if peer_names:
         try:

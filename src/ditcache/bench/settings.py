@@ -28,25 +28,34 @@ class BenchConfig:
 
 
 def sweeps(family: str) -> dict[str, list]:
-    """Settings per method, from conservative to aggressive. Presets follow the model family."""
-    from ..methods import FORA, L2C, ClusCa, TaylorSeer, ToCa, TokenCache
+    """Settings per method, from conservative to aggressive (each reaching past 4x FLOPs where the method
+    can). Presets follow the model family. HiCache and FoCa are forecasters: their rows are TaylorSeer's
+    schedule with that forecaster (and ClusCa with HiCache: the paper's "Hi-ClusCa")."""
+    from ..forecast import FoCa, HiCache
+    from ..methods import FORA, L2C, ClusCa, FreqCa, HyCa, SpeCa, TaylorSeer, ToCa, TokenCache
 
-    toca = {"pixart": "pixart", "flux": "flux"}.get(family, "dit")
+    toca = {"pixart": "pixart", "flux": "flux", "latte": "opensora"}.get(family, "dit")
     return {
-        "fora": [FORA(interval=n) for n in (2, 3, 4, 5)],
-        "taylorseer": [TaylorSeer(interval=n, order=o) for n, o in ((3, 1), (4, 1), (4, 2), (5, 1), (6, 2))],
-        "toca": [ToCa.preset(toca, interval=n, fresh_ratio=r) for n, r in ((3, 0.1), (4, 0.1), (5, 0.1), (6, 0.15))]
-        + [ToCa.preset(toca, interval=4, fresh_ratio=0.1, score="key_norm")],  # the attention-map-free score
-        "clusca": [ClusCa(interval=n, clusters=k) for n, k in ((4, 8), (5, 8), (6, 8), (7, 8))],
-        "l2c": [L2C(artifact=family, threshold=t) for t in (0.1, 0.5, 0.7, 0.9)],  # shipped for the defaults
-        "tokencache": [TokenCache(artifact=family, ratio=r, k1=k1) for r, k1 in ((0.3, 4), (0.3, 6), (0.15, 6))],
+        "fora": [FORA(interval=n) for n in (2, 3, 5)],
+        "taylorseer": [TaylorSeer(interval=n, order=o) for n, o in ((3, 1), (4, 2), (6, 2))],
+        "toca": [ToCa.preset(toca, interval=n, fresh_ratio=r) for n, r in ((3, 0.1), (5, 0.1))],
+        "clusca": [ClusCa(interval=n, clusters=8) for n in (4, 6)],
+        "l2c": [L2C(artifact=family, threshold=t) for t in (0.3, 0.5, 0.7, 0.9)],  # shipped for the defaults
+        "tokencache": [TokenCache(artifact=family, ratio=r, k1=k1) for r, k1 in ((0.2, 4), (0.1, 6))],
+        # the frontier (the issue's paper defaults, then a more aggressive point)
+        "hicache": [TaylorSeer(interval=n, order=2, warmup=3, forecast=HiCache(sigma=0.5)) for n in (4, 6, 7)],
+        "foca": [TaylorSeer(interval=n, order=1, warmup=3, forecast=FoCa()) for n in (4, 6)],
+        "hi-clusca": [ClusCa(interval=5, clusters=8, forecast=HiCache(sigma=0.5))],
+        "hyca": [HyCa(artifact=family), HyCa(artifact=family, interval=7)],
+        "freqca": [FreqCa(interval=n) for n in (6, 9)],
+        "speca": [SpeCa(), SpeCa(threshold=0.4, max_drafts=10)],
     }
 
 
-def method_settings(text: str, family: str, artifact: str | None = None) -> list:
-    """``--methods``: 'all', 'none', or a comma list whose items are a method name (its whole sweep) or
-    one setting as text ('fora:interval=3,warmup=1': commas inside a setting stay with it).
-    artifact: the name learned methods load their shipped artifacts by (the model's name)."""
+def method_settings(text: str, family: str, artifact: str | None = None) -> list[tuple[str, object]]:
+    """``--methods``: 'all', 'none', or a comma list whose items are a sweep's name (all its settings) or
+    one setting as text ('fora:interval=3,warmup=1': commas inside a setting stay with it). Returns
+    (row name, method) pairs. artifact: the name learned methods load their shipped artifacts by."""
     from ..methods import parse_method
 
     table = sweeps(family)
@@ -55,7 +64,7 @@ def method_settings(text: str, family: str, artifact: str | None = None) -> list
     if text in ("none", ""):
         return []
     if text == "all":
-        return [m for name in table for m in table[name]]
+        return [(name, m) for name in table for m in table[name]]
     items: list[str] = []
     for part in (p.strip() for p in text.split(",")):
         if "=" in part and ":" not in part and items and ":" in items[-1]:
@@ -65,9 +74,10 @@ def method_settings(text: str, family: str, artifact: str | None = None) -> list
     out = []
     for item in items:
         if ":" in item:
-            out.append(parse_method(item))
+            m = parse_method(item)
+            out.append((m.name, m))
         elif item in table:
-            out += table[item]
+            out += [(item, m) for m in table[item]]
         else:
             raise KeyError(f"unknown method {item!r} in --methods; known: {sorted(table)} "
                            "(or a setting such as 'fora:interval=3')")
