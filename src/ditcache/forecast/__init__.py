@@ -20,7 +20,10 @@ from .foca import FoCa
 from .hicache import HiCache
 from .taylor import Taylor
 
-FORECASTERS: dict[str, type] = {"taylor": Taylor, "hicache": HiCache, "foca": FoCa}
+# name -> a forecaster with its defaults (settings text: "clusca:forecast=hicache")
+FORECASTERS: dict[str, object] = {
+    "taylor": Taylor, "newton": lambda: Taylor(differences="newton"), "hicache": HiCache, "foca": FoCa,
+}
 
 
 def check_forecaster(owner: str, forecast) -> None:
