@@ -29,14 +29,18 @@ def _project(module: nn.Module, linear: str, norm: str, x: torch.Tensor) -> torc
 
 
 def query_key(module: nn.Module, x: torch.Tensor, context: torch.Tensor | None = None, rotary=None,
-              joint: bool = False, text_first: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+              joint: bool = False, text_first: bool = True, query_stride: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Queries and keys (B, S, H, d) as a diffusers attention module computes them.
 
     joint: ``context`` is a second stream attended jointly: placed before the image tokens with the
     rotary table covering both (Flux, SD3: ``text_first``), or after them with the rotary table covering
     the image tokens only (HunyuanVideo).
+    query_stride: only every query_stride-th query row (self- or cross-attention without rotary tables;
+    projected from those rows only, so the score's cost falls with it).
     """
     kv_source = x if joint or context is None else context
+    if query_stride > 1 and not joint and rotary is None:
+        x = x[:, ::query_stride]
     q = _project(module, "to_q", "norm_q", x)
     k = _project(module, "to_k", "norm_k", kv_source)
     if joint and context is not None and not text_first:
@@ -76,14 +80,21 @@ def _per_head_probs(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None 
 
 
 @torch.no_grad()
-def attention_received(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def attention_received(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None = None,
+                       queries: int | None = None) -> torch.Tensor:
     """(B, Sk): how much attention each key token receives, summed over queries, averaged over heads.
-    mask: the module's attention mask over the keys (padded text tokens receive none)."""
+    mask: the module's attention mask over the keys (padded text tokens receive none).
+    queries: estimate the sum from every (Sq // queries)-th query only, scaled back to Sq (an evenly spread
+    sample of the rows: the map costs Sq * Sk per head, so this bounds the score's cost as tokens grow)."""
+    sq = q.shape[1]
+    if queries is not None and sq > queries:
+        stride = sq // queries
+        q = q[:, ::stride]
     total = None
     for p in _per_head_probs(q, k, key_bias(mask, q.shape[0], k.shape[1])):
         s = p.sum(1)  # (B, Sk)
         total = s if total is None else total + s
-    return total / q.shape[2]
+    return total * (sq / q.shape[1]) / q.shape[2]
 
 
 @torch.no_grad()
@@ -147,6 +158,13 @@ def distances(x: torch.Tensor, c: torch.Tensor, distance: str) -> torch.Tensor:
     return (x * x).sum(-1, keepdim=True) - 2 * x @ c.transpose(1, 2) + (c * c).sum(-1).unsqueeze(1)
 
 
+def _assign(x: torch.Tensor, c: torch.Tensor, distance: str) -> torch.Tensor:
+    """(B, N) nearest centroid; for L2, ||x||^2 is the same for every centroid and is left out."""
+    if distance == "l1":
+        return torch.cdist(x, c, p=1).argmin(-1)
+    return ((c * c).sum(-1).unsqueeze(1) - 2 * x @ c.transpose(1, 2)).argmin(-1)
+
+
 @torch.no_grad()
 def kmeans(x: torch.Tensor, k: int, init: torch.Tensor | None = None, max_iters: int = 100, tol: float = 1e-4,
            generator: torch.Generator | None = None, distance: str = "l1") -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -165,7 +183,7 @@ def kmeans(x: torch.Tensor, k: int, init: torch.Tensor | None = None, max_iters:
     labels = torch.zeros(b, n, dtype=torch.long, device=x.device)
     iters = 0
     for iters in range(1, max_iters + 1):
-        labels = distances(x, centroids, distance).argmin(-1)                  # (B, N)
+        labels = _assign(x, centroids, distance)                                # (B, N)
         onehot = torch.zeros(b, n, k, dtype=x.dtype, device=x.device).scatter_(-1, labels.unsqueeze(-1), 1.0)
         counts = onehot.sum(1)                                                  # (B, k)
         sums = onehot.transpose(1, 2) @ x                                       # (B, k, D)
@@ -198,9 +216,11 @@ def one_per_cluster(labels: torch.Tensor, k: int, generator: torch.Generator | N
     random token that no other cluster chose (so the k indices are distinct when k <= N)."""
     b, n = labels.shape
     noise = torch.rand(b, n, generator=generator).to(labels.device)             # (B, N) random priorities
-    clusters = torch.arange(k, device=labels.device)
-    masked = torch.where(labels.unsqueeze(-1) == clusters, noise.unsqueeze(-1), -1.0)  # (B, N, k)
-    best, idx = masked.max(1)                                                   # (B, k)
+    best = torch.full((b, k), -1.0, device=labels.device).scatter_reduce(1, labels, noise, "amax")  # (B, k)
+    winner = noise == best.gather(1, labels)                                    # (B, N): its cluster's pick
+    slot = torch.where(winner, labels, k)                                       # losers go to a spare column
+    tokens = torch.arange(n, device=labels.device).expand(b, -1)
+    idx = torch.zeros(b, k + 1, dtype=torch.long, device=labels.device).scatter_(1, slot, tokens)[:, :k]
     found = best >= 0                                                           # (B, k)
     if bool(found.all()):
         return idx

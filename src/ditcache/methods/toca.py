@@ -53,6 +53,8 @@ class ToCa:
     #                                   "key_norm" (norm of each token's key: no attention map needed), or
     #                                   "random" (DuCa's choice: needs nothing from the attention module)
     seed: int = 0                     # random scores only
+    score_queries: int | None = 64    # attention scores from every (N // 64)-th query row only (the column
+    #                                   sums scaled back): bounds the map's cost as tokens grow; None: all rows
     tie_cfg: bool = False             # [uncond; cond] halves take the same tokens (PixArt's code does;
     #                                   DiT's does not, and per-sample choice is the default here)
     warmup: int = 1                   # leading full steps (Flux code: 3)
@@ -205,9 +207,11 @@ class ToCa:
                         scores["text"] = T.key_norm(attn.module, context)
                 else:
                     text_first = block_spec(attn.block).text_first
-                    q, k = T.query_key(attn.module, x, context if joint else None,
-                                       rotary=kwargs.get("image_rotary_emb"), joint=joint, text_first=text_first)
-                    received = T.attention_received(q, k, kwargs.get("attention_mask"))   # (B, L + N) or (B, N)
+                    rotary = kwargs.get("image_rotary_emb")
+                    stride = x.shape[1] // self.score_queries if self.score_queries else 1
+                    q, k = T.query_key(attn.module, x, context if joint else None, rotary=rotary, joint=joint,
+                                       text_first=text_first, query_stride=max(stride, 1))
+                    received = T.attention_received(q, k, kwargs.get("attention_mask"), self.score_queries)
                     n_text = context.shape[1] if joint else 0
                     n_image = received.shape[1] - n_text
                     if text_first:

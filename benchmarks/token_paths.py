@@ -1,0 +1,89 @@
+"""Do the token-level methods keep their FLOP savings in wall-clock? (issue 11)
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/token_paths.py [--models dit256 flux256] [--threads 1]
+
+On the 256-token defaults, at batch 16 (50 steps) and batch 100 (10 steps, to bound the time), every
+method and its uncached reference are timed round-robin in one process (median of --repeats rounds after
+one warm-up round). For each: FLOP speedup (torch's counter), wall-clock speedup, the share of the FLOP
+speedup kept in wall-clock (wall x / FLOP x), and the planning share (host-side time in the methods'
+plans: scores, k-means, token choice, over the generation's wall-clock). ClusCa and ToCa appear twice:
+with the planning they had before (L1 k-means up to 100 iterations; attention scores from every query
+row) and now (L2 k-means through matrix products, at most 10 warm-started iterations; scores from 64
+query rows). TaylorSeer is the yardstick: the same schedule and order without token work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+import ditcache  # noqa: E402
+from ditcache.bench import markdown_table  # noqa: E402
+
+
+def methods(family: str) -> dict:
+    toca = "flux" if family == "flux" else "dit"
+    return {
+        "taylorseer N5 O1": ditcache.TaylorSeer(interval=5, order=1, warmup=3),
+        "clusca before (L1, 100 it)": ditcache.ClusCa(interval=5, clusters=16, distance="l1", max_iters=100),
+        "clusca now (L2, 10 it)": ditcache.ClusCa(interval=5, clusters=16, distance="l2", max_iters=10),
+        "toca before (all queries)": ditcache.ToCa.preset(toca, interval=4, fresh_ratio=0.1, score_queries=None),
+        "toca now (64 queries)": ditcache.ToCa.preset(toca, interval=4, fresh_ratio=0.1),
+        "fora N3": ditcache.FORA(interval=3),
+    }
+
+
+def measure(name: str, batch: int, steps: int, repeats: int) -> list[list]:
+    model = ditcache.load_default(name)
+    labels = [i % 10 for i in range(batch)]
+    todo = {"uncached": None, **methods(model.family)}
+    stats: dict[str, tuple[float, float]] = {}
+    times: dict[str, list[float]] = {k: [] for k in todo}
+    for round_ in range(repeats + 1):  # the first round warms up
+        for key, method in todo.items():
+            start = time.perf_counter()
+            if method is None:
+                _, run = model.generate(labels, steps=steps, seed=0, method="none", return_run=True)
+            else:
+                _, run = model.generate(labels, steps=steps, seed=0, method=method, return_run=True)
+            wall = time.perf_counter() - start
+            if round_:
+                times[key].append(wall)
+            plan = sum(r.plan_s for r in run.stats.records)
+            stats[key] = (run.stats.flops, plan / wall)
+            print(f"  {name} batch {batch} round {round_}: {key} {wall:.1f} s", flush=True)
+    ref_wall, ref_flops = statistics.median(times["uncached"]), stats["uncached"][0]
+    rows = []
+    for key in todo:
+        if key == "uncached":
+            continue
+        wall = statistics.median(times[key])
+        fx, wx = ref_flops / stats[key][0], ref_wall / wall
+        rows.append([name, batch, key, f"{fx:.2f}", f"{wx:.2f}", f"{wx / fx:.0%}", f"{stats[key][1]:.1%}"])
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["dit256", "flux256"])
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    for name in args.models:
+        for batch, steps in ((16, 50), (100, 10)):
+            rows += measure(name, batch, steps, args.repeats)
+    print()
+    print(markdown_table(["model", "batch", "method", "FLOP x", "wall x", "kept", "plan %"], rows))
+
+
+if __name__ == "__main__":
+    main()
