@@ -271,3 +271,44 @@ def test_interrupted_generation_leaves_nothing_behind(pipes, name):
     interrupted, full = run.stats.generations()
     per_step = branches_per_step(name, True)
     assert len(interrupted.records) == 3 * per_step and len(full.records) == STEPS * per_step
+
+
+class _PipelineModel:
+    """The DiT pipeline's transformer as the learned methods' trainers see a model: conditioning for class
+    labels, noise, and its CFG scale (the pipeline's default DDIM schedule is the sampler's)."""
+
+    def __init__(self, pipe):
+        self.transformer = pipe.transformer
+        self.default_guidance_scale = 4.0
+
+    def conditioning(self, labels):
+        labels = torch.as_tensor(labels)
+        return {"class_labels": labels}, {"class_labels": torch.full_like(labels, 1000)}
+
+    def initial_noise(self, batch, seed):
+        return torch.randn((batch, 4, 8, 8), generator=torch.Generator().manual_seed(seed))
+
+
+def test_learned_methods_on_the_dit_pipeline(pipes, tmp_path):
+    """Artifacts trained on the pipeline's own transformer and sampler fit the pipeline: L2C, TokenCache and
+    HyCa run inside `cached(pipe, ...)`, and a router that computes everything is bit-identical."""
+    from ditcache.learn.hyca import HyCaTrainConfig, train_hyca
+    from ditcache.learn.l2c import L2CTrainConfig, train_l2c
+    from ditcache.learn.tokencache import TokenCacheTrainConfig, train_tokencache
+
+    pipe = pipes("dit")
+    model = _PipelineModel(pipe)
+    l2c, _ = train_l2c(model, L2CTrainConfig(steps=STEPS, iters=4, labels_per_batch=2, batches=1))
+    tc, _ = train_tokencache(model, TokenCacheTrainConfig(steps=STEPS, iters=4, labels_per_batch=2, batches=1))
+    hy, _ = train_hyca(model, HyCaTrainConfig(steps=STEPS, interval=2, warmup=1, labels_per_batch=2))
+    paths = [a.save(tmp_path / f"{a.method}.safetensors") for a in (l2c, tc, hy)]
+    ref = call("dit", pipe)
+    with ditcache.cached(pipe, ditcache.L2C(artifact=str(paths[0]), threshold=0.0)):
+        assert torch.equal(call("dit", pipe), ref)
+    for method in (ditcache.L2C(artifact=str(paths[0]), threshold=1.0),
+                   ditcache.TokenCache(artifact=str(paths[1]), ratio=0.3, k1=2, k2=2),
+                   ditcache.HyCa(artifact=str(paths[2]))):
+        with ditcache.cached(pipe, method) as run:
+            out = call("dit", pipe)
+        counts = run.stats.counts()
+        assert torch.isfinite(out).all() and counts["reuse"] + counts["forecast"] + counts["partial"] > 0

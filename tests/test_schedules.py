@@ -1,0 +1,84 @@
+"""Full-step lists on 50 steps, written out from the references' rules (not from ditcache's code):
+
+- FORA: s == T-1 or s % N == 0, with s = 49 - step counting down;
+- TaylorSeer, ClusCa, FreqCa, HyCa: first_enhance W steps, then a counter reset at each full step fires
+  when it reaches N - 1 (full at W-1+N, W-1+2N, ...);
+- ToCa: the DiT code's interval round(N / (a + b p)), 2 in its sensitive window, and the last step;
+  PixArt's curve; Flux's fixed interval after three full steps;
+- TokenCache: every k1 steps before the boundary, every k2 after; L2C: every other step.
+Each method's defaults and two other settings; the engine's records of a real run must agree.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ditcache
+from ditcache import zoo
+from ditcache.sampling import sample
+
+FORA3 = [0, 1, 4, 7, 10, 13, 16, 19, 22, 25, 28, 31, 34, 37, 40, 43, 46, 49]
+FORA2 = [0, 1] + list(range(3, 50, 2))
+FORA5 = [0, 4, 9, 14, 19, 24, 29, 34, 39, 44, 49]
+TS_4_2 = [0, 1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41, 45, 49]      # TaylorSeer's DiT defaults
+TS_6_3 = [0, 1, 2, 8, 14, 20, 26, 32, 38, 44]                        # its FLUX setting: 10 full = 5.00x
+TS_5_1 = [0, 5, 10, 15, 20, 25, 30, 35, 40, 45]                      # HunyuanVideo's
+CL_5_3 = [0, 1, 2, 7, 12, 17, 22, 27, 32, 37, 42, 47]                # ClusCa's FLUX defaults
+TPRR_4_2 = [0, 4, 8, 12, 16, 20, 24] + list(range(26, 50, 2))
+TPRR_6_2 = [0, 6, 12, 18, 24] + list(range(26, 50, 2))
+TPRR_3_2_03 = [0, 3, 6, 9, 12, 15] + list(range(17, 50, 2))
+TOCA_DIT = [0, 5, 9, 13, 17, 20, 23, 26, 29, 32, 34, 36, 38, 40, 42, 44, 46, 48, 49]
+TOCA_DIT_N4 = [0, 7, 13, 18, 22, 26, 30, 32, 34, 36, 38, 40, 43, 46, 49]
+TOCA_PIXART = [0, 4, 8, 11, 14, 17, 20, 23, 26, 29, 32, 35, 38, 41, 44, 47, 49]
+TOCA_FLUX = [0, 1, 2, 6, 10, 14, 18, 22, 26, 30, 34, 38, 42, 46, 49]
+
+STATIC = [
+    (ditcache.FORA(), FORA3), (ditcache.FORA(interval=2), FORA2), (ditcache.FORA(interval=5), FORA5),
+    (ditcache.TaylorSeer(), TS_4_2), (ditcache.TaylorSeer(interval=6, order=1, warmup=3), TS_6_3),
+    (ditcache.TaylorSeer(interval=5, order=1, warmup=1), TS_5_1),
+    (ditcache.ClusCa(), CL_5_3), (ditcache.ClusCa.preset("dit"), TS_4_2),
+    (ditcache.ClusCa.preset("hunyuanvideo"), TS_5_1),
+    (ditcache.FreqCa(), TS_6_3), (ditcache.FreqCa(interval=4, warmup=2), TS_4_2),
+    (ditcache.FreqCa(interval=5, warmup=1), TS_5_1),
+    (ditcache.TokenCache(), TPRR_4_2), (ditcache.TokenCache(k1=6), TPRR_6_2),
+    (ditcache.TokenCache(k1=3, boundary=0.3), TPRR_3_2_03),
+    (ditcache.L2C(), list(range(0, 50, 2))), (ditcache.L2C(interval=3), list(range(0, 50, 3))),
+]
+
+
+@pytest.mark.parametrize("method,full", STATIC, ids=lambda v: ditcache.methods.describe(v) if hasattr(v, "name")
+                         else "")
+def test_full_steps_on_50_steps(method, full):
+    assert method.full_steps(50) == full
+
+
+def _run_full_steps(method, name="dit-tiny", steps=50):
+    model = zoo.build(name)
+    noise, cond, uncond = zoo.conditioning(name, 1)
+    with ditcache.cached(model, method) as run:
+        sample(model, noise, cond, uncond, steps=steps, guidance_scale=2.0)
+    return [r.step for r in run.stats.records if all(a == "full" for a in r.actions)]
+
+
+@pytest.mark.parametrize("method,full", [
+    (ditcache.FORA(), FORA3), (ditcache.TaylorSeer(), TS_4_2), (ditcache.ClusCa(clusters=4), CL_5_3),
+    (ditcache.FreqCa(), TS_6_3),
+])
+def test_runs_follow_their_schedule(method, full):
+    assert _run_full_steps(method) == full
+
+
+@pytest.mark.parametrize("method,full,name", [
+    (ditcache.ToCa.preset("dit"), TOCA_DIT, "dit-tiny"),
+    (ditcache.ToCa.preset("dit", interval=4), TOCA_DIT_N4, "dit-tiny"),
+    (ditcache.ToCa.preset("pixart"), TOCA_PIXART, "pixart-tiny"),
+    (ditcache.ToCa.preset("flux"), TOCA_FLUX, "flux-tiny"),
+])
+def test_toca_schedules(method, full, name):
+    assert _run_full_steps(method, name) == full
+
+
+def test_taylorseer_forecasts_the_last_steps_only_between_full_ones():
+    """The old schedule forecast the last three of 50 steps at N=4; the reference computes step 49."""
+    assert TS_4_2[-1] == 49 and torch.tensor(TS_4_2).diff()[2:].eq(4).all()
