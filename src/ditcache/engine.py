@@ -349,7 +349,7 @@ class Run:
         if t is None or full_steps is None or t in self._warned or self.method.name == "none":
             return
         self._warned.add(t)
-        if len(full_steps(t)) == t:
+        if len(full_steps(t)) == t and len(full_steps(1000)) < 1000:  # (FORA(interval=1) means it: no warning)
             from .methods import describe
 
             warnings.warn(f"{describe(self.method)} computes all {t} steps at this step count (its interval or "

@@ -45,11 +45,11 @@ def _t5(d_model: int = 16):
                                    num_heads=2, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)).eval()
 
 
-def _clip(hidden: int = 16, projection: int | None = None):
+def _clip(hidden: int = 16, projection: int | None = None, positions: int = 16):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     cfg = CLIPTextConfig(vocab_size=_vocab_size(), hidden_size=hidden, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=16, projection_dim=projection or hidden,
+                         num_attention_heads=2, max_position_embeddings=positions, projection_dim=projection or hidden,
                          pad_token_id=0, bos_token_id=3, eos_token_id=1)
     return (CLIPTextModelWithProjection(cfg) if projection else CLIPTextModel(cfg)).eval()
 
@@ -126,8 +126,45 @@ def _wan():
                        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), transformer=transformer)
 
 
-# name -> builder. Each pipeline makes 16x16 images (Wan: 16x16 videos of a few frames).
-PIPELINES: dict[str, Callable] = {"dit": _dit, "pixart": _pixart, "flux": _flux, "sd3": _sd3, "wan": _wan}
+def _latte():
+    from diffusers import DDIMScheduler, LattePipeline, LatteTransformer3DModel
+
+    transformer = LatteTransformer3DModel(
+        num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=2, sample_size=8,
+        patch_size=2, cross_attention_dim=16, caption_channels=16, norm_type="ada_norm_single",
+        activation_fn="gelu-approximate", num_embeds_ada_norm=1000, video_length=2).eval()
+    return LattePipeline(tokenizer=_tokenizer(8, bos=False), text_encoder=_t5(16), vae=_vae(4),
+                         transformer=transformer, scheduler=DDIMScheduler())
+
+
+def _hunyuanvideo():
+    from diffusers import (
+        AutoencoderKLHunyuanVideo,
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanVideoPipeline,
+        HunyuanVideoTransformer3DModel,
+    )
+    from transformers import LlamaConfig, LlamaModel
+
+    transformer = HunyuanVideoTransformer3DModel(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=8, num_layers=1,
+        num_single_layers=2, num_refiner_layers=1, patch_size=1, patch_size_t=1, guidance_embeds=True,
+        text_embed_dim=16, pooled_projection_dim=16, rope_axes_dim=(2, 2, 4)).eval()
+    llama = LlamaModel(LlamaConfig(vocab_size=_vocab_size(), hidden_size=16, intermediate_size=32,
+                                   num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                                   max_position_embeddings=256, pad_token_id=0)).eval()
+    vae = AutoencoderKLHunyuanVideo(  # its encoder only supports 4x or 8x in time: 4 blocks
+        in_channels=3, out_channels=3, latent_channels=4, down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+        up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
+        norm_num_groups=4, spatial_compression_ratio=8, temporal_compression_ratio=4).eval()
+    return HunyuanVideoPipeline(text_encoder=llama, tokenizer=_tokenizer(256), transformer=transformer, vae=vae,
+                                scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+                                text_encoder_2=_clip(16, positions=77), tokenizer_2=_tokenizer(77))
+
+
+# name -> builder. Each pipeline makes 16x16 images (videos: a few frames).
+PIPELINES: dict[str, Callable] = {"dit": _dit, "pixart": _pixart, "flux": _flux, "sd3": _sd3, "wan": _wan,
+                                  "latte": _latte, "hunyuanvideo": _hunyuanvideo}
 
 
 def tiny_pipeline(name: str, seed: int = 0):
