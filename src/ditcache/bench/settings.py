@@ -75,6 +75,8 @@ def method_settings(text: str, family: str, artifact: str | None = None) -> list
     for item in items:
         if ":" in item:
             m = parse_method(item)
+            if artifact is not None and "artifact=" not in item:  # learned methods: this model's artifact
+                m = _with_artifact(m, artifact)
             out.append((m.name, m))
         elif item in table:
             out += [(item, m) for m in table[item]]

@@ -31,7 +31,8 @@ METHODS: dict[str, type] = {
 
 
 def parse_method(text: str):
-    """``"fora"``, ``"fora:interval=3"``, ``"taylorseer:interval=5,order=1"`` -> a method config."""
+    """``"fora"``, ``"fora:interval=3"``, ``"taylorseer:interval=5,order=1"`` -> a method config;
+    ``"toca:preset=flux,interval=5"`` starts from a method's preset."""
     name, _, args = text.partition(":")
     try:
         cls = METHODS[name.strip().lower()]
@@ -39,8 +40,12 @@ def parse_method(text: str):
         raise KeyError(f"unknown method {name!r}; known methods: {sorted(METHODS)}") from None
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
+    preset = None
     for item in filter(None, (a.strip() for a in args.split(","))):
         key, eq, value = item.partition("=")
+        if key == "preset" and eq and hasattr(cls, "preset"):
+            preset = value
+            continue
         if not eq or key not in fields:
             raise ValueError(f"bad setting {item!r} for {name}: expected key=value with key in {sorted(fields)}")
         if key == "forecast":  # a forecaster by name, with its defaults: clusca:forecast=hicache
@@ -57,7 +62,7 @@ def parse_method(text: str):
             kwargs[key] = {bool: lambda v: v.lower() in ("1", "true", "yes")}.get(kind, kind)(value)
         except ValueError:
             raise ValueError(f"bad value {value!r} for {name}.{key}: expected {kind.__name__}") from None
-    return cls(**kwargs)
+    return cls.preset(preset, **kwargs) if preset is not None else cls(**kwargs)
 
 
 def describe(method, full: bool = False) -> str:
