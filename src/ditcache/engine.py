@@ -128,7 +128,7 @@ class Run:
     """One model under one method: the hooks, the store and the stats. Use ``remove()`` to undo."""
 
     def __init__(self, target, method, *, steps: int | None = None, trace: bool = False,
-                 scheduler=None, max_cache_bytes: int | None = None) -> None:
+                 scheduler=None, max_cache_bytes: int | None = None, count_flops: bool = True) -> None:
         self.model, self._pipe, found = _find_model(target)
         # torch.compile'd targets: ditcache's wrappers run in Python and each wrapped forward is compiled on
         # its own, so no step's plan is ever part of a graph (see _host_side)
@@ -149,6 +149,7 @@ class Run:
         if max_cache_bytes is not None and (not isinstance(max_cache_bytes, (int, float)) or max_cache_bytes < 0):
             raise ValueError(f"max_cache_bytes must be a number of bytes >= 0, got {max_cache_bytes!r}")
         self.max_cache_bytes = max_cache_bytes
+        self.count_flops = count_flops  # False: no FLOP counter at all (timing runs: it slows the calls it counts)
         self.predicted_bytes: dict[str, int] | None = None  # memory.predict after the first step
         self.method = resolve_method(method)
         self.sites: list[Site] = adapters.find_sites(self.model)
@@ -455,7 +456,7 @@ class Run:
         self._begin_call(inputs)
         shapes = tuple(tuple(v.shape) for v in inputs.values() if isinstance(v, torch.Tensor))
         key = (tuple((p.action, p.n_tokens, p.verify) for p in self.plans), shapes)
-        memo = self._flop_memo.get(key)
+        memo = self._flop_memo.get(key) if self.count_flops else (0, [0] * len(self.sites))
         if memo is None:  # first call of this plan shape: count its FLOPs, per site too
             self._meter = [0] * len(self.sites)
             try:
@@ -678,22 +679,26 @@ def _uncompiled(model: nn.Module) -> nn.Module:
 
 
 def apply(target, method, *, steps: int | None = None, trace: bool = False, scheduler=None,
-          max_cache_bytes: int | None = None) -> Run:
+          max_cache_bytes: int | None = None, count_flops: bool = True) -> Run:
     """Hook ``method`` into a transformer or pipeline. Returns the run; ``run.remove()`` undoes it.
 
     steps: the step count, for a bare model in your own loop without a scheduler.
     scheduler: the diffusers scheduler your own loop uses with a bare model: its ``set_timesteps`` and
     ``step()`` then delimit generations and steps, as with a pipeline.
     trace: keep every call's plans in ``run.trace`` (replayable with ``ditcache.methods.Replay``).
-    max_cache_bytes: refuse (MemoryError) after the first step when the predicted peak cache exceeds it."""
-    return Run(target, method, steps=steps, trace=trace, scheduler=scheduler, max_cache_bytes=max_cache_bytes)
+    max_cache_bytes: refuse (MemoryError) after the first step when the predicted peak cache exceeds it.
+    count_flops: count each plan shape's FLOPs on its first call (torch's counter slows those calls; timing
+    runs switch it off and record 0 FLOPs)."""
+    return Run(target, method, steps=steps, trace=trace, scheduler=scheduler, max_cache_bytes=max_cache_bytes,
+               count_flops=count_flops)
 
 
 @contextmanager
 def cached(target, method, *, steps: int | None = None, trace: bool = False, scheduler=None,
-           max_cache_bytes: int | None = None):
+           max_cache_bytes: int | None = None, count_flops: bool = True):
     """``with ditcache.cached(pipe_or_model, ditcache.FORA(interval=3)) as run: ...`` (see ``apply``)."""
-    run = Run(target, method, steps=steps, trace=trace, scheduler=scheduler, max_cache_bytes=max_cache_bytes)
+    run = Run(target, method, steps=steps, trace=trace, scheduler=scheduler, max_cache_bytes=max_cache_bytes,
+              count_flops=count_flops)
     try:
         yield run
     finally:

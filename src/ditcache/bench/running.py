@@ -56,8 +56,10 @@ def _dist() -> tuple[int, int]:
     return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
 
 
-def generate(subject: Subject, seeds: list[int], steps: int, method=None, peer=None, trace: list | None = None):
-    """Images for ``seeds`` (one batch) and the ditcache run's stats (None for peers and uncached)."""
+def generate(subject: Subject, seeds: list[int], steps: int, method=None, peer=None, trace: list | None = None,
+             count_flops: bool = True):
+    """Images for ``seeds`` (one batch) and the ditcache run's stats (None for peers and uncached).
+    count_flops=False for timing: torch's FLOP counter slows the calls it counts."""
     from ..engine import cached
     from ..sampling import sample
 
@@ -70,7 +72,7 @@ def generate(subject: Subject, seeds: list[int], steps: int, method=None, peer=N
     if method is None:
         return subject.decode(sample(subject.transformer, noise, cond, uncond, steps=steps,
                                      guidance_scale=subject.guidance)), None
-    with cached(subject.transformer, method, trace=trace is not None) as run:
+    with cached(subject.transformer, method, trace=trace is not None, count_flops=count_flops) as run:
         lat = sample(subject.transformer, noise, cond, uncond, steps=steps, guidance_scale=subject.guidance)
     if trace is not None:
         trace.extend(run.trace)
@@ -230,7 +232,7 @@ def _timer(subject: Subject, seeds: list[int], steps: int, kind: str, name: str,
             finally:
                 peer.remove()
         return run_peer
-    return lambda: generate(subject, seeds, steps, method=thing)
+    return lambda: generate(subject, seeds, steps, method=thing, count_flops=False)
 
 
 def _versions() -> dict[str, str]:

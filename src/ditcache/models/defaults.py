@@ -255,6 +255,7 @@ class DefaultModel:
         guidance_scale: float | None = None,
         progress: bool = False,
         return_run: bool = False,
+        count_flops: bool = True,
     ):
         """Images (B, 1, 28, 28) in [-1, 1] for class labels (B,). guidance_scale None -> the
         model's default_guidance_scale; 1.0 disables CFG. With a method, sampling runs inside
@@ -276,7 +277,7 @@ class DefaultModel:
         else:
             import ditcache
 
-            with ditcache.cached(self.transformer, method, steps=steps) as run:
+            with ditcache.cached(self.transformer, method, steps=steps, count_flops=count_flops) as run:
                 latents = sample(self.transformer, noise, cond, uncond if scale != 1.0 else None,
                                  steps=steps, guidance_scale=scale, progress=progress)
             self.last_run = run
