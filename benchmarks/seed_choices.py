@@ -2,7 +2,8 @@
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/seed_choices.py [--models dit flux] [--seeds 256]
 
-- ClusCa's refresh: refreshed tokens kept until the next full step ("persist") or dropped after their step.
+- ClusCa's refresh: refreshed tokens kept until the next full step ("persist") or dropped after their step;
+  its k-means: L2 distances and 10 iterations (the default) or the reference's L1 and 100.
 - Taylor differences: TaylorSeer's backward differences or Newton's divided differences.
 - Flux single-stream blocks (flux only): cached after their gate (the old adapter entry, a residual) or
   before it (the current entry, which applies each step's own gate), for FORA and TaylorSeer.
@@ -57,6 +58,7 @@ def main() -> None:
     header = "| setting | FLOP x | wall x | PSNR dB [95% CI] | FD | FD - uncached [95% CI] |\n|---|---|---|---|---|---|"
     for model in args.models:
         methods = ("clusca:interval=5,clusters=8,refresh=persist,clusca:interval=5,clusters=8,refresh=step,"
+                   "clusca:interval=5,clusters=8,distance=l1,max_iters=100,"
                    "taylorseer:interval=4,order=2,taylorseer:interval=4,order=2,forecast=newton,"
                    "taylorseer:interval=6,order=2,taylorseer:interval=6,order=2,forecast=newton")
         report = bench(model, methods, args.seeds, ROOT / "benchmarks" / "results" / f"choices_{model}")

@@ -33,7 +33,7 @@ def methods(family: str) -> dict:
     return {
         "taylorseer N5 O1": ditcache.TaylorSeer(interval=5, order=1, warmup=3),
         "clusca before (L1, 100 it)": ditcache.ClusCa(interval=5, clusters=16, distance="l1", max_iters=100),
-        "clusca now (L2, 10 it)": ditcache.ClusCa(interval=5, clusters=16, distance="l2", max_iters=10),
+        "clusca now (L2, 10 it)": ditcache.ClusCa(interval=5, clusters=16),
         "toca before (all queries)": ditcache.ToCa.preset(toca, interval=4, fresh_ratio=0.1, score_queries=None),
         "toca now (64 queries)": ditcache.ToCa.preset(toca, interval=4, fresh_ratio=0.1),
         "fora N3": ditcache.FORA(interval=3),

@@ -23,7 +23,9 @@ spatial blocks already see one frame per row, only spatial blocks are clustered 
 Other choices that differ from the reference code, on purpose: propagation acts on the order-0 anchor,
 so it does not scale the forecast's higher-order terms; a fresh token's anchor is set so that this step
 returns its fresh output exactly; an empty cluster keeps its centroid in k-means and lends its token
-slot to a token not already chosen; distances can be L2 through matrix products (``distance="l2"``).
+slot to a token not already chosen; k-means uses L2 distances through matrix products and at most 10
+warm-started iterations by default (``distance="l1", max_iters=100`` is the reference's; the quality
+difference on the defaults is in BENCHMARKS.md, seed choices).
 """
 
 from __future__ import annotations
@@ -50,8 +52,10 @@ class ClusCa:
     gamma: float = 0.005     # propagation ratio towards the cluster's fresh value (authors' FLUX value)
     refresh: str = "persist"  # "persist": refreshed tokens last until the next full step (the reference);
     #                          "step": only for their own step. See the module doc for the measurement
-    distance: str = "l1"     # k-means distance: "l1" (the reference's cdist p=1) or "l2" (matrix products)
-    max_iters: int = 100     # k-means iterations at most (authors' DiT/FLUX value; HunyuanVideo uses 10)
+    distance: str = "l2"     # k-means distance: "l2" through matrix products (the reference's "l1", cdist p=1,
+    #                          has no BLAS path: 12% of a 256-token generation went to it; seed_choices.py)
+    max_iters: int = 10      # k-means iterations at most: warm-started from the last centroids they settle in a
+    #                          few (the authors' HunyuanVideo cap; their DiT/FLUX value is 100)
     tol: float = 1e-4        # k-means stops when centroids move less than this (relative)
     seed: int = 0            # random representatives and the first k-means initialisation
     frame_wise: bool = False  # video: k-means within each frame, `clusters` per frame (the reference's T-wise)
