@@ -279,9 +279,10 @@ def video_card(model, classifier, per_class: int, steps: int, out: Path) -> dict
                "optimizer), as recorded in the JSON." if init else "")
     (out / f"MODEL_CARD_{name}.md").write_text(f"""# Default model `{name}`
 
-`diffusers.WanTransformer3DModel` on moving Fashion-MNIST: each clip is {spec.frames} frames of {spec.canvas}x{spec.canvas}
-pixels in which one Fashion-MNIST training item ({spec.item}x{spec.item}, its own size) moves in a straight line from a
-random start to a random end position (`ditcache.data.moving_clips`). 1x{spec.patch}x{spec.patch} patches ->
+`diffusers.WanTransformer3DModel` on moving Fashion-MNIST: each clip is {spec.frames} frames of
+{spec.canvas}x{spec.canvas} pixels in which one Fashion-MNIST training item ({spec.item}x{spec.item}, its own size)
+moves in a straight line from a random start to a random end position (`ditcache.data.moving_clips`).
+1x{spec.patch}x{spec.patch} patches ->
 {spec.frames} x {(spec.canvas // spec.patch) ** 2} = {spec.frames * (spec.canvas // spec.patch) ** 2} tokens. Rectified
 flow as the Flux default (the model sees timestep = 1000 s, Wan's scale); the class enters as a learned
 {spec.text_tokens}-token "text" sequence for Wan's cross-attention; id 10 = null class (10% dropout). Sampled with
@@ -300,15 +301,16 @@ Load with `ditcache.load_default("{name}")`; `ditcache generate --model {name} -
 ## Training
 
 Fashion-MNIST train split, clips made on the fly from seeded draws. AdamW lr {tr['lr']} (warmup
-{tr['warmup_steps']} steps), EMA {tr['ema_decay']}, batch {tr['batch_size']}, seed {tr['seed']}, fp32 on CPU, {tr['threads']}
-thread beside other jobs. {meta['trained_steps']} steps in {meta['train_seconds'] / 60:.1f} min; final train loss
-{meta['final_loss']:.4f}.{resumed}
+{tr['warmup_steps']} steps), EMA {tr['ema_decay']}, batch {tr['batch_size']}, seed {tr['seed']}, fp32 on CPU,
+{tr['threads']} thread beside other jobs. {meta['trained_steps']} steps in {meta['train_seconds'] / 60:.1f} min;
+final train loss {meta['final_loss']:.4f}.{resumed}
 
 ![loss curve]({name}_loss.png)
 
 ## Samples
 
-One clip per class (uncached, {steps} steps, CFG {model.default_guidance_scale}, seed 0), frames left to right ([GIF]({name}_samples.gif)):
+One clip per class (uncached, {steps} steps, CFG {model.default_guidance_scale}, seed 0), frames top to bottom
+([GIF]({name}_samples.gif)):
 
 ![samples]({name}_samples.png)
 
@@ -320,8 +322,10 @@ Every frame's item is cropped at its centre of brightness and judged by the ship
 | measure | generated | real clips |
 | --- | --- | --- |
 | per-frame class accuracy | {ev['per_frame_accuracy']:.3f} | {ev['real_per_frame_accuracy']:.3f} |
-| FD in classifier space, frames vs the 10k test images | {ev['fd_frames_vs_test']:.2f} | {ev['real_fd_frames_vs_test']:.2f} |
-| label consistency (share of a clip's frames given its majority label) | {ev['consistency']:.3f} | {ev['real_consistency']:.3f} |
+| FD in classifier space, frames vs the 10k test images | {ev['fd_frames_vs_test']:.2f} | \
+{ev['real_fd_frames_vs_test']:.2f} |
+| label consistency (share of a clip's frames given its majority label) | {ev['consistency']:.3f} | \
+{ev['real_consistency']:.3f} |
 | generation of {ev['clips']} clips, {steps} steps | {ev['generation_seconds']:.0f} s | |
 
 Regenerate with `python -m ditcache.models.card --models video --per-class {per_class}`.
