@@ -12,8 +12,8 @@ Attention and whole-block sites are forecast only.
 Refreshed tokens and propagated values persist across consecutive ClusCa steps (``refresh="persist"``,
 as the reference's in-place edit of its order-0 factor does), kept beside the forecaster's history so
 the next full step's differences see real outputs only (the reference's edit biases them); with
-``refresh="step"`` they are dropped after their own step. Measured on both 64-token defaults (PSNR vs
-uncached, 32 seeds, `benchmarks/clusca_choices.py`): see BENCHMARKS.md; "persist" is the default.
+``refresh="step"`` they are dropped after their own step. Both are measured on the 64-token defaults by
+`benchmarks/seed_choices.py` (BENCHMARKS.md, seed choices); "persist" is the default.
 
 Video: with ``frame_wise`` the image tokens of each frame are clustered on their own (the reference's
 T-wise mode): ``clusters`` per frame, and labels and token indices offset by frame into the flat token
