@@ -139,3 +139,17 @@ def test_toca_on_a_block_without_attention_projections_names_the_score_that_work
         for t in (900, 600, 300, 100):
             model(torch.randn(1, 6, 4), timestep=t)
     assert run.stats.counts()["partial"] > 0
+
+
+def test_generate_loads_the_chosen_models_artifact(capsys):
+    from ditcache.cli import _model_artifact
+    from ditcache.methods import parse_method
+
+    # the dataclass default is 'dit'; --model flux must load the flux files, and an explicit path stays
+    for name in ("l2c", "tokencache", "hyca"):
+        assert _model_artifact(parse_method(name), name, "flux").artifact == "flux"
+        assert _model_artifact(parse_method(f"{name}:artifact=x.safetensors"), f"{name}:artifact=x.safetensors",
+                               "flux").artifact == "x.safetensors"
+    assert _model_artifact(parse_method("fora"), "fora", "flux") == ditcache.FORA()
+    assert not (SHIPPED / "l2c_flux256.safetensors").exists()
+    _fails(capsys, ["generate", "--model", "flux256", "--method", "l2c"], "no shipped l2c artifact", "--model flux256")

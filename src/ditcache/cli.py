@@ -52,7 +52,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .models import load_default
 
     _positive(num=args.num, steps=args.steps, threads=args.threads)
-    method = parse_method(args.method)
+    method = _model_artifact(parse_method(args.method), args.method, args.model)
     video = args.model == "video"
     out = args.out if args.out is not None else ("clip.gif" if video else "grid.png")
     out_path = _out_file(out, (".gif",) if video else IMAGE_SUFFIXES) if out else None
@@ -94,6 +94,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
         _picture(out_path, [("uncached", ref), (method.name, out)], [CLASSES[i] for i in labels], video)
         print(f"  wrote {out_path} (top: uncached, bottom: {method.name})")
     return 0
+
+
+def _model_artifact(method, text: str, model: str):
+    """A learned method named without `artifact=` loads the chosen model's shipped artifact (its dataclass
+    default is 'dit', which would be refused on any other model after the uncached run); a model that ships
+    none is refused here, before any work."""
+    from dataclasses import replace
+
+    from .methods.artifacts import artifact_path
+
+    if not hasattr(method, "artifact") or "artifact=" in text:
+        return method
+    if not artifact_path(model, method.name).exists():
+        raise ValueError(f"no shipped {method.name} artifact for --model {model}: train one with "
+                         f"`ditcache train {method.name} --model {model}` and pass {method.name}:artifact=PATH")
+    return replace(method, artifact=model)
 
 
 def _picture(path: Path, rows: list, captions: list[str], video: bool) -> None:

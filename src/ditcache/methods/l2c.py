@@ -5,7 +5,7 @@ a branch is computed iff its learned score beta = sigmoid(theta[step, site]) exc
 otherwise its output from the last full step is reused. The router is an artifact trained for one
 model, sampler and step count (``ditcache train l2c``); applying it elsewhere is an error. Thresholds
 are specific to a router (L2C's own range from 0.1 to 0.9): by default the one recorded in the artifact,
-chosen by measurement (``benchmarks/l2c_threshold.py``: the fastest threshold whose FD in classifier
+chosen by measurement (``benchmarks/learned_defaults.py threshold``: the fastest threshold whose FD in classifier
 space is within 2% of uncached).
 """
 

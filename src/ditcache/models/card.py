@@ -277,6 +277,12 @@ def video_card(model, classifier, per_class: int, steps: int, out: Path) -> dict
     init = tr.get("init_from")
     resumed = (f" The run was continued from its own saved EMA weights (`--init-from {init['source']}`, a fresh "
                "optimizer), as recorded in the JSON." if init else "")
+    if meta.get("stages"):  # a run stopped and continued: each stage's command, steps run and time
+        resumed = (" Trained in stages, each stopped where its time ran out and continued from the previous stage's "
+                   "saved EMA weights with a fresh optimizer and lr warm-up (`stages` in the JSON):\n\n" + "\n".join(
+                       f"{i + 1}. `{st['command']}`: stopped after {st['trained_steps']} steps, "
+                       f"{st['train_seconds'] / 60:.1f} min, loss {st['final_loss']:.4f}"
+                       for i, st in enumerate(meta["stages"])))
     (out / f"MODEL_CARD_{name}.md").write_text(f"""# Default model `{name}`
 
 `diffusers.WanTransformer3DModel` on moving Fashion-MNIST: each clip is {spec.frames} frames of
