@@ -88,3 +88,11 @@ def test_classifier_loads_and_shipped_stats_match():
     mean, cov = clf.reference_stats("test")
     assert mean.shape == (FEATURE_DIM,) and cov.shape == (FEATURE_DIM, FEATURE_DIM) and mean.dtype == torch.float64
     assert torch.allclose(cov, cov.T)
+
+
+def test_video_default_loads_its_half_precision_weights_and_generates_clips():
+    model = load_default("video")  # weights stored in fp16, computed in fp32
+    assert {p.dtype for p in model.transformer.parameters()} == {torch.float32}
+    clips = model.generate([1, 8], steps=2, seed=0)
+    assert clips.shape == (2, 8, 1, 36, 36)  # (clips, 8 frames, channel, 36x36 canvas)
+    assert torch.equal(clips, model.generate([1, 8], steps=2, seed=0))
