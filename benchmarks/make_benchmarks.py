@@ -18,7 +18,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DOCS = ROOT / "docs"
-BUDGET = "psnr>=30,fd<=1.05x"
 
 
 def _load(name: str) -> dict | None:
@@ -138,6 +137,14 @@ def targets(report: dict, model: str) -> list[str]:
     return lines
 
 
+def command(report: dict) -> str:
+    """The `ditcache bench` line that made a report, from the settings it saved."""
+    c = report["config"]
+    return (f"ditcache bench --model {c['model']} --methods '{c['methods']}' --peers '{c['peers']}' "
+            f"--seeds {c['seeds']} --steps {c['steps']} --batch {c['batch']} --repeats {c['repeats']}"
+            + (f" --budget '{c['budget']}'" if c.get("budget") else "") + f" --threads {c['threads']}")
+
+
 def model_section(name: str, report: dict) -> list[str]:
     from ditcache.bench import report_markdown
 
@@ -160,9 +167,10 @@ def choosing_n(report: dict) -> list[str]:
             f"(95% interval {ref['fd_ci'][0]:.2f} to {ref['fd_ci'][1]:.2f}); the paired interval of a setting's FD "
             f"difference to uncached has a median half-width of {mid:.2f} ({mid / ref['fd']:.1%} of uncached's FD) "
             "over the settings benchmarked. Pairing (the same seeds, the same bootstrap resamples) removes most of "
-            "the between-sample noise, so a few-percent FD change is resolved at this N, while unpaired FDs at 32 "
-            "samples (the previous benchmark) moved by several points between seeds. 500 is the default "
-            "(`ditcache bench --seeds`); reports say their N.", ""] if mid else []
+            "the between-sample noise; the half-width shrinks about as 1/sqrt(N), so at the default of 500 "
+            f"(`ditcache bench --seeds`) it would be about {mid * (report['config']['seeds'] / 500) ** 0.5:.2f} "
+            f"({mid * (report['config']['seeds'] / 500) ** 0.5 / ref['fd']:.1%}). Reports below say their N; runs "
+            "with fewer seeds were cut for time and resolve less.", ""] if mid else []
 
 
 def main() -> None:
@@ -175,14 +183,15 @@ def main() -> None:
              "95% bootstrap intervals over seeds; a * marks a difference to uncached whose paired interval "
              "excludes 0. Sections list the command that regenerates them.", ""]
     main_reports = {m: _load(m) for m in ("dit", "flux")}
-    if main_reports["dit"]:
-        parts += choosing_n(main_reports["dit"])
+    largest = max((r for r in [*main_reports.values(), _load("claims_dit256")] if r),
+                  key=lambda r: r["config"]["seeds"], default=None)
+    if largest:
+        parts += choosing_n(largest)
     for name, report in main_reports.items():
         if report is None:
             parts += [f"## `{name}`", "", "Not yet run.", ""]
             continue
-        parts += [f"Command: `ditcache bench --model {name} --methods all --peers all --seeds 500 --steps 50 "
-                  f"--batch 25 --repeats 3 --budget '{BUDGET}'`", ""]
+        parts += [f"Command: `{command(report)}`", ""]
         parts += model_section(name, report)
     for title, file in (("Seed methods: choices behind the defaults", "seed_choices.md"),
                         ("Learned methods: architecture, schedule and router choices", "learned_choices.md"),
@@ -197,9 +206,11 @@ def main() -> None:
         if report is None:
             parts += [f"`{model}`: not yet run.", ""]
             continue
+        parts += [f"Command: `{command(report)}`", ""]
         parts += model_section(f"claims_{model}", report)[2:] + claims_section(report, model)
     video = _load("video")
-    parts += ["## Video", ""] + (model_section("video", video)[2:] if video else ["Not yet run.", ""])
+    parts += ["## Video", ""] + ([f"Command: `{command(video)}`", "", *model_section("video", video)[2:]]
+                                 if video else ["Not yet run.", ""])
     (ROOT / "BENCHMARKS.md").write_text("\n".join(parts) + "\n")
     print(f"wrote {ROOT / 'BENCHMARKS.md'}")
 

@@ -12,8 +12,8 @@ class BenchConfig:
     methods: str = "all"               # 'all', 'none', or a comma list of method names / settings as text
     peers: str = "all"                 # comma list of peer names, or 'all' / 'none'
     seeds: int = 500                   # images per setting (one seed each; labels cycle through the classes).
-    #                                    500: at this count the paired FD difference to uncached resolves about
-    #                                    a 2% change on the 64-token defaults (BENCHMARKS.md, "Choosing N")
+    #                                    500: the paired FD interval shrinks as 1/sqrt(N); BENCHMARKS.md,
+    #                                    "Choosing the sample size", gives the measured half-width
     steps: int = 50                    # sampling steps
     batch: int = 16                    # images per model call batch
     repeats: int = 3                   # interleaved timing rounds (median reported)
