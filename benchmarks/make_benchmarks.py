@@ -189,10 +189,11 @@ def main() -> None:
         parts += choosing_n(largest)
     for name, report in main_reports.items():
         if report is None:
-            parts += [f"## `{name}`", "", "Not yet run.", ""]
+            parts += [f"## `{name}`", "", f"Not yet run on the current code: `ditcache bench --model {name} --methods "
+                      "all --peers all --seeds 500 --batch 25 --budget 'psnr>=30,fd<=1.05x'`.", ""]
             continue
-        parts += [f"Command: `{command(report)}`", ""]
-        parts += model_section(name, report)
+        section = model_section(name, report)
+        parts += [*section[:2], f"Command: `{command(report)}`", "", *section[2:]]
     for title, file in (("Seed methods: choices behind the defaults", "seed_choices.md"),
                         ("Learned methods: architecture, schedule and router choices", "learned_choices.md"),
                         ("Token-level methods keep their FLOP savings? (256 tokens)", "token_paths.md"),
