@@ -217,9 +217,9 @@ Uncached, {ev['steps']} steps, CFG scale {ev['guidance_scale']}, one row per cla
 | FD, Gaussian noise images (1000) vs test (10k) | {sanity['fd_noise1000_vs_test']:.3f} |
 | class accuracy (classifier agrees with requested class) | {ev['class_accuracy']:.3f} |
 | per-class accuracy, classes 0..9 | {per_class} |
-| one generation of 16 images, 50 steps, CFG (batch 32 per forward), 2 threads, median of 3 | {gen_seconds:.2f} s |
+| one 16-image generation, 50 steps, CFG, {torch.get_num_threads()} thread(s), median of 3 | {gen_seconds:.2f} s |
 {_sweep_table(name)}
-Regenerate with `python -m ditcache.models.card`.
+Regenerate with `python -m ditcache.models.card --models {name} --per-class {ev['samples'] // 10}`.
 """
 
 
