@@ -100,16 +100,13 @@ def _model_artifact(method, text: str, model: str):
     """A learned method named without `artifact=` loads the chosen model's shipped artifact (its dataclass
     default is 'dit', which would be refused on any other model after the uncached run); a model that ships
     none is refused here, before any work."""
-    from dataclasses import replace
+    from .methods.artifacts import artifact_path, for_model
 
-    from .methods.artifacts import artifact_path
-
-    if not hasattr(method, "artifact") or "artifact=" in text:
-        return method
-    if not artifact_path(model, method.name).exists():
+    chosen = for_model(method, model, text)
+    if chosen is not method and not artifact_path(model, method.name).exists():
         raise ValueError(f"no shipped {method.name} artifact for --model {model}: train one with "
                          f"`ditcache train {method.name} --model {model}` and pass {method.name}:artifact=PATH")
-    return replace(method, artifact=model)
+    return chosen
 
 
 def _picture(path: Path, rows: list, captions: list[str], video: bool) -> None:

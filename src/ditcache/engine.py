@@ -153,6 +153,7 @@ class Run:
         self.predicted_bytes: dict[str, int] | None = None  # memory.predict after the first step
         self.method = resolve_method(method)
         self.sites: list[Site] = adapters.find_sites(self.model)
+        self._no_flops = (0, [0] * len(self.sites))  # what a call records when count_flops is False
         self.spec = adapters.model_spec(self.model)
         self._signature = inspect.signature(self.model.forward)
         if self.spec.timestep_arg not in self._signature.parameters:
@@ -456,7 +457,7 @@ class Run:
         self._begin_call(inputs)
         shapes = tuple(tuple(v.shape) for v in inputs.values() if isinstance(v, torch.Tensor))
         key = (tuple((p.action, p.n_tokens, p.verify) for p in self.plans), shapes)
-        memo = self._flop_memo.get(key) if self.count_flops else (0, [0] * len(self.sites))
+        memo = self._flop_memo.get(key) if self.count_flops else self._no_flops
         if memo is None:  # first call of this plan shape: count its FLOPs, per site too
             self._meter = [0] * len(self.sites)
             try:

@@ -59,10 +59,11 @@ def method_settings(text: str, family: str, artifact: str | None = None) -> list
     one setting as text ('fora:interval=3,warmup=1': commas inside a setting stay with it). Returns
     (row name, method) pairs. artifact: the name learned methods load their shipped artifacts by."""
     from ..methods import parse_method
+    from ..methods.artifacts import for_model
 
     table = sweeps(family)
     if artifact is not None:
-        table = {k: [_with_artifact(m, artifact) for m in v] for k, v in table.items()}
+        table = {k: [for_model(m, artifact) for m in v] for k, v in table.items()}
     if text in ("none", ""):
         return []
     if text == "all":
@@ -77,8 +78,8 @@ def method_settings(text: str, family: str, artifact: str | None = None) -> list
     for item in items:
         if ":" in item:
             m = parse_method(item)
-            if artifact is not None and "artifact=" not in item:  # learned methods: this model's artifact
-                m = _with_artifact(m, artifact)
+            if artifact is not None:  # learned methods: this model's artifact, unless the text names one
+                m = for_model(m, artifact, item)
             out.append((m.name, m))
         elif item in table:
             out += [(item, m) for m in table[item]]
@@ -86,12 +87,6 @@ def method_settings(text: str, family: str, artifact: str | None = None) -> list
             raise KeyError(f"unknown method {item!r} in --methods; known: {sorted(table)} "
                            "(or a setting such as 'fora:interval=3')")
     return out
-
-
-def _with_artifact(method, artifact: str):
-    from dataclasses import replace
-
-    return replace(method, artifact=artifact) if hasattr(method, "artifact") else method
 
 
 def names(text: str) -> list[str]:

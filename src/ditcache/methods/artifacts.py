@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..artifact import Artifact
@@ -18,3 +19,11 @@ def artifact_path(name_or_path: str, method: str) -> Path:
 
 def load_artifact(name_or_path: str, method: str) -> Artifact:
     return Artifact.load(artifact_path(name_or_path, method), method)
+
+
+def for_model(method, model: str, text: str = ""):
+    """A learned method (one with an ``artifact`` field) set to load model ``model``'s shipped artifact,
+    unless its settings text names one (``artifact=``); any other method is returned as it is."""
+    if not hasattr(method, "artifact") or "artifact=" in text:
+        return method
+    return replace(method, artifact=model)

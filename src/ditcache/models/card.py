@@ -243,7 +243,7 @@ classifier weights raises. Retrain with `python -m ditcache.evaluator`.
 """
 
 
-def video_card(model, classifier, per_class: int, steps: int, out: Path) -> dict:
+def video_card(model, per_class: int, steps: int, out: Path) -> dict:
     """The video default's card: a sample strip and GIF, per-frame accuracy and FD in classifier space, label
     consistency across each clip's frames, and the same measures on real moving clips for reference."""
     from ditcache.bench.quality import Quality
@@ -261,16 +261,15 @@ def video_card(model, classifier, per_class: int, steps: int, out: Path) -> dict
         out / f"{name}_samples.png")
     save_gif(labelled_animation([("generated", strip)], list(CLASS_NAMES)), out / f"{name}_samples.gif")
     q = Quality(clips, labels, bootstrap=0)
-    images, _ = load_fashion_mnist("test")
+    images, test_labels = load_fashion_mnist("test")
     real = moving_clips(torch.from_numpy(images[:labels.numel()].copy()), spec.frames, spec.canvas, spec.item,
                         torch.Generator().manual_seed(0)).transpose(1, 2)    # (N, F, 1, H, W)
-    _, test_labels = load_fashion_mnist("test")
     qr = Quality(real, torch.from_numpy(test_labels[:labels.numel()].copy()), bootstrap=0)
+    row, real_row = q.reference_row(), qr.reference_row()
     ev = {"clips": int(labels.numel()), "steps": steps, "guidance_scale": model.default_guidance_scale,
-          "per_frame_accuracy": q.reference_row()["accuracy"], "fd_frames_vs_test": q.ref_fd,
-          "consistency": q.reference_row()["consistency"],
-          "real_per_frame_accuracy": qr.reference_row()["accuracy"], "real_fd_frames_vs_test": qr.ref_fd,
-          "real_consistency": qr.reference_row()["consistency"], "generation_seconds": round(seconds, 1)}
+          "per_frame_accuracy": row["accuracy"], "fd_frames_vs_test": q.ref_fd, "consistency": row["consistency"],
+          "real_per_frame_accuracy": real_row["accuracy"], "real_fd_frames_vs_test": qr.ref_fd,
+          "real_consistency": real_row["consistency"], "generation_seconds": round(seconds, 1)}
     (out / f"{name}_eval.json").write_text(json.dumps(ev, indent=2) + "\n")
     tr = meta["training"]
     arch = "\n".join(f"| `{k}` | {v} |" for k, v in meta["transformer_kwargs"].items())
@@ -367,7 +366,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.models:
         model = load_default(name)
         if name == "video":
-            print(name, json.dumps(video_card(model, classifier, args.per_class, args.steps, out)))
+            print(name, json.dumps(video_card(model, args.per_class, args.steps, out)))
             continue
         meta = json.loads((out / f"{name}.json").read_text())
         plot_loss(out / f"{name}_loss.csv", out / f"{name}_loss.png", f"{name}: training loss")
