@@ -3,7 +3,8 @@
     python benchmarks/make_benchmarks.py
 
 It reads, where present: results/<model>/report.json (`ditcache bench`, one per default model),
-results/claims_<model>/report.json (the seed methods' claims at 256 tokens), results/choices_*/ (seed
+results/extra_<model>/report.json (more settings on the same seeds), results/claims_<model>/report.json (the
+seed methods' claims at 256 tokens), results/choices_*/ (seed
 choices), results/*.md (tables printed by the other scripts: token paths, learned choices, compile,
 speed at DiT-XL/2's width), and results/video/report.json. Missing parts are listed as not yet run.
 """
@@ -197,6 +198,14 @@ def main() -> None:
             continue
         section = model_section(name, report)
         parts += [*section[:2], f"Command: `{command(report)}`", "", *section[2:]]
+        extra = _load(f"extra_{name}")
+        if extra is not None:  # a second run with more settings: same seeds, so same uncached images and FD
+            merged = {**report, "rows": report["rows"] + extra["rows"][1:]}
+            parts += [f"### `{name}`: more settings", "", "A second run on the same seeds (the same uncached "
+                      "images, so its quality columns compare with the table above; its wall-clock ratios are "
+                      f"against its own interleaved uncached runs). Command: `{command(extra)}`", "",
+                      model_section(f"extra_{name}", extra)[4], "",
+                      f"**Over both runs:** {' '.join(targets(merged, name)[:2])}", ""]
     for title, file in (("Seed methods: choices behind the defaults", "seed_choices.md"),
                         ("Learned methods: architecture, schedule and router choices", "learned_choices.md"),
                         ("Token-level methods keep their FLOP savings? (256 tokens)", "token_paths.md"),

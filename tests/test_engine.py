@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -10,11 +11,13 @@ import torch
 from torch import nn
 
 import ditcache
-from ditcache import zoo
+from ditcache import adapters, zoo
 from ditcache.plan import FULL, REUSE, Action, Plan
 from ditcache.sampling import sample
 
-FAMILIES = ["dit-tiny", "pixart-tiny", "flux-tiny", "sd3-tiny", "wan-tiny", "hunyuan-tiny", "latte-tiny"]
+# families with a token-subset path on some site; CogVideoX has none (its MLP runs on [text; image] at once)
+TOKEN_FAMILIES = ["dit-tiny", "pixart-tiny", "flux-tiny", "sd3-tiny", "wan-tiny", "hunyuan-tiny", "latte-tiny"]
+FAMILIES = [*TOKEN_FAMILIES, "cogvideox-tiny"]
 
 
 def _generate(model, name, batch=2, steps=6, seed=0, method=None, **kw):
@@ -141,7 +144,7 @@ class RandomTokens:
         return plans
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", TOKEN_FAMILIES)
 def test_partial_with_every_token_equals_full(name):
     model = zoo.build(name)
     ref, _ = _generate(model, name, steps=4)
@@ -174,7 +177,7 @@ class _AllTokensOrFull:
         return plans
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", TOKEN_FAMILIES)
 def test_partial_k_tokens_keeps_the_rest_of_the_base(name):
     model = zoo.build(name)
     noise, cond, _ = zoo.conditioning(name, 2)
@@ -368,3 +371,25 @@ def test_trace_replays_exactly(method):
         b2 = sample(model, noise * 0.5, cond, uncond, steps=7, guidance_scale=3.0)
     assert torch.equal(a, a2) and torch.equal(b, b2)
     assert [r.actions for r in replay.stats.records] == [r.actions for r in run.stats.records]
+
+
+def test_cogvideox_sites_grid_and_methods():
+    """CogVideoX: joint attention and a joint MLP per block, frames-first latent grid; whole-branch methods
+    run (FreqCa skips every block on its cache steps), token methods refuse before any step."""
+    name = "cogvideox-tiny"
+    model = zoo.build(name)
+    noise, cond, uncond = zoo.conditioning(name, 2)
+    assert noise.shape == (2, 2, 4, 8, 8)  # (B, F, C, H, W)
+    assert adapters.token_grid(model, {"hidden_states": noise}) == (2, 4, 4)  # 2 frames of 8/2 x 8/2 patches
+    run = ditcache.apply(model, ditcache.FORA())
+    assert [(s.name, s.kind, s.stream, s.partial) for s in run.sites] == [
+        (f"transformer_blocks.{i}.{c}", k, "joint", None)
+        for i in (0, 1) for c, k in (("attn1", "attn"), ("ff", "mlp"))]
+    run.remove()
+    with ditcache.cached(model, ditcache.FreqCa(interval=3)) as run:
+        sample(model, noise, cond, None, steps=10)
+    full = run.stats.full_steps()
+    assert run.stats.counts()["skip"] == 4 * (10 - full)  # 4 sites skipped on each of the other steps
+    for method, words in ((ditcache.ClusCa(), "image MLP branches"), (ditcache.ToCa(), "use FORA(interval=")):
+        with pytest.raises(ValueError, match=re.escape(words)):
+            ditcache.apply(model, method)

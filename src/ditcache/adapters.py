@@ -109,7 +109,14 @@ def _grid_patch3d(model: nn.Module, inputs: dict) -> tuple[int, int, int]:
     return (x.shape[2] // pf, x.shape[3] // ph, x.shape[4] // pw)
 
 
-GRIDS = {"patch2d": _grid_patch2d, "flux_ids": _grid_flux_ids, "patch3d": _grid_patch3d}
+def _grid_patch3d_frames_first(model: nn.Module, inputs: dict) -> tuple[int, int, int]:
+    x = inputs["hidden_states"]  # (B, F, C, H, W): CogVideoX puts frames before channels
+    p, pf = model.config.patch_size, getattr(model.config, "patch_size_t", None) or 1
+    return (-(-x.shape[1] // pf), x.shape[3] // p, x.shape[4] // p)  # frames rounded up, as it pads them
+
+
+GRIDS = {"patch2d": _grid_patch2d, "flux_ids": _grid_flux_ids, "patch3d": _grid_patch3d,
+         "patch3d_frames_first": _grid_patch3d_frames_first}
 
 BLOCKS: dict[str, BlockSpec] = {
     # DiT (attn1, ff) and PixArt (attn1, attn2, ff); attn2 is None in DiT and is then left out.
@@ -155,6 +162,13 @@ BLOCKS: dict[str, BlockSpec] = {
     # self-attention whole between full steps (ToCa's f_module for attention is 0 on DiT, PixArt and
     # OpenSora; ClusCa and TokenCache refresh MLPs), so a rotary subset path (queries from the subset with
     # their rotary rows, keys from every token) would serve none of them.
+    # CogVideoX: joint attention over [text; image] returning (image, text), then one MLP over the joined
+    # [text; image] sequence; returns (image, text). The MLP sees both streams at once, so it has no
+    # image-only token path here: FORA, TaylorSeer and the frontier methods run, token methods refuse.
+    "CogVideoXBlock": BlockSpec((
+        Branch("attn1", "attn", stream="joint"),
+        Branch("ff", "mlp", stream="joint"),
+    ), image_out=0),
     "WanTransformerBlock": BlockSpec((
         Branch("attn1", "attn"),
         Branch("attn2", "cross_attn", "tokens"),
@@ -169,6 +183,8 @@ MODELS: dict[str, ModelSpec] = {
     "SD3Transformer2DModel": ModelSpec(grid="patch2d"),
     "WanTransformer3DModel": ModelSpec(grid="patch3d"),
     "HunyuanVideoTransformer3DModel": ModelSpec(grid="patch3d"),
+    # CogVideoX: norm_final takes the image tokens after the last block (norm_out follows it).
+    "CogVideoXTransformer3DModel": ModelSpec(grid="patch3d_frames_first", final="norm_final"),
     # Latte: BasicTransformerBlocks, spatial ones on (B*F, S, D) and temporal ones on (B*S, F, D).
     "LatteTransformer3DModel": ModelSpec(grid="patch3d", temporal="temporal_transformer_blocks"),
 }

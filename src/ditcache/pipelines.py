@@ -162,9 +162,31 @@ def _hunyuanvideo():
                                 text_encoder_2=_clip(16, positions=77), tokenizer_2=_tokenizer(77))
 
 
+def _cogvideox():
+    from diffusers import (
+        AutoencoderKLCogVideoX,
+        CogVideoXDDIMScheduler,
+        CogVideoXPipeline,
+        CogVideoXTransformer3DModel,
+    )
+
+    # sample sizes are the latent ones of a 5-frame 32x32 call (the VAE compresses 8x in space, 4x in time);
+    # the text length must equal max_text_seq_length (its positional table spans text and video)
+    transformer = CogVideoXTransformer3DModel(
+        num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4, time_embed_dim=16,
+        text_embed_dim=16, num_layers=2, sample_width=4, sample_height=4, sample_frames=5, patch_size=2,
+        temporal_compression_ratio=4, max_text_seq_length=8, use_rotary_positional_embeddings=False).eval()
+    vae = AutoencoderKLCogVideoX(
+        in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4,
+        up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8), latent_channels=4,
+        layers_per_block=1, norm_num_groups=2, temporal_compression_ratio=4).eval()
+    return CogVideoXPipeline(tokenizer=_tokenizer(8, bos=False), text_encoder=_t5(16), vae=vae,
+                             transformer=transformer, scheduler=CogVideoXDDIMScheduler())
+
+
 # name -> builder. Each pipeline makes 16x16 images (videos: a few frames).
 PIPELINES: dict[str, Callable] = {"dit": _dit, "pixart": _pixart, "flux": _flux, "sd3": _sd3, "wan": _wan,
-                                  "latte": _latte, "hunyuanvideo": _hunyuanvideo}
+                                  "latte": _latte, "hunyuanvideo": _hunyuanvideo, "cogvideox": _cogvideox}
 
 
 def tiny_pipeline(name: str, seed: int = 0):

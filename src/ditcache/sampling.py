@@ -1,7 +1,7 @@
 """A sampling loop for bare diffusers transformers, with classifier-free guidance as a doubled batch.
 
-DiT, PixArt and Latte are sampled with DDIM (epsilon prediction), Flux, SD3, Wan and HunyuanVideo with FlowMatchEuler
-(velocity prediction). How each family is called is data (``FAMILIES``); the loop is shared.
+DiT, PixArt, Latte and CogVideoX are sampled with DDIM (epsilon prediction), Flux, SD3, Wan and HunyuanVideo
+with FlowMatchEuler (velocity prediction). How each family is called is data (``FAMILIES``); the loop is shared.
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ FAMILIES: dict[str, Family] = {
     "WanTransformer3DModel": Family("flow"),
     "HunyuanVideoTransformer3DModel": Family("flow"),
     "LatteTransformer3DModel": Family("ddim"),
+    # CogVideoX's pipelines use DDIM with v-prediction; this loop serves random-weight tests and speed runs,
+    # for which plain DDIM calls the model the same way
+    "CogVideoXTransformer3DModel": Family("ddim"),
 }
 
 

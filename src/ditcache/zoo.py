@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 from diffusers import (
+    CogVideoXTransformer3DModel,
     DiTTransformer2DModel,
     FluxTransformer2DModel,
     HunyuanVideoTransformer3DModel,
@@ -56,6 +57,10 @@ CONFIGS: dict[str, ZooEntry] = {
         num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=2, sample_size=8,
         patch_size=2, cross_attention_dim=16, caption_channels=12, norm_type="ada_norm_single",
         activation_fn="gelu-approximate", num_embeds_ada_norm=1000, video_length=2), (4, 2, 8, 8)),
+    "cogvideox-tiny": ZooEntry(CogVideoXTransformer3DModel, dict(
+        num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4, time_embed_dim=16,
+        text_embed_dim=12, num_layers=2, sample_width=8, sample_height=8, sample_frames=5, patch_size=2,
+        temporal_compression_ratio=4, max_text_seq_length=8, use_rotary_positional_embeddings=False), (2, 4, 8, 8)),
     # ~1 s per uncached 50-step generation of batch 2 (CFG) on 2 CPU cores: 256 tokens, hidden 256.
     "dit-bench": ZooEntry(DiTTransformer2DModel, dict(
         num_attention_heads=4, attention_head_dim=64, in_channels=4, out_channels=8, num_layers=4,
@@ -98,12 +103,15 @@ def latent_shape(cls_name: str, config: dict) -> tuple[int, ...]:
         return (256, c)
     if cls_name in ("WanTransformer3DModel", "HunyuanVideoTransformer3DModel", "LatteTransformer3DModel"):
         return (c, 2, 16, 16)
+    if cls_name == "CogVideoXTransformer3DModel":  # (F, C, H, W): latent frames from the pixel frames it was built for
+        frames = (config["sample_frames"] - 1) // config["temporal_compression_ratio"] + 1
+        return (frames, c, config["sample_height"], config["sample_width"])
     size = config.get("sample_size") or 32
     return (c, size, size)
 
 
 def conditioning_for(cls_name: str, config, batch: int, seed: int = 0, latent: tuple[int, ...] | None = None):
-    """(noise, cond, uncond) with random text embeddings for any of the five supported model classes.
+    """(noise, cond, uncond) with random text embeddings for any supported model class.
 
     config: a model's ``.config`` (a mapping); latent: per-sample input shape (default from the config).
     The uncond branch gets zero embeddings (DiT: its null class)."""
@@ -115,7 +123,8 @@ def conditioning_for(cls_name: str, config, batch: int, seed: int = 0, latent: t
     text_dim = {"PixArtTransformer2DModel": "caption_channels", "FluxTransformer2DModel": "joint_attention_dim",
                 "SD3Transformer2DModel": "joint_attention_dim", "WanTransformer3DModel": "text_dim",
                 "HunyuanVideoTransformer3DModel": "text_embed_dim",
-                "LatteTransformer3DModel": "caption_channels"}.get(cls_name)
+                "LatteTransformer3DModel": "caption_channels",
+                "CogVideoXTransformer3DModel": "text_embed_dim"}.get(cls_name)
     if cls_name == "DiTTransformer2DModel":
         n = config.get("num_embeds_ada_norm") or 1000
         cond["class_labels"] = torch.randint(0, n, (batch,), generator=g)

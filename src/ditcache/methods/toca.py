@@ -95,7 +95,13 @@ class ToCa:
 
     def bind(self, model, sites: list[Site]) -> None:
         """Before any step: every block whose tokens ToCa refreshes must have the attention projections
-        its score reads (to_q / to_k), or the score must be one that needs none."""
+        its score reads (to_q / to_k), or the score must be one that needs none; and at least one branch
+        must have a token path ToCa refreshes, or every cache step would reuse everything (that is FORA)."""
+        if not any(s.partial and self.module_factor_of(s.kind, s.role) > 0 for s in sites):
+            raise ValueError(
+                f"ToCa refreshes tokens of branches with a token-subset path, and {type(model).__name__} has none "
+                f"among the kinds it refreshes ({dict(self.module_factor)}): it would reuse every branch "
+                f"between full steps; use FORA(interval={self.interval}) for that")
         if self.score == "random":
             return
         for site in sites:
