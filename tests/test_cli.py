@@ -48,6 +48,23 @@ def test_generate_creates_a_missing_output_folder(capsys, tmp_path):
     assert "PSNR" in capsys.readouterr().out
 
 
+def test_every_shipped_default_is_a_command_line_choice(capsys, tmp_path):
+    """The --model choices are the shipped defaults (the CLI lists them without importing torch); the video
+    default writes an animated GIF: 8 frames of two rows (uncached above, cached below) of 2 clips."""
+    from PIL import Image
+
+    from ditcache.cli import DEFAULT_MODELS
+    from ditcache.models import MODELS
+
+    assert sorted(DEFAULT_MODELS) == sorted(MODELS)
+    out = tmp_path / "clip.gif"
+    assert main(["generate", "--model", "video", "--num", "2", "--steps", "3", "--method", "fora:interval=2",
+                 "--out", str(out), "--threads", "1"]) == 0
+    assert "PSNR" in capsys.readouterr().out
+    with Image.open(out) as gif:
+        assert gif.n_frames == 8
+
+
 def test_method_none_reports_no_cache(capsys, tmp_path):
     assert main(["generate", "--num", "2", "--steps", "3", "--method", "none", "--out", str(tmp_path / "g.png"),
                  "--threads", "1"]) == 0

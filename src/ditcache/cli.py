@@ -210,7 +210,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 # The shipped default models (ditcache.models.MODELS), listed here so that --help needs no torch import.
-DEFAULT_MODELS = ["dit", "flux", "dit256", "flux256"]
+DEFAULT_MODELS = ["dit", "flux", "dit256", "flux256", "video"]
 
 
 def build_parser() -> argparse.ArgumentParser:
