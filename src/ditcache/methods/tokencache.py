@@ -3,7 +3,10 @@
 A trained predictor gives each (step, site, token) an importance that does not depend on the input.
 Full steps follow the Two-Phase Round-Robin schedule: every ``k1`` steps before progress ``boundary``
 and every ``k2`` steps after it (early, noisy steps are more alike, so the early phase is sparser; the
-paper's talk summary). On the steps between, ``ratio`` bounds the compute of every site together
+paper's talk summary). Which order is better depends on the model (benchmarks/learned_choices.py, 20
+images, equal FLOPs): on the `dit` default the paper's (k1 4, k2 2: 40.0 dB vs 38.1 reversed, 1.63x), on
+`flux` the reverse (k1 2, k2 4: 42.7 dB vs 36.8, 1.67x); the defaults follow the paper.
+On the steps between, ``ratio`` bounds the compute of every site together
 (each site counted by its FLOPs, measured when the predictor was trained): sites without a token-subset
 path (joint attention, whole blocks) are computed iff their learned weight exceeds ``site_threshold``
 and pay their FLOPs from the budget; the rest goes to the tokens with the highest predicted importance,
@@ -31,7 +34,8 @@ class TokenCache:
     boundary: float = 0.5     # progress where the late phase starts
     adaptive: bool = True     # allocate tokens across blocks by the global importance ranking
     site_threshold: float = 0.5  # a site with no token-subset path is computed on a cache step iff its
-    #                           learned weight exceeds this (0.5: the blend weight at which fresh outweighs cache)
+    #                           learned weight exceeds this (0.5: the blend weight at which fresh outweighs cache;
+    #                           on flux 0.7 with k1 2, k2 6, ratio 0.1 gives 2.27x FLOPs at 38.9 dB, BENCHMARKS.md)
 
     name: ClassVar[str] = "tokencache"
     ranges: ClassVar[str] = ("a predictor for this model, sampler and step count; ratio 0..1, k1, k2 >= 1, "
