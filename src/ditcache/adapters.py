@@ -162,6 +162,11 @@ BLOCKS: dict[str, BlockSpec] = {
     # self-attention whole between full steps (ToCa's f_module for attention is 0 on DiT, PixArt and
     # OpenSora; ClusCa and TokenCache refresh MLPs), so a rotary subset path (queries from the subset with
     # their rotary rows, keys from every token) would serve none of them.
+    "WanTransformerBlock": BlockSpec((
+        Branch("attn1", "attn"),
+        Branch("attn2", "cross_attn", "tokens"),
+        Branch("ffn", "mlp", "tokens"),
+    )),
     # CogVideoX: joint attention over [text; image] returning (image, text), then one MLP over the joined
     # [text; image] sequence; returns (image, text). The MLP sees both streams at once, so it has no
     # image-only token path here: FORA, TaylorSeer and the frontier methods run, token methods refuse.
@@ -169,11 +174,6 @@ BLOCKS: dict[str, BlockSpec] = {
         Branch("attn1", "attn", stream="joint"),
         Branch("ff", "mlp", stream="joint"),
     ), image_out=0),
-    "WanTransformerBlock": BlockSpec((
-        Branch("attn1", "attn"),
-        Branch("attn2", "cross_attn", "tokens"),
-        Branch("ffn", "mlp", "tokens"),
-    )),
 }
 
 MODELS: dict[str, ModelSpec] = {
