@@ -44,8 +44,8 @@ def sweeps(family: str) -> dict[str, list]:
         # branches, at 0.9 14%, at 0.97 none (flux: 83%, 33%, 2%)
         "l2c": [L2C(artifact=family, threshold=t) for t in (0.5, 0.7, 0.9, 0.97)],
         # the last two decide more whole sites from their cache (site_threshold 0.7) and space full steps wider;
-        # on flux (10 images, tprr sweep in BENCHMARKS.md) 2.27x and 3.13x FLOPs at 38.7 and 31.0 dB, where the
-        # first two stop below 1.8x (full steps dense early, sparse late, is the better order there)
+        # on flux (25 seeds, BENCHMARKS.md) 2.27x and 3.13x FLOPs at 38.9 and 32.9 dB, where the first two
+        # stop below 1.8x (full steps dense early, sparse late, is the better order there)
         "tokencache": [TokenCache(artifact=family, ratio=r, k1=k1) for r, k1 in ((0.2, 4), (0.1, 6))]
         + [TokenCache(artifact=family, ratio=0.1, k1=2, k2=6, site_threshold=0.7),
            TokenCache(artifact=family, ratio=0.1, k1=6, k2=4, boundary=0.6, site_threshold=0.7)],
