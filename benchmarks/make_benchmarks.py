@@ -183,12 +183,18 @@ def command(report: dict) -> str:
 
 
 def model_section(name: str, report: dict) -> list[str]:
-    from ditcache.bench import report_markdown
-
     DOCS.mkdir(exist_ok=True)
     png = RESULTS / name / "pareto.png"
     if png.is_file():
         shutil.copy(png, DOCS / f"pareto_{name}.png")
+    body = report_body(report)
+    return [f"## `{name}`", "", f"![Pareto fronts](docs/pareto_{name}.png)", "", body, "", *targets(report, name), ""]
+
+
+def report_body(report: dict) -> str:
+    """A bench report's table and budget lines, without its title."""
+    from ditcache.bench import report_markdown
+
     body = report_markdown(report).split("\n", 2)[2]
     # skipping can only remove FLOPs: a peer below 1x counted MagCache's one-off calibration generation
     # (a bench bug, fixed after these reports; wall-clock never timed it)
@@ -198,7 +204,7 @@ def model_section(name: str, report: dict) -> list[str]:
         body += (f"\n\nThe FLOP x of {', '.join(miscounted)} above counts its one-off calibration generation "
                  "with the first batch (a bench bug since fixed; its wall-clock never included it): read its "
                  "FLOPs from a run made after the fix, where there is one below.")
-    return [f"## `{name}`", "", f"![Pareto fronts](docs/pareto_{name}.png)", "", body, "", *targets(report, name), ""]
+    return body
 
 
 def choosing_n(report: dict) -> list[str]:
@@ -245,7 +251,7 @@ def main() -> None:
             parts += [f"### `{name}`: more settings", "", "A second run on the same seeds (the same uncached "
                       "images, so its quality columns compare with the table above; its wall-clock ratios are "
                       f"against its own interleaved uncached runs). Command: `{command(extra)}`", "",
-                      model_section(f"extra_{name}", extra)[4], "",
+                      report_body(extra), "",
                       f"**Over both runs** (each wall-clock ratio against its own run's uncached, one round each; "
                       f"where a timing run follows, it decides): {' '.join(targets(merged, name)[:2])}", ""]
         speed = _load(f"speed_{name}")
