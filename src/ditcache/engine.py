@@ -35,8 +35,8 @@ from . import adapters
 from .forecast.common import Coords
 from .methods import resolve_method
 from .plan import Action, Plan, Site, StepContext, plan_to_dict
-from .store import Store, as_tuple, from_tuple, gather_tokens, scatter_tokens
-from .tokens import propagate
+from .store import Store, as_tuple, from_tuple
+from .tokens import gather_tokens, propagate, scatter_tokens
 
 
 def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:

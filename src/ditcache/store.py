@@ -128,14 +128,3 @@ def tensors_in(obj) -> list[torch.Tensor]:
         return [t for v in obj for t in tensors_in(v)]
     return []
 
-
-def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """x (B, N, D), idx (B, k) -> (B, k, D). Indexing, not gather with an expanded index (slower on the CPU)."""
-    return x[torch.arange(x.shape[0], device=x.device).unsqueeze(1), idx]
-
-
-def scatter_tokens(base: torch.Tensor, idx: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
-    """A copy of base (B, N, D) with rows idx (B, k) replaced by fresh (B, k, D)."""
-    out = base.clone()
-    out[torch.arange(base.shape[0], device=base.device).unsqueeze(1), idx] = fresh.to(base.dtype)
-    return out
