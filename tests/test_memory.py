@@ -13,7 +13,8 @@ from ditcache.forecast import FoCa
 from ditcache.sampling import _cfg_batch, family, sample
 
 METHODS = [ditcache.FORA(), ditcache.TaylorSeer(interval=3, order=2), ditcache.TaylorSeer(forecast=FoCa()),
-           ditcache.ToCa(fresh_ratio=0.5, step_curve=(1.0, 0.0)), ditcache.ClusCa(clusters=2),
+           ditcache.ToCa(fresh_ratio=0.5, step_curve=(1.0, 0.0)),
+           ditcache.ToCa(fresh_ratio=0.5, step_curve=(1.0, 0.0), reuse_keys=False), ditcache.ClusCa(clusters=2),
            ditcache.ClusCa(clusters=2, frame_wise=True, refresh="step"), ditcache.FreqCa(), ditcache.SpeCa(),
            ditcache.NoCache()]
 

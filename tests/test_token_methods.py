@@ -90,6 +90,41 @@ def test_toca_runs_on_every_family(name, score):
     assert run.stats.counts()["partial"] > 0 and torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("name", ["dit-tiny", "flux-tiny", "wan-tiny", "hunyuan-tiny"])
+@pytest.mark.parametrize("score", ["attention", "key_norm"])
+def test_toca_scores_from_kept_keys_equal_scores_from_projecting_again(name, score):
+    """The full step keeps its self-attention's raw keys; scoring from them must pick the same tokens as
+    projecting the kept input again (same op, same input: bit-identical), and layer 0's key projection
+    must run only when the attention itself runs (every full step; the dit preset never refreshes
+    attention tokens), not once more per score."""
+    model = zoo.build(name)
+    preset = {"wan-tiny": "pixart", "flux-tiny": "flux"}.get(name, "dit")
+    toca = ditcache.ToCa.preset(preset, fresh_ratio=0.5, score=score)
+    out, run = _run(model, name, toca, steps=10)
+
+    projecting = ditcache.ToCa.preset(preset, fresh_ratio=0.5, score=score, reuse_keys=False)
+    ref, ref_run = _run(model, name, projecting, steps=10)
+    assert run.stats.counts()["partial"] > 0
+    assert [r.actions for r in run.stats.records] == [r.actions for r in ref_run.stats.records]
+    assert torch.equal(out, ref)
+
+    if name == "dit-tiny":
+        calls = {}
+        for reuse in (True, False):
+            calls[reuse] = []
+            attn0 = model.transformer_blocks[0].attn1
+            handle = attn0.to_k.register_forward_hook(lambda m, a, o, c=calls[reuse]: c.append(a[0].shape[1]))
+            _, counted = _run(model, name, ditcache.ToCa.preset("dit", fresh_ratio=0.5, score=score,
+                                                                reuse_keys=reuse), steps=10)
+            handle.remove()
+        attn_index = next(s.index for s in counted.sites if s.layer == 0 and s.kind == "attn")
+        attn_runs = sum(r.actions[attn_index] in ("full", "partial") for r in counted.stats.records)
+        scored = sum(1 for r in counted.stats.records if "partial" in r.actions
+                     and all(a != "partial" for a in counted.stats.records[r.step - 1].actions))
+        assert attn_runs > 0 and len(calls[True]) == attn_runs
+        assert scored > 0 and len(calls[False]) == attn_runs + scored  # one more projection per interval scored
+
+
 @pytest.mark.parametrize("name", FAMILIES)
 def test_clusca_without_propagation_is_taylorseer_outside_the_fresh_tokens(name):
     """Feed both methods the same inputs each step: every branch output equals TaylorSeer's except at

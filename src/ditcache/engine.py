@@ -504,11 +504,14 @@ class Run:
         key = (self.branch, site.index)
         action = plan.action
         if action is Action.FULL:
-            out = orig(*args, **kwargs)
+            keys = {}
+            out = self._with_keys(site.module, keys, orig, args, kwargs) if plan.keep_keys else orig(*args, **kwargs)
             if plan.keep:
                 self.store.update(key, out, self.coords, plan.order)
                 if plan.keep_input:
                     self.store.entries[key].data["input"] = (args, kwargs)
+                if keys:
+                    self.store.entries[key].data["keys"] = keys
             else:  # only what SKIP needs to make zeros: shapes, dtypes, devices (no tensor is held)
                 outs, single = as_tuple(out)
                 self._shapes[key] = (tuple(None if t is None else (t.shape, t.dtype, t.device) for t in outs), single)
@@ -538,6 +541,24 @@ class Run:
         if order > 0:
             self.store.commit(key, base, self.coords)
         return from_tuple(base, self.store.single(key))
+
+    def _with_keys(self, module: nn.Module, keys: dict, orig, args, kwargs):
+        """Call ``orig`` and put the outputs of ``module``'s key projections (to_k, add_k_proj: (B, S, H*d))
+        into ``keys``, by name, with hooks that live for this call only. A compiled forward runs without
+        them (new hooks would make dynamo recompile) and leaves ``keys`` empty: the score then projects."""
+        if self._compiler is not None:
+            return orig(*args, **kwargs)
+        handles = []
+        for name in ("to_k", "add_k_proj"):
+            sub = getattr(module, name, None)
+            if isinstance(sub, nn.Module):
+                handles.append(sub.register_forward_hook(
+                    lambda mod, a, out, name=name: keys.__setitem__(name, out)))
+        try:
+            return orig(*args, **kwargs)
+        finally:
+            for h in handles:
+                h.remove()
 
     def _refresh(self, key, plan: Plan, base: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
         """Put the ``fresh`` rows (B, k, D) into a forecast ``base`` (B, N, D) of stream 0.
@@ -750,7 +771,8 @@ class _Discover:
         pass
 
     def plan(self, ctx, sites, store):
-        return [Plan(Action.FULL, keep_input=s.kind in ("attn", "cross_attn")) for s in sites]
+        return [Plan(Action.FULL, keep_input=s.kind in ("attn", "cross_attn"), keep_keys=s.kind == "attn")
+                for s in sites]
 
     def final(self, ctx, store, x):
         store.shared[("freqca", ctx.branch)] = {"crf": x}

@@ -3,7 +3,7 @@
 What each method keeps per site is known from its plans: the last output, the forecaster's history
 (Taylor and HiCache: ``order`` differences; FoCa: three more outputs; HyCa: two differences; kept in
 float32 when the model runs in half precision), a refreshed copy of the output where partial steps
-write back (ToCa, TokenCache, ClusCa), ToCa's kept attention inputs and staleness counts, ClusCa's probe
+write back (ToCa, TokenCache, ClusCa), ToCa's kept attention inputs, keys and staleness counts, ClusCa's probe
 outputs, labels and centroids, FreqCa's one cumulative feature and its two high-band differences.
 ``predict`` turns the shapes of one full call into the peak bytes of a generation, per site and total;
 ``ditcache.estimate_memory`` runs that call, and ``cached(..., max_cache_bytes=...)`` checks it after the
@@ -21,7 +21,8 @@ from .store import tensors_in
 def from_store(method, sites: list[Site], store, branches: int, grid, steps: int | None) -> dict[str, int]:
     """The prediction from a run's own store after its first full call."""
     outputs = {s.index: store.entries[(0, s.index)].out for s in sites if (0, s.index) in store.entries}
-    inputs = {i: store.entries[(0, i)].data["input"] for i in outputs if "input" in store.entries[(0, i)].data}
+    data = {i: store.entries[(0, i)].data for i in outputs}
+    inputs = {i: (d["input"], d.get("keys")) for i, d in data.items() if "input" in d}  # ToCa: kept keys too
     final = store.shared.get(("freqca", 0), {}).get("crf")
     probe = (store.shared.get(("probe", 0)), store.shared.get(("probe-text", 0)))
     return predict(method, sites, outputs, inputs, final, probe if probe[0] is not None else None, branches, grid,
@@ -67,9 +68,10 @@ def predict(method, sites: list[Site], outputs: dict[int, tuple], inputs: dict[i
             final: torch.Tensor | None = None, probe: tuple | None = None, branches: int = 1,
             grid: tuple[int, int, int] | None = None, steps: int | None = None) -> dict[str, int]:
     """Peak bytes per site name (and "shared", "total") for a generation whose full call produced
-    ``outputs`` (site index -> output tensors as the store keeps them). ``inputs``: the (args, kwargs) of
-    attention sites (ToCa keeps them); ``final``: the final layer's input (FreqCa); ``probe``: ClusCa's
-    probe block outputs (image, text). Split-CFG runs hold one copy per branch."""
+    ``outputs`` (site index -> output tensors as the store keeps them). ``inputs``: per attention site,
+    its ((args, kwargs), raw keys or None) as a full call kept them (ToCa keeps both); ``final``: the
+    final layer's input (FreqCa); ``probe``: ClusCa's probe block outputs (image, text). Split-CFG runs
+    hold one copy per branch."""
     name = method.name
     order = orders_reached(method, 2 if name == "hyca" else getattr(method, "order", 0), steps)
     forecaster = getattr(method, "forecast", None)
@@ -98,7 +100,10 @@ def predict(method, sites: list[Site], outputs: dict[int, tuple], inputs: dict[i
                 rows, tokens = outs[0].shape[:2]
                 held += _bytes(outs[0]) + rows * tokens * outs[0].element_size()  # the refreshed copy, staleness
             if site.kind in ("attn", "cross_attn") and inputs is not None:
-                kept.update((t.data_ptr(), _bytes(t)) for t in tensors_in(inputs[site.index]))
+                given, keys = inputs[site.index]
+                if not (method.reuse_keys and method.score != "random" and site.kind == "attn"):
+                    keys = None  # the raw key projections are kept for self-attention scores only
+                kept.update((t.data_ptr(), _bytes(t)) for t in tensors_in((given, keys)))
         elif name == "tokencache":
             held = out + (_bytes(outs[0]) if site.partial else 0)
         per_site[site.name] = held * branches

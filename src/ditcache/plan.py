@@ -29,6 +29,8 @@ class Plan:
     #                                     FORECAST / PARTIAL: order of the base (0 = plain reuse)
     write_back: bool = True             # PARTIAL: write the fresh tokens into the stored order-0 factor
     keep_input: bool = False            # FULL: keep the call's inputs in the store (for token scores)
+    keep_keys: bool = False             # FULL: keep the raw key projections the call computes (outputs of
+    #                                     to_k / add_k_proj), so a score needs no second projection (ToCa)
     propagate: tuple | None = None      # PARTIAL: (labels (B, N), K, gamma): move every token towards
     #                                     its cluster's fresh mean by gamma (ClusCa)
     weight: torch.Tensor | None = None  # BLEND: scalar (per site, L2C) or (N, 1) (per token, TokenCache)

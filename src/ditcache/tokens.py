@@ -16,10 +16,13 @@ def _heads(module: nn.Module, t: torch.Tensor) -> torch.Tensor:
     return t.unflatten(-1, (module.heads, -1))
 
 
-def _project(module: nn.Module, linear: str, norm: str, x: torch.Tensor) -> torch.Tensor:
+def _project(module: nn.Module, linear: str, norm: str, x: torch.Tensor, done: dict | None = None) -> torch.Tensor:
     """(B, N, D) -> (B, N, H, d): a projection and its q/k norm, which some models (Wan) apply over all
-    heads at once and others (DiT, Flux) per head."""
-    t = getattr(module, linear)(x)                                   # (B, N, H*d)
+    heads at once and others (DiT, Flux) per head. done: projections the module already computed on
+    ``x`` (name -> (B, N, H*d), kept by the engine), used instead of projecting again."""
+    t = done.get(linear) if done else None
+    if t is None or t.shape[:-1] != x.shape[:-1]:  # not kept, or computed on other tokens (a joined sequence)
+        t = getattr(module, linear)(x)                                             # (B, N, H*d)
     n = getattr(module, norm, None)
     shape = getattr(n, "normalized_shape", None) or getattr(getattr(n, "weight", None), "shape", None)
     if n is not None and shape is not None and shape[-1] == t.shape[-1]:
@@ -29,7 +32,8 @@ def _project(module: nn.Module, linear: str, norm: str, x: torch.Tensor) -> torc
 
 
 def query_key(module: nn.Module, x: torch.Tensor, context: torch.Tensor | None = None, rotary=None,
-              joint: bool = False, text_first: bool = True, query_stride: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+              joint: bool = False, text_first: bool = True, query_stride: int = 1,
+              keys: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Queries and keys (B, S, H, d) as a diffusers attention module computes them.
 
     joint: ``context`` is a second stream attended jointly: placed before the image tokens with the
@@ -37,22 +41,24 @@ def query_key(module: nn.Module, x: torch.Tensor, context: torch.Tensor | None =
     the image tokens only (HunyuanVideo).
     query_stride: only every query_stride-th query row (self- or cross-attention without rotary tables;
     projected from those rows only, so the score's cost falls with it).
+    keys: the raw key projections the module computed on these inputs (to_k, add_k_proj outputs), if kept:
+    the keys then cost no projection, only their norm and rotation.
     """
     kv_source = x if joint or context is None else context
     if query_stride > 1 and not joint and rotary is None:
         x = x[:, ::query_stride]
     q = _project(module, "to_q", "norm_q", x)
-    k = _project(module, "to_k", "norm_k", kv_source)
+    k = _project(module, "to_k", "norm_k", kv_source, keys)
     if joint and context is not None and not text_first:
         if rotary is not None:  # the image tokens alone are rotated
             q = apply_rotary_emb(q, rotary, sequence_dim=1)
             k = apply_rotary_emb(k, rotary, sequence_dim=1)
         cq = _project(module, "add_q_proj", "norm_added_q", context)
-        ck = _project(module, "add_k_proj", "norm_added_k", context)
+        ck = _project(module, "add_k_proj", "norm_added_k", context, keys)
         return torch.cat([q, cq], 1), torch.cat([k, ck], 1)
     if joint and context is not None:
         cq = _project(module, "add_q_proj", "norm_added_q", context)
-        ck = _project(module, "add_k_proj", "norm_added_k", context)
+        ck = _project(module, "add_k_proj", "norm_added_k", context, keys)
         q, k = torch.cat([cq, q], 1), torch.cat([ck, k], 1)
     if rotary is not None:
         q = apply_rotary_emb(q, rotary, sequence_dim=1)
@@ -109,9 +115,12 @@ def attention_entropy(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | Non
 
 
 @torch.no_grad()
-def key_norm(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """(B, N): L2 norm of each token's key; needs no attention map (a flash-friendly proxy)."""
-    return _project(module, "to_k", "norm_k", x).norm(dim=-1).mean(-1)
+def key_norm(module: nn.Module, x: torch.Tensor, keys: dict | None = None, linear: str = "to_k",
+             norm: str = "norm_k") -> torch.Tensor:
+    """(B, N): L2 norm of each token's key; needs no attention map (a flash-friendly proxy).
+    keys: raw key projections already computed on ``x`` (see query_key); linear/norm: the text stream's
+    (add_k_proj, norm_added_k) for a joint block's context."""
+    return _project(module, linear, norm, x, keys).norm(dim=-1).mean(-1)
 
 
 def l2_normalise(s: torch.Tensor) -> torch.Tensor:

@@ -213,9 +213,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--init-from", default=None,
                         help="start from a trained default (name or .safetensors); see train_default")
+    parser.add_argument("--lr", type=float, default=TrainConfig.lr,
+                        help="peak lr after warm-up (a lower one for a late stage continued with --init-from)")
     args = parser.parse_args(argv)
+    if not args.lr > 0:
+        parser.error(f"--lr must be > 0, got {args.lr}")
     path = train_default(args.model, args.steps, args.batch_size, args.seed, args.out, args.threads, args.log_every,
-                         init_from=args.init_from)
+                         config=TrainConfig(lr=args.lr), init_from=args.init_from)
     print(f"wrote {path}")
 
 
