@@ -77,6 +77,7 @@ def test_train_refuses_bad_settings_before_training(capsys):
     _fails(capsys, ["train", "tokencache", "--model", "dit", "--ratio", "1.5"], "ratio")
     _fails(capsys, ["train", "l2c", "--model", "dit", "--steps", "0"], "steps")
     _fails(capsys, ["train-default", "--model", "dit", "--steps", "0"], "--steps")
+    _fails(capsys, ["train-default", "--model", "dit", "--lr", "0"], "--lr")
 
 
 def _digest(path) -> str:
