@@ -239,15 +239,24 @@ def one_per_cluster(labels: torch.Tensor, k: int, generator: torch.Generator | N
     return torch.where(found, idx, spare.gather(1, rank.clamp_min(0)))
 
 
+def _flat_rows(idx: torch.Tensor, n: int) -> torch.Tensor:
+    """(B, k) row indices into N rows per sample -> (B * k,) indices into the flattened (B * N) rows."""
+    return (idx + torch.arange(idx.shape[0], device=idx.device).unsqueeze(1) * n).reshape(-1)
+
+
 def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """x (B, N, D), idx (B, k) -> (B, k, D). Indexing, not gather with an expanded index (slower on the CPU)."""
-    return x[torch.arange(x.shape[0], device=x.device).unsqueeze(1), idx]
+    """x (B, N, D), idx (B, k) -> (B, k, D). index_select on the flattened rows: on the CPU about 10x
+    faster than advanced indexing (and that than gather with an expanded index) for a (B, N) idx, as
+    ClusCa's cluster means spread to every token (20 x 648 x 128: 0.8 ms against 9 ms)."""
+    b, n, d = x.shape
+    return x.reshape(b * n, d).index_select(0, _flat_rows(idx, n)).view(b, idx.shape[1], d)
 
 
 def scatter_tokens(base: torch.Tensor, idx: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
     """A copy of base (B, N, D) with rows idx (B, k) replaced by fresh (B, k, D)."""
-    out = base.clone()
-    out[torch.arange(base.shape[0], device=base.device).unsqueeze(1), idx] = fresh.to(base.dtype)
+    b, n, d = base.shape
+    out = base.clone(memory_format=torch.contiguous_format)
+    out.view(b * n, d).index_copy_(0, _flat_rows(idx, n), fresh.to(base.dtype).reshape(-1, d))
     return out
 
 
@@ -268,6 +277,7 @@ def propagate(out: torch.Tensor, idx: torch.Tensor, labels: torch.Tensor, k: int
     counts = torch.zeros(b, k, dtype=out.dtype, device=out.device).scatter_add_(
         1, fresh_labels, torch.ones_like(fresh_labels, dtype=out.dtype))
     rep = sums / counts.clamp_min(1).unsqueeze(-1)                              # (B, k, D) cluster means
-    # per-token step size: gamma where its cluster has a fresh row, else 0 (left as it is)
+    # per-token step size: gamma where its cluster has a fresh row, else 0 (left as it is); one fused
+    # lerp (a third of the time of a subtraction and an addcmul with the (B, N, 1) step)
     step = ((counts > 0).to(out.dtype) * gamma).gather(1, labels).unsqueeze(-1)  # (B, N, 1)
-    return torch.addcmul(out, step, gather_tokens(rep, labels) - out)
+    return torch.lerp(out, gather_tokens(rep, labels), step)
