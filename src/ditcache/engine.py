@@ -504,8 +504,8 @@ class Run:
         key = (self.branch, site.index)
         action = plan.action
         if action is Action.FULL:
-            keys = {}
-            out = self._with_keys(site.module, keys, orig, args, kwargs) if plan.keep_keys else orig(*args, **kwargs)
+            out, keys = self._with_keys(site.module, orig, args, kwargs) if plan.keep_keys else (
+                orig(*args, **kwargs), None)
             if plan.keep:
                 self.store.update(key, out, self.coords, plan.order)
                 if plan.keep_input:
@@ -542,12 +542,13 @@ class Run:
             self.store.commit(key, base, self.coords)
         return from_tuple(base, self.store.single(key))
 
-    def _with_keys(self, module: nn.Module, keys: dict, orig, args, kwargs):
-        """Call ``orig`` and put the outputs of ``module``'s key projections (to_k, add_k_proj: (B, S, H*d))
-        into ``keys``, by name, with hooks that live for this call only. A compiled forward runs without
-        them (new hooks would make dynamo recompile) and leaves ``keys`` empty: the score then projects."""
+    def _with_keys(self, module: nn.Module, orig, args, kwargs) -> tuple:
+        """Call ``orig``; return its output and the outputs of ``module``'s key projections (to_k,
+        add_k_proj: (B, S, H*d)) by name, caught by hooks that live for this call only. A compiled forward
+        runs without them (new hooks would make dynamo recompile) and keeps none: the score then projects."""
+        keys: dict = {}
         if self._compiler is not None:
-            return orig(*args, **kwargs)
+            return orig(*args, **kwargs), keys
         handles = []
         for name in ("to_k", "add_k_proj"):
             sub = getattr(module, name, None)
@@ -555,7 +556,7 @@ class Run:
                 handles.append(sub.register_forward_hook(
                     lambda mod, a, out, name=name: keys.__setitem__(name, out)))
         try:
-            return orig(*args, **kwargs)
+            return orig(*args, **kwargs), keys
         finally:
             for h in handles:
                 h.remove()

@@ -101,9 +101,8 @@ def predict(method, sites: list[Site], outputs: dict[int, tuple], inputs: dict[i
                 held += _bytes(outs[0]) + rows * tokens * outs[0].element_size()  # the refreshed copy, staleness
             if site.kind in ("attn", "cross_attn") and inputs is not None:
                 given, keys = inputs[site.index]
-                if not (method.reuse_keys and method.score != "random" and site.kind == "attn"):
-                    keys = None  # the raw key projections are kept for self-attention scores only
-                kept.update((t.data_ptr(), _bytes(t)) for t in tensors_in((given, keys)))
+                held_keys = keys if method.keeps_keys(site) else None
+                kept.update((t.data_ptr(), _bytes(t)) for t in tensors_in((given, held_keys)))
         elif name == "tokencache":
             held = out + (_bytes(outs[0]) if site.partial else 0)
         per_site[site.name] = held * branches

@@ -271,9 +271,8 @@ def propagate(out: torch.Tensor, idx: torch.Tensor, labels: torch.Tensor, k: int
     b, _, d = out.shape
     fresh = gather_tokens(out, idx)                                             # (B, m, D)
     fresh_labels = labels.gather(1, idx)                                        # (B, m)
-    rows = torch.arange(b, device=out.device).unsqueeze(1).expand_as(fresh_labels)  # (B, m)
-    sums = torch.zeros(b, k, d, dtype=out.dtype, device=out.device).index_put_(
-        (rows, fresh_labels), fresh, accumulate=True)
+    sums = torch.zeros(b * k, d, dtype=out.dtype, device=out.device).index_add_(
+        0, _flat_rows(fresh_labels, k), fresh.reshape(-1, d)).view(b, k, d)     # (B, k, D)
     counts = torch.zeros(b, k, dtype=out.dtype, device=out.device).scatter_add_(
         1, fresh_labels, torch.ones_like(fresh_labels, dtype=out.dtype))
     rep = sums / counts.clamp_min(1).unsqueeze(-1)                              # (B, k, D) cluster means

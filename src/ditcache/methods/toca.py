@@ -145,11 +145,8 @@ class ToCa:
         if schedule.get("full_step") == ctx.step:
             state["scores"].clear()
             state["stale"].clear()
-            # the self-attention's keys are kept as the full step computes them: scoring then projects
-            # only its sampled queries (the key projection of every token was most of the planning time)
-            keys = self.reuse_keys and self.score != "random"
             return [Plan(Action.FULL, order=self.order, keep_input=s.kind in ("attn", "cross_attn"),
-                         keep_keys=keys and s.kind == "attn") for s in sites]
+                         keep_keys=self.keeps_keys(s)) for s in sites]
         depth = store.shared.get("toca-depth")
         if depth is None:
             depth = store.shared["toca-depth"] = self.layer_positions(sites)
@@ -181,6 +178,12 @@ class ToCa:
             stale.scatter_(1, idx, 0.0)
             plans.append(Plan(Action.PARTIAL, tokens=idx, order=self.order))
         return plans
+
+    def keeps_keys(self, site: Site) -> bool:
+        """Whether a full step keeps ``site``'s raw key projections: the self-attention's keys, as the full
+        step computes them, so scoring projects only its sampled queries (the key projection of every
+        token was most of the planning time). Random scores read no keys."""
+        return self.reuse_keys and self.score != "random" and site.kind == "attn"
 
     def layer_positions(self, sites: list[Site]) -> list[float]:
         """Per site, the depth l of its block fed to the layer curve: the block's index among the
