@@ -138,6 +138,20 @@ def _sweep_table(name: str) -> str:
             f"{lines}\n")
 
 
+def _video_sweep_table(name: str) -> str:
+    path = WEIGHTS_DIR / f"{name}_sweep.json"
+    if not path.is_file():
+        return ""
+    rows = json.loads(path.read_text())
+    lines = "\n".join(f"| {r['guidance_scale']} | {r['per_frame_accuracy']:.3f} | {r['fd_frames_vs_test']:.2f} | "
+                      f"{r['consistency']:.3f} |" for r in rows)
+    return (f"\nCFG scale checked by a small sweep on the weights it was run on ({rows[0]['clips']} clips per scale, "
+            f"{rows[0]['steps']} steps, seeds from 1000, the same clips' noise at every scale; frame FD at this "
+            "count is biased upward, compare rows only; `python -m ditcache.models.card --models video --sweep`):"
+            "\n\n| CFG scale | per-frame accuracy | frame FD vs test | label consistency |\n| --- | --- | --- | --- |\n"
+            f"{lines}\n")
+
+
 def _card(name: str, meta: dict, ev: dict, sanity: dict, gen_seconds: float) -> str:
     tr = meta["training"]
     arch = "\n".join(f"| `{k}` | {v} |" for k, v in meta["transformer_kwargs"].items())
@@ -243,6 +257,33 @@ classifier weights raises. Retrain with `python -m ditcache.evaluator`.
 """
 
 
+def generate_clips(model, per_class: int, steps: int, guidance_scale: float | None,
+                   seed: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """per_class clips of each class (labels 0,1,..,9,0,..) in chunks of 50 with seeds seed, seed+1, ...;
+    returns the clips (N, F, 1, H, W), their labels (N,) and the seconds generation took."""
+    labels = torch.arange(10).repeat(per_class)
+    t0 = time.perf_counter()
+    clips = torch.cat([model.generate(part, steps=steps, seed=seed + i, guidance_scale=guidance_scale)
+                       for i, part in enumerate(labels.split(50))])
+    return clips, labels, time.perf_counter() - t0
+
+
+def sweep_video_guidance(model, scales=(1.5, 2.0, 3.0, 5.0), per_class: int = 3, steps: int = 50) -> list[dict]:
+    """The video default's CFG-scale sweep: per-frame accuracy, frame FD (few clips, so biased up) and label
+    consistency at each scale, on the same seeds (1000, ...) for every scale and none of the card's."""
+    from ditcache.bench.quality import Quality
+
+    rows = []
+    for g in scales:
+        clips, labels, _ = generate_clips(model, per_class, steps, g, seed=1000)
+        row = Quality(clips, labels, bootstrap=0).reference_row()
+        rows.append({"guidance_scale": g, "clips": int(labels.numel()), "steps": steps,
+                     "per_frame_accuracy": row["accuracy"], "fd_frames_vs_test": row["fd"],
+                     "consistency": row["consistency"]})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def video_card(model, per_class: int, steps: int, out: Path) -> dict:
     """The video default's card: a sample strip and GIF, per-frame accuracy and FD in classifier space, label
     consistency across each clip's frames, and the same measures on real moving clips for reference."""
@@ -252,22 +293,19 @@ def video_card(model, per_class: int, steps: int, out: Path) -> dict:
 
     name, spec, meta = model.name, model.spec, json.loads((out / f"{model.name}.json").read_text())
     plot_loss(out / f"{name}_loss.csv", out / f"{name}_loss.png", f"{name}: training loss")
-    labels = torch.arange(10).repeat(per_class)
-    t0 = time.perf_counter()
-    clips = torch.cat([model.generate(part, steps=steps, seed=i) for i, part in enumerate(labels.split(50))])
-    seconds = time.perf_counter() - t0
+    clips, labels, seconds = generate_clips(model, per_class, steps, None, seed=0)
     strip = clips[:10]                                                        # one clip per class
     labelled_grid([(f"frame {f}", strip[:, f]) for f in range(spec.frames)], list(CLASS_NAMES)).save(
         out / f"{name}_samples.png")
     save_gif(labelled_animation([("generated", strip)], list(CLASS_NAMES)), out / f"{name}_samples.gif")
-    q = Quality(clips, labels, bootstrap=0)
+    row = Quality(clips, labels, bootstrap=0).reference_row()
     images, test_labels = load_fashion_mnist("test")
     real = moving_clips(torch.from_numpy(images[:labels.numel()].copy()), spec.frames, spec.canvas, spec.item,
                         torch.Generator().manual_seed(0)).transpose(1, 2)    # (N, F, 1, H, W)
     qr = Quality(real, torch.from_numpy(test_labels[:labels.numel()].copy()), bootstrap=0)
-    row, real_row = q.reference_row(), qr.reference_row()
+    real_row = qr.reference_row()
     ev = {"clips": int(labels.numel()), "steps": steps, "guidance_scale": model.default_guidance_scale,
-          "per_frame_accuracy": row["accuracy"], "fd_frames_vs_test": q.ref_fd, "consistency": row["consistency"],
+          "per_frame_accuracy": row["accuracy"], "fd_frames_vs_test": row["fd"], "consistency": row["consistency"],
           "real_per_frame_accuracy": real_row["accuracy"], "real_fd_frames_vs_test": qr.ref_fd,
           "real_consistency": real_row["consistency"], "generation_seconds": round(seconds, 1)}
     (out / f"{name}_eval.json").write_text(json.dumps(ev, indent=2) + "\n")
@@ -333,6 +371,7 @@ Every frame's item is cropped at its centre of brightness and judged by the ship
 {ev['real_consistency']:.3f} |
 | generation of {ev['clips']} clips, {steps} steps | {ev['generation_seconds']:.0f} s | |
 
+{_video_sweep_table(name)}
 Regenerate with `python -m ditcache.models.card --models video --per-class {per_class}`.
 """)
     return ev
@@ -355,7 +394,8 @@ def main(argv: list[str] | None = None) -> None:
     classifier = load_classifier()
     if args.sweep:
         for name in args.models:
-            rows = sweep_guidance(load_default(name), classifier)
+            model = load_default(name)
+            rows = sweep_video_guidance(model) if name == "video" else sweep_guidance(model, classifier)
             (out / f"{name}_sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
             print(name, json.dumps(rows))
         return
