@@ -25,6 +25,19 @@ def test_attention_received_uniform_map():
     torch.testing.assert_close(s, torch.ones(1, 4))
 
 
+def test_attention_maps_per_head_equal_the_direct_formula_with_padded_keys():
+    g = torch.Generator().manual_seed(0)
+    b, sq, sk, h, d = 2, 5, 7, 3, 4
+    q, k = torch.randn(b, sq, h, d, generator=g), torch.randn(b, sk, h, d, generator=g)
+    keep = torch.ones(b, sk, dtype=torch.bool)
+    keep[1, -2:] = False                                       # sample 1's last two keys are padding
+    logits = torch.einsum("bqhd,bkhd->bhqk", q, k) / 2.0       # 1 / sqrt(d), d = 4
+    probs = torch.softmax(logits.masked_fill(~keep[:, None, None], float("-inf")), -1)  # (B, H, Sq, Sk)
+    torch.testing.assert_close(T.attention_received(q, k, keep), probs.sum((1, 2)) / h)
+    mean = probs.mean(1)                                       # (B, Sq, Sk): the head-mean map
+    torch.testing.assert_close(T.attention_entropy(q, k, keep), -(mean * torch.log(mean + 1e-7)).sum(-1))
+
+
 def test_attention_entropy_uniform_vs_peaked():
     k = torch.eye(4).reshape(1, 4, 1, 4) * 50   # 4 text keys, orthogonal
     q = torch.zeros(1, 2, 1, 4)
