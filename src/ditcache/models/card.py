@@ -145,7 +145,8 @@ def _video_sweep_table(name: str) -> str:
     rows = json.loads(path.read_text())
     lines = "\n".join(f"| {r['guidance_scale']} | {r['per_frame_accuracy']:.3f} | {r['fd_frames_vs_test']:.2f} | "
                       f"{r['consistency']:.3f} |" for r in rows)
-    return (f"\nCFG scale checked by a small sweep on the weights it was run on ({rows[0]['clips']} clips per scale, "
+    return (f"\nCFG scale checked by a small sweep on the weights after {rows[0]['trained_steps']} training steps "
+            f"({rows[0]['clips']} clips per scale, "
             f"{rows[0]['steps']} steps, seeds from 1000, the same clips' noise at every scale; frame FD at this "
             "count is biased upward, compare rows only; `python -m ditcache.models.card --models video --sweep`):"
             "\n\n| CFG scale | per-frame accuracy | frame FD vs test | label consistency |\n| --- | --- | --- | --- |\n"
@@ -273,11 +274,12 @@ def sweep_video_guidance(model, scales=(1.5, 2.0, 3.0, 5.0), per_class: int = 3,
     consistency at each scale, on the same seeds (1000, ...) for every scale and none of the card's."""
     from ditcache.bench.quality import Quality
 
+    trained = json.loads((WEIGHTS_DIR / f"{model.name}.json").read_text())["trained_steps"]  # which weights
     rows = []
     for g in scales:
         clips, labels, _ = generate_clips(model, per_class, steps, g, seed=1000)
         row = Quality(clips, labels, bootstrap=0).reference_row()
-        rows.append({"guidance_scale": g, "clips": int(labels.numel()), "steps": steps,
+        rows.append({"guidance_scale": g, "clips": int(labels.numel()), "steps": steps, "trained_steps": trained,
                      "per_frame_accuracy": row["accuracy"], "fd_frames_vs_test": row["fd"],
                      "consistency": row["consistency"]})
         print(json.dumps(rows[-1]), flush=True)
