@@ -1,6 +1,6 @@
 """Do the token-level methods keep their FLOP savings in wall-clock? (issue 11)
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/token_paths.py [--models dit256 flux256] [--threads 1]
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/token_paths.py [--models dit256 flux256] [--threads 1] [--only now 5 16]
 
 On the 256-token defaults, at batch 16 (50 steps) and batch 100 (10 steps, to bound the time), every
 method and its uncached reference are timed round-robin in one process (median of --repeats rounds after
@@ -42,14 +42,18 @@ def methods(family: str) -> dict:
                                                            reuse_keys=False),
         "toca 64 queries, keys projected": ditcache.ToCa.preset(toca, interval=4, fresh_ratio=0.1, reuse_keys=False),
         "toca now (64 queries, kept keys)": ditcache.ToCa.preset(toca, interval=4, fresh_ratio=0.1),
+        # fewer sampled rows: PSNR vs uncached (ToCa's defaults, 20 images, 50 steps) dit256 31.56 / 31.64 /
+        # 32.06 dB and flux256 35.12 / 35.10 / 35.09 dB at 64 / 32 / 16 rows (each +- 0.8-1.3 standard error)
+        "toca 16 queries, kept keys": ditcache.ToCa.preset(toca, interval=4, fresh_ratio=0.1, score_queries=16),
         "fora N3": ditcache.FORA(interval=3),
     }
 
 
-def measure(name: str, batch: int, steps: int, repeats: int) -> list[list]:
+def measure(name: str, batch: int, steps: int, repeats: int, only: list[str] | None = None) -> list[list]:
     model = ditcache.load_default(name)
     labels = [i % 10 for i in range(batch)]
-    todo = {"uncached": None, **methods(model.family)}
+    todo = {"uncached": None, **{k: m for k, m in methods(model.family).items()
+                                 if not only or any(word in k for word in only)}}
     stats: dict[str, tuple[float, float]] = {}
     times: dict[str, list[float]] = {k: [] for k in todo}
     plan_share: dict[str, list[float]] = {k: [] for k in todo}
@@ -87,12 +91,14 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["dit256", "flux256"])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", nargs="+", default=None,
+                    help="time only the rows whose name contains one of these words (e.g. now taylorseer fora)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
     for name in args.models:
         for batch, steps in ((16, 50), (100, 10)):
-            rows += measure(name, batch, steps, args.repeats)
+            rows += measure(name, batch, steps, args.repeats, args.only)
     print()
     print(markdown_table(["model", "batch", "method", "FLOP x", "wall x", "kept", "plan %"], rows))
 
