@@ -5,7 +5,7 @@
 It reads, where present: results/<model>/report.json (`ditcache bench`, one per default model),
 results/extra_<model>/report.json (more settings on the same seeds), results/speed_<model>/report.json
 (wall-clock of the deciding settings over more rounds), results/claims_<model>/report.json (the
-seed methods' claims at 256 tokens), results/choices_*/ (seed
+seed methods' claims at 256 tokens, with results/claims_<model>.md: a verdict per claim), results/choices_*/ (seed
 choices), results/*.md (tables printed by the other scripts: token paths, learned choices, compile,
 speed at DiT-XL/2's width), and results/video/report.json. Missing parts are listed as not yet run.
 """
@@ -275,8 +275,10 @@ def main() -> None:
         if report is None:
             parts += [f"`{model}`: not yet run.", ""]
             continue
-        parts += [f"Command: `{command(report)}`", ""]
+        parts += [f"### `{model}`: every setting of the claims run", "", f"Command: `{command(report)}`", ""]
         parts += model_section(f"claims_{model}", report)[2:] + claims_section(report, model)
+        verdicts = _md(f"claims_{model}.md")  # a sentence per claim, written from the tables above
+        parts += [f"**Verdicts on `{model}`:**", "", verdicts, ""] if verdicts else []
     video = _load("video")
     parts += ["## Video", ""] + ([f"Command: `{command(video)}`", "", *model_section("video", video)[2:]]
                                  if video else ["Not yet run.", ""])
