@@ -97,6 +97,9 @@ def test_train_writes_where_told_never_into_the_package(capsys, tmp_path, monkey
     assert main(["train", "l2c", "--model", "dit", "--steps", "4", "--iters", "2", "--out", str(mine)]) == 0
     assert mine.is_file() and _digest(shipped) == before
     assert f"l2c:artifact={mine}" in capsys.readouterr().out
+    record = json.loads(mine.with_suffix(".json").read_text())  # what it was trained with, how long, its losses
+    assert record["config"]["iters"] == 2 and record["config"]["steps"] == 4
+    assert len(record["losses"]) == 2 and record["seconds"] > 0
     # the artifact it wrote is usable by name of file
     assert main(["generate", "--num", "1", "--steps", "4", "--method", f"l2c:artifact={mine}", "--out", ""]) == 0
 

@@ -196,16 +196,20 @@ def cmd_train(args: argparse.Namespace) -> int:
                     (".safetensors",), overwrite=args.overwrite)
     _threads(args.threads)
     model = load_default(args.model)
+    start = time.perf_counter()
     if args.method == "hyca":
         art, summary = train_hyca(model, cfg)
         art.save(out)
-        (out.with_suffix(".json")).write_text(json.dumps({"config": art.config, "solvers": summary}, indent=1))
+        (out.with_suffix(".json")).write_text(json.dumps({"config": art.config, "solvers": summary, "seconds":
+                                                          round(time.perf_counter() - start, 1)}, indent=1))
         print(f"wrote {out}: share of channels per solver " + ", ".join(f"{k} {v:.1%}" for k, v in summary.items()))
         print(f"use it with: ditcache generate --model {args.model} --method hyca:artifact={out}")
         return 0
     art, losses = (train_l2c if args.method == "l2c" else train_tokencache)(model, cfg)
     art.save(out)
-    (out.with_suffix(".json")).write_text(json.dumps({"config": art.config, "losses": losses}, indent=1))
+    seconds = round(time.perf_counter() - start, 1)
+    (out.with_suffix(".json")).write_text(json.dumps({"config": art.config, "seconds": seconds, "losses": losses},
+                                                     indent=1))
     print(f"wrote {out}: final loss {sum(losses[-20:]) / len(losses[-20:]):.4f} "
           f"(first {sum(losses[:20]) / len(losses[:20]):.4f}); loss curve in {out.with_suffix('.json')}")
     print(f"use it with: ditcache generate --model {args.model} --method {args.method}:artifact={out}")
