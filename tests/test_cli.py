@@ -172,5 +172,6 @@ def test_generate_loads_the_chosen_models_artifact(capsys):
         assert _model_artifact(parse_method(f"{name}:artifact=x.safetensors"), f"{name}:artifact=x.safetensors",
                                "flux").artifact == "x.safetensors"
     assert _model_artifact(parse_method("fora"), "fora", "flux") == ditcache.FORA()
-    assert not (SHIPPED / "l2c_flux256.safetensors").exists()
-    _fails(capsys, ["generate", "--model", "flux256", "--method", "l2c"], "no shipped l2c artifact", "--model flux256")
+    assert not (SHIPPED / "hyca_flux256.safetensors").exists()  # every default ships L2C and TokenCache now
+    _fails(capsys, ["generate", "--model", "flux256", "--method", "hyca"], "no shipped hyca artifact",
+           "--model flux256")
