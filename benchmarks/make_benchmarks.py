@@ -280,8 +280,9 @@ def main() -> None:
         verdicts = _md(f"claims_{model}.md")  # a sentence per claim, written from the tables above
         parts += [f"**Verdicts on `{model}`:**", "", verdicts, ""] if verdicts else []
     video = _load("video")
-    parts += ["## Video", ""] + ([f"Command: `{command(video)}`", "", *model_section("video", video)[2:]]
-                                 if video else ["Not yet run.", ""])
+    note = _md("video.md")  # which weights the run used, when they are not the shipped ones
+    parts += ["## Video", "", *([note, ""] if note else [])] + (
+        [f"Command: `{command(video)}`", "", *model_section("video", video)[2:]] if video else ["Not yet run.", ""])
     (ROOT / "BENCHMARKS.md").write_text("\n".join(parts) + "\n")
     print(f"wrote {ROOT / 'BENCHMARKS.md'}")
 
