@@ -200,8 +200,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.method == "hyca":
         art, summary = train_hyca(model, cfg)
         art.save(out)
-        (out.with_suffix(".json")).write_text(json.dumps({"config": art.config, "solvers": summary, "seconds":
-                                                          round(time.perf_counter() - start, 1)}, indent=1))
+        seconds = round(time.perf_counter() - start, 1)
+        (out.with_suffix(".json")).write_text(json.dumps({"config": art.config, "solvers": summary,
+                                                          "seconds": seconds}, indent=1))
         print(f"wrote {out}: share of channels per solver " + ", ".join(f"{k} {v:.1%}" for k, v in summary.items()))
         print(f"use it with: ditcache generate --model {args.model} --method hyca:artifact={out}")
         return 0

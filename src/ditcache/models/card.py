@@ -125,11 +125,16 @@ def plot_loss(csv_path: Path, png_path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _sweep_table(name: str) -> str:
+def _sweep_rows(name: str) -> list[dict]:
+    """The rows `--sweep` wrote for this model (<name>_sweep.json), or none if it was not run."""
     path = WEIGHTS_DIR / f"{name}_sweep.json"
-    if not path.is_file():
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def _sweep_table(name: str) -> str:
+    rows = _sweep_rows(name)
+    if not rows:
         return ""
-    rows = json.loads(path.read_text())
     lines = "\n".join(f"| {r['guidance_scale']} | {r['fd_model_vs_test']:.3f} | {r['class_accuracy']:.3f} |"
                       for r in rows)
     n, steps = rows[0]["samples"], rows[0]["steps"]
@@ -139,10 +144,9 @@ def _sweep_table(name: str) -> str:
 
 
 def _video_sweep_table(name: str) -> str:
-    path = WEIGHTS_DIR / f"{name}_sweep.json"
-    if not path.is_file():
+    rows = _sweep_rows(name)
+    if not rows:
         return ""
-    rows = json.loads(path.read_text())
     lines = "\n".join(f"| {r['guidance_scale']} | {r['per_frame_accuracy']:.3f} | {r['fd_frames_vs_test']:.2f} | "
                       f"{r['consistency']:.3f} |" for r in rows)
     return (f"\nCFG scale checked by a small sweep on the weights after {rows[0]['trained_steps']} training steps "
