@@ -78,6 +78,7 @@ def test_train_refuses_bad_settings_before_training(capsys):
     _fails(capsys, ["train", "l2c", "--model", "dit", "--steps", "0"], "steps")
     _fails(capsys, ["train-default", "--model", "dit", "--steps", "0"], "--steps")
     _fails(capsys, ["train-default", "--model", "dit", "--lr", "0"], "--lr")
+    _fails(capsys, ["train-default", "--model", "dit", "--schedule", "cosine"], "--schedule")
 
 
 def _digest(path) -> str:

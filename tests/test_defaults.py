@@ -96,3 +96,15 @@ def test_video_default_loads_its_half_precision_weights_and_generates_clips():
     clips = model.generate([1, 8], steps=2, seed=0)
     assert clips.shape == (2, 8, 1, 36, 36)  # (clips, 8 frames, channel, 36x36 canvas)
     assert torch.equal(clips, model.generate([1, 8], steps=2, seed=0))
+
+
+def test_training_lr_schedules_by_hand():
+    from ditcache.models.train import TrainConfig, lr_at
+
+    # 10 warm-up steps to lr 1.0, then 30 steps of linear decay reaching 0 at step 40
+    linear = TrainConfig(lr=1.0, warmup_steps=10, schedule="linear")
+    assert [lr_at(linear, s, 40) for s in (1, 5, 10, 11, 25, 39, 40)] == [0.1, 0.5, 1.0, 29 / 30, 0.5, 1 / 30, 0.0]
+    constant = TrainConfig(lr=1.0, warmup_steps=10)
+    assert [lr_at(constant, s, 40) for s in (5, 10, 40)] == [0.5, 1.0, 1.0]
+    with pytest.raises(ValueError, match="constant"):
+        lr_at(TrainConfig(schedule="cosine"), 20, 40)

@@ -129,17 +129,20 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_train_default(args: argparse.Namespace) -> int:
-    from .models.train import TrainConfig, train_default
+    from .models.train import SCHEDULES, TrainConfig, train_default
 
     _positive(steps=args.steps, batch_size=args.batch_size, log_every=args.log_every, threads=args.threads)
     if args.lr is not None and not args.lr > 0:
         raise ValueError(f"--lr must be > 0, got {args.lr}")
+    if args.schedule not in SCHEDULES:
+        raise ValueError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {args.schedule!r}")
     out = _out_file(args.out or str(user_dir() / "models" / f"{args.model}.safetensors"), (".safetensors",),
                     overwrite=args.overwrite)
     given = {"steps": args.steps, "batch_size": args.batch_size}
     path = train_default(args.model, seed=args.seed, threads=args.threads or 1, log_every=args.log_every,
                          out_path=out, init_from=args.init_from, **{k: v for k, v in given.items() if v is not None},
-                         config=TrainConfig(lr=args.lr if args.lr is not None else TrainConfig.lr))
+                         config=TrainConfig(lr=args.lr if args.lr is not None else TrainConfig.lr,
+                                            schedule=args.schedule))
     print(f"wrote {path} (+ .json, _loss.csv); load it with "
           f"ditcache.load_default({args.model!r}, weights_dir={str(path.parent)!r})")
     return 0
@@ -255,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--lr", type=float, default=None,
                    help="peak lr after warm-up (default 1e-3; a lower one for a late stage continued with --init-from)")
+    t.add_argument("--schedule", default="constant",
+                   help="after warm-up: constant lr, or linear decay to 0 at the last step (a final stage's cooldown)")
     t.set_defaults(fn=cmd_train_default)
 
     b = sub.add_parser("bench", help="every method and peer on one model: speed, FLOPs, memory, quality")

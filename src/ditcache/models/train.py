@@ -38,11 +38,28 @@ from ditcache.models.defaults import (
 class TrainConfig:
     lr: float = 1e-3  # AdamW peak lr; DiT-XL uses 1e-4, but a width-128 model on a ~1.4k-step budget wants more
     warmup_steps: int = 100  # linear warmup from 0, then constant (DiT trains at constant lr)
+    # after warm-up: "constant" (DiT's choice) or "linear", decaying to 0 at the run's last step, a
+    # cooldown for the final stage of a run continued with --init-from (only worth it run to the end)
+    schedule: str = "constant"
     weight_decay: float = 0.0  # DiT paper uses no weight decay
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW defaults
     grad_clip: float = 1.0  # max global grad norm; guards the first steps of a from-scratch run
     ema_decay: float = 0.995  # EMA of weights; half-life ~140 steps, short because runs are ~1.5k steps
     class_dropout: float = 0.1  # share of labels replaced by NULL_CLASS for CFG (DiT paper: 0.1)
+
+
+SCHEDULES = ("constant", "linear")
+
+
+def lr_at(config: TrainConfig, step: int, steps: int) -> float:
+    """The lr of 1-based `step` of `steps`: linear warm-up from 0, then constant or a linear decay
+    that reaches 0 at step `steps`."""
+    if config.schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {config.schedule!r}")
+    warm = min(1.0, step / config.warmup_steps)
+    if config.schedule == "constant" or step <= config.warmup_steps:
+        return config.lr * warm
+    return config.lr * (steps - step) / max(1, steps - config.warmup_steps)
 
 
 def _ddpm_loss(model: DiTDefault, scheduler, x0, labels, gen):
@@ -140,7 +157,7 @@ def train_default(
         drop = torch.rand(batch_size, generator=gen) < config.class_dropout
         y = torch.where(drop, torch.full_like(y, NULL_CLASS), y)
         for group in opt.param_groups:
-            group["lr"] = config.lr * min(1.0, step / config.warmup_steps)
+            group["lr"] = lr_at(config, step, steps)
         loss = _ddpm_loss(model, scheduler, x0, y, gen) if model.objective == "ddpm" else _flow_loss(model, x0, y, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -215,11 +232,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="start from a trained default (name or .safetensors); see train_default")
     parser.add_argument("--lr", type=float, default=TrainConfig.lr,
                         help="peak lr after warm-up (a lower one for a late stage continued with --init-from)")
+    parser.add_argument("--schedule", choices=SCHEDULES, default=TrainConfig.schedule,
+                        help="after warm-up: constant lr, or linear decay to 0 at the last step (a cooldown)")
     args = parser.parse_args(argv)
     if not args.lr > 0:
         parser.error(f"--lr must be > 0, got {args.lr}")
     path = train_default(args.model, args.steps, args.batch_size, args.seed, args.out, args.threads, args.log_every,
-                         config=TrainConfig(lr=args.lr), init_from=args.init_from)
+                         config=TrainConfig(lr=args.lr, schedule=args.schedule), init_from=args.init_from)
     print(f"wrote {path}")
 
 
