@@ -116,17 +116,42 @@ def test_kmeans_l2_through_matrix_products_matches_l1_on_separable_clusters():
     torch.testing.assert_close(T.distances(x, c, "l2"), torch.cdist(x, c) ** 2, rtol=1e-4, atol=1e-3)
 
 
-def test_propagate_moves_towards_fresh_cluster_mean_and_keeps_fresh_rows():
-    out = torch.zeros(1, 4, 2)
-    out[0, 1] = torch.tensor([2.0, 4.0])        # fresh row of cluster 0
-    labels = torch.tensor([[0, 0, 1, 1]])        # cluster 1 has no fresh row
+def test_refresh_propagates_towards_fresh_cluster_mean_and_keeps_fresh_rows():
+    anchor = torch.zeros(1, 4, 2)
+    fresh = torch.tensor([[[2.0, 4.0]]])         # row 1, of cluster 0
+    labels = torch.tensor([[0, 0, 1, 1]])        # cluster 1 has no fresh row: its rows stay
     idx = torch.tensor([[1]])
-    res = T.propagate(out, idx, labels, 2, gamma=0.25)
-    torch.testing.assert_close(res[0, 1], torch.tensor([2.0, 4.0]))
-    torch.testing.assert_close(res[0, 0], torch.tensor([0.5, 1.0]))
-    torch.testing.assert_close(res[0, 2:], torch.zeros(2, 2))
-    assert torch.equal(T.propagate(out, idx, labels, 2, gamma=0.0), out)
-    torch.testing.assert_close(T.propagate(out, idx, labels, 2, gamma=1.0)[0, 0], torch.tensor([2.0, 4.0]))
+    edited, out = T.refresh(anchor, anchor, idx, fresh, (labels, 2, 0.25))
+    assert out is edited
+    torch.testing.assert_close(edited[0], torch.tensor([[0.5, 1.0], [2.0, 4.0], [0.0, 0.0], [0.0, 0.0]]))
+    assert torch.equal(anchor, torch.zeros(1, 4, 2))            # the stored anchor is never edited in place
+    edited, _ = T.refresh(anchor, anchor, idx, fresh, (labels, 2, 1.0))
+    torch.testing.assert_close(edited[0, 0], torch.tensor([2.0, 4.0]))
+    edited, out = T.refresh(anchor, anchor, idx, fresh, (labels, 2, 0.0))
+    assert torch.equal(edited[0], torch.tensor([[0.0, 0.0], [2.0, 4.0], [0.0, 0.0], [0.0, 0.0]]))
+
+
+def test_refresh_under_a_forecast_by_hand():
+    """anchor a, forecast base = a + rise. The fresh row's anchor becomes fresh - rise there (6 - 1 = 5),
+    each row of its cluster moves towards 5 by gamma 0.5 (a 1 -> 3, the row of the other cluster, with
+    its own fresh row 2: 10 - 2 = 8, moves 3 -> 5.5); outputs are edited anchor + rise, fresh rows exact."""
+    a = torch.tensor([[[1.0], [9.0], [3.0], [7.0]]])             # (1, 4, 1)
+    rise = torch.tensor([[[0.5], [1.0], [-1.0], [2.0]]])
+    labels = torch.tensor([[0, 0, 1, 1]])
+    idx = torch.tensor([[1, 3]])
+    fresh = torch.tensor([[[6.0], [10.0]]])
+    edited, out = T.refresh(a, a + rise, idx, fresh, (labels, 2, 0.5))
+    want = torch.tensor([3.0, 5.0, 5.5, 8.0])
+    torch.testing.assert_close(edited.flatten(), want)
+    torch.testing.assert_close(out.flatten(), want + rise.flatten())
+    assert out[0, 1, 0] == 6.0 and out[0, 3, 0] == 10.0
+    # two fresh rows in one cluster: both move towards their mean (7), the cluster's other row too
+    edited, out = T.refresh(a, a + rise, torch.tensor([[0, 1]]), torch.tensor([[[1.5], [12.0]]]), (labels, 2, 0.5))
+    torch.testing.assert_close(edited.flatten(), torch.tensor([(1.0 + 6.0) / 2, (11.0 + 6.0) / 2, 3.0, 7.0]))
+    # without propagation, and without keeping the edit: only the output
+    edited, out = T.refresh(a, a + rise, idx, fresh, None, keep_anchor=False)
+    assert edited is None
+    torch.testing.assert_close(out.flatten(), torch.tensor([1.5, 6.0, 2.0, 10.0]))
 
 
 def _capture(model, module, name):

@@ -36,7 +36,7 @@ from .forecast.common import Coords
 from .methods import resolve_method
 from .plan import Action, Plan, Site, StepContext, plan_to_dict
 from .store import Store, as_tuple, from_tuple
-from .tokens import gather_tokens, propagate, scatter_tokens
+from .tokens import gather_tokens, refresh
 
 
 def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -568,17 +568,12 @@ class Run:
         value is its fresh output minus what the forecast adds at this step, so this step returns the
         fresh output, and later forecasts extrapolate from it. Propagation (ClusCa) moves every anchor
         row towards its cluster's fresh mean there, leaving the higher-order terms unscaled; with
-        ``write_back`` the edited anchor is kept until the next full step."""
-        idx = plan.tokens
+        ``write_back`` the edited anchor is kept until the next full step (``tokens.refresh``)."""
         anchor = self.store.entries[key].anchor[0]                 # (B, N, D)
-        rise = None if base is anchor else base - anchor           # what the forecast adds, (B, N, D)
-        edited = scatter_tokens(anchor, idx, fresh if rise is None else fresh - gather_tokens(rise, idx))
-        if plan.propagate is not None:
-            labels, k, gamma = plan.propagate
-            edited = propagate(edited, idx, labels, k, gamma)
+        edited, out = refresh(anchor, base, plan.tokens, fresh, plan.propagate, keep_anchor=plan.write_back)
         if plan.write_back:
             self.store.edit(key, 0, edited)
-        return edited if rise is None else edited + rise
+        return out
 
     def _block_forward(self, site: Site, orig):
         i = site.index

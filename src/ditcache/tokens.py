@@ -1,4 +1,5 @@
-"""Token-level tools: importance scores, the spatial bonus, top-k choice, k-means and propagation.
+"""Token-level tools: importance scores, the spatial bonus, top-k choice, k-means, and refreshing a forecast's rows
+(ClusCa's propagation included).
 
 Scores are computed from a FULL step's attention *inputs*, on a separate path: the module itself
 always runs through its own (fused) attention kernel, so caching never turns fused attention off.
@@ -260,23 +261,54 @@ def scatter_tokens(base: torch.Tensor, idx: torch.Tensor, fresh: torch.Tensor) -
     return out
 
 
-def propagate(out: torch.Tensor, idx: torch.Tensor, labels: torch.Tensor, k: int, gamma: float) -> torch.Tensor:
-    """ClusCa propagation: every token moves towards the mean fresh value of its cluster by gamma.
+def refresh(anchor: torch.Tensor, base: torch.Tensor, idx: torch.Tensor, fresh: torch.Tensor,
+            propagate: tuple | None = None, keep_anchor: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Put fresh rows into a forecast; returns (edited anchor or None, output), each (B, N, D).
 
-    out (B, N, D) already holds the fresh rows at idx (B, m); labels (B, N) in [0, k). Tokens of a
-    cluster with no fresh row are left as they are; fresh rows keep their exact value when m = k.
-    """
+    anchor (B, N, D): the order-0 values the forecast ``base`` (B, N, D) is built on (``base is anchor``
+    for plain reuse); idx (B, k) rows computed afresh, fresh (B, k, D) their outputs. A fresh row's
+    anchor becomes its output minus what the forecast adds there (rise = base - anchor), so the output
+    holds ``fresh`` at those rows. ``propagate`` = (labels (B, N) in [0, K), K, gamma), ClusCa's: every
+    other row's anchor moves towards the mean fresh anchor of its cluster by gamma (rows of a cluster with
+    no fresh row stay), which moves its output by the same amount: output = base + (edited - anchor).
+    Full-size work: two passes without propagation, four with (a gather, a subtraction, two adds), where
+    materialising rise and the edited anchor and adding them back took five; ``keep_anchor=False`` (the
+    caller will not keep the edit) skips building the edited anchor."""
+    b, n, d = anchor.shape
+    rows = _flat_rows(idx, n)                                                   # (B * k,)
+    reuse = base is anchor
+    fresh = fresh.to(anchor.dtype)
+    if reuse:
+        value = fresh                                                           # (B, k, D) new anchor rows
+    else:
+        value = fresh - (gather_tokens(base, idx) - gather_tokens(anchor, idx))
+    gamma = 0.0 if propagate is None else propagate[2]
     if gamma == 0:
-        return out
-    b, _, d = out.shape
-    fresh = gather_tokens(out, idx)                                             # (B, m, D)
-    fresh_labels = labels.gather(1, idx)                                        # (B, m)
-    sums = torch.zeros(b * k, d, dtype=out.dtype, device=out.device).index_add_(
-        0, _flat_rows(fresh_labels, k), fresh.reshape(-1, d)).view(b, k, d)     # (B, k, D)
-    counts = torch.zeros(b, k, dtype=out.dtype, device=out.device).scatter_add_(
-        1, fresh_labels, torch.ones_like(fresh_labels, dtype=out.dtype))
-    rep = sums / counts.clamp_min(1).unsqueeze(-1)                              # (B, k, D) cluster means
-    # per-token step size: gamma where its cluster has a fresh row, else 0 (left as it is); one fused
-    # lerp (a third of the time of a subtraction and an addcmul with the (B, N, 1) step)
-    step = ((counts > 0).to(out.dtype) * gamma).gather(1, labels).unsqueeze(-1)  # (B, N, 1)
-    return torch.lerp(out, gather_tokens(rep, labels), step)
+        edited = scatter_tokens(anchor, idx, value) if keep_anchor or reuse else None
+        out = edited if reuse else scatter_tokens(base, idx, fresh)
+        return edited, out
+    labels, k, _ = propagate
+    fresh_labels = labels.gather(1, idx)                                        # (B, k)
+    sums = torch.zeros(b * k, d, dtype=anchor.dtype, device=anchor.device).index_add_(
+        0, _flat_rows(fresh_labels, k), value.reshape(-1, d)).view(b, k, d)     # (B, K, D)
+    counts = torch.zeros(b, k, dtype=anchor.dtype, device=anchor.device).scatter_add_(
+        1, fresh_labels, torch.ones_like(fresh_labels, dtype=anchor.dtype))    # (B, K)
+    mean = sums / counts.clamp_min(1).unsqueeze(-1)                             # (B, K, D) fresh means
+    step = (counts > 0).to(anchor.dtype) * gamma                                # (B, K): 0 where no fresh row
+    delta = gather_tokens(mean, labels).sub_(anchor)                            # (B, N, D) towards the mean
+    if bool((counts > 0).all()):   # one fresh row per cluster (ClusCa's draw): a scalar step
+        alpha = gamma
+    else:                          # a cluster with no fresh row: its rows do not move
+        delta.mul_(step.gather(1, labels).unsqueeze(-1))
+        alpha = 1.0
+    # the fresh rows themselves move towards their own cluster's mean (a no-op when alone in it)
+    moved = torch.lerp(value, gather_tokens(mean, fresh_labels), step.gather(1, fresh_labels).unsqueeze(-1))
+    edited = None
+    if keep_anchor or reuse:
+        edited = torch.add(anchor, delta, alpha=alpha)
+        edited.view(b * n, d).index_copy_(0, rows, moved.reshape(-1, d))
+    if reuse:
+        return edited, edited
+    out = torch.add(base, delta, alpha=alpha)
+    out.view(b * n, d).index_copy_(0, rows, (moved + (fresh - value)).reshape(-1, d))
+    return edited, out
