@@ -160,19 +160,23 @@ def top_k(score: torch.Tensor, k: int, tie_halves: bool = False) -> torch.Tensor
 DISTANCES = ("l1", "l2")
 
 
-def distances(x: torch.Tensor, c: torch.Tensor, distance: str) -> torch.Tensor:
+def distances(x: torch.Tensor, c: torch.Tensor, distance: str, xx: torch.Tensor | None = None) -> torch.Tensor:
     """(B, N, D), (B, K, D) -> (B, N, K). "l1": the reference's cdist p=1 (no BLAS path); "l2": squared
-    Euclidean through one matrix product, ||x||^2 - 2 x.c + ||c||^2 (argmin-equivalent to L2)."""
+    Euclidean through one matrix product, ||x||^2 - 2 x.c + ||c||^2 (argmin-equivalent to L2); xx: the
+    (B, N, 1) ||x||^2 if the caller has it."""
     if distance == "l1":
         return torch.cdist(x, c, p=1)
-    return (x * x).sum(-1, keepdim=True) - 2 * x @ c.transpose(1, 2) + (c * c).sum(-1).unsqueeze(1)
+    xx = (x * x).sum(-1, keepdim=True) if xx is None else xx
+    return torch.baddbmm((c * c).sum(-1).unsqueeze(1), x, c.transpose(1, 2), alpha=-2).add_(xx)
 
 
 def _assign(x: torch.Tensor, c: torch.Tensor, distance: str) -> torch.Tensor:
-    """(B, N) nearest centroid; for L2, ||x||^2 is the same for every centroid and is left out."""
+    """(B, N) nearest centroid; for L2, ||x||^2 is the same for every centroid and is left out:
+    ||c||^2 - 2 x.c in one fused matrix product (B, N, K)."""
     if distance == "l1":
         return torch.cdist(x, c, p=1).argmin(-1)
-    return ((c * c).sum(-1).unsqueeze(1) - 2 * x @ c.transpose(1, 2)).argmin(-1)
+    # the centroids transposed to contiguous (B, D, K): baddbmm on the strided view takes twice as long
+    return torch.baddbmm((c * c).sum(-1).unsqueeze(1), x, c.transpose(1, 2).contiguous(), alpha=-2).argmin(-1)
 
 
 @torch.no_grad()
@@ -182,22 +186,25 @@ def kmeans(x: torch.Tensor, k: int, init: torch.Tensor | None = None, max_iters:
 
     init: centroids to start from (warm start from the previous full step); else k-means++ seeding
     (the reference starts from random tokens, which can put two seeds in one cluster and stay there).
-    An empty cluster keeps its previous centroid (it does not collapse to zero).
+    An empty cluster keeps its previous centroid (it does not collapse to zero). Cluster sums are one
+    index_add over the flattened rows (a third of the time of a one-hot matrix product at 32 x 256 x 128).
     """
-    b, n, _ = x.shape
+    b, n, d = x.shape
     if not 1 <= k <= n:
         raise ValueError(f"k-means needs 1 <= K <= number of tokens ({n}), got K={k}")
     if distance not in DISTANCES:
         raise ValueError(f"k-means distance must be one of {DISTANCES}, got {distance!r}")
+    x = x.contiguous()
     centroids = _kmeans_pp(x, k, generator, distance) if init is None else init.clone()
     labels = torch.zeros(b, n, dtype=torch.long, device=x.device)
+    offset = torch.arange(b, device=x.device).unsqueeze(1) * k                  # (B, 1)
     iters = 0
     for iters in range(1, max_iters + 1):
         labels = _assign(x, centroids, distance)                                # (B, N)
-        onehot = torch.zeros(b, n, k, dtype=x.dtype, device=x.device).scatter_(-1, labels.unsqueeze(-1), 1.0)
-        counts = onehot.sum(1)                                                  # (B, k)
-        sums = onehot.transpose(1, 2) @ x                                       # (B, k, D)
-        new = torch.where(counts.unsqueeze(-1) > 0, sums / counts.clamp_min(1).unsqueeze(-1), centroids)
+        flat = (labels + offset).reshape(-1)                                    # (B * N,) rows of (B * k)
+        sums = torch.zeros(b * k, d, dtype=x.dtype, device=x.device).index_add_(0, flat, x.view(b * n, d))
+        counts = torch.bincount(flat, minlength=b * k).to(x.dtype).view(b, k, 1)  # (B, k, 1)
+        new = torch.where(counts > 0, sums.view(b, k, d) / counts.clamp_min(1), centroids)
         done = torch.allclose(new, centroids, rtol=tol, atol=tol * 1e-2)
         centroids = new
         if done:
@@ -207,17 +214,18 @@ def kmeans(x: torch.Tensor, k: int, init: torch.Tensor | None = None, max_iters:
 
 def _kmeans_pp(x: torch.Tensor, k: int, generator: torch.Generator | None, distance: str) -> torch.Tensor:
     """k-means++ seeds (B, k, D): each next seed drawn with probability proportional to its distance
-    from the nearest seed so far."""
+    from the nearest seed so far (||x||^2 computed once for all k draws)."""
     b, n, d = x.shape
     rows = torch.arange(b, device=x.device)
+    xx = (x * x).sum(-1, keepdim=True) if distance == "l2" else None           # (B, N, 1)
     first = torch.randint(n, (b,), generator=generator).to(x.device)
     seeds = [x[rows, first]]                                                    # k x (B, D)
-    dist = distances(x, seeds[0].unsqueeze(1), distance).squeeze(-1)            # (B, N)
+    dist = distances(x, seeds[0].unsqueeze(1), distance, xx).squeeze(-1)        # (B, N)
     for _ in range(1, k):
         weights = (dist.clamp_min(0) + 1e-12).cpu()                             # the generator draws on the host
         pick = torch.multinomial(weights, 1, generator=generator).squeeze(-1).to(x.device)  # (B,)
         seeds.append(x[rows, pick])
-        dist = torch.minimum(dist, distances(x, seeds[-1].unsqueeze(1), distance).squeeze(-1))
+        dist = torch.minimum(dist, distances(x, seeds[-1].unsqueeze(1), distance, xx).squeeze(-1))
     return torch.stack(seeds, 1)
 
 
