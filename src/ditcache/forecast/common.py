@@ -26,6 +26,12 @@ def combine(a: Output, b: Output, fn) -> Output:
     return tuple(None if x is None else fn(x, y) for x, y in zip(a, b))
 
 
+def add_scaled(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
+    """a + w b in a's dtype: one fused pass when the dtypes agree (a forecast term added to its base;
+    the multiply-then-add form allocated and wrote the (B, N, D) product first), else through float32 b."""
+    return torch.add(a, b, alpha=w) if a.dtype == b.dtype else a + (w * b).to(a.dtype)
+
+
 def lift(t: torch.Tensor) -> torch.Tensor:
     """Differences are kept in float32 when the model runs in half precision: third and fourth
     differences of fp16 features divided by DiT's integer timestep gaps underflow."""

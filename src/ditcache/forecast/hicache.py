@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .common import Coords, Output, check_units, combine
+from .common import Coords, Output, add_scaled, check_units, combine
 from .taylor import Taylor
 
 
@@ -54,5 +54,5 @@ class HiCache:
         out = anchor
         for k, f in enumerate(factors, start=1):
             w = scaled_hermite(k, delta, self.sigma) / math.factorial(k)
-            out = combine(out, f, lambda a, b, w=w: a + (w * b).to(a.dtype))
+            out = combine(out, f, lambda a, b, w=w: add_scaled(a, b, w))
         return out

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .common import Coords, Output, check_units, combine, lift
+from .common import Coords, Output, add_scaled, check_units, combine, lift
 
 DIFFERENCES = ("backward", "newton")
 
@@ -72,5 +72,5 @@ class Taylor:
                 w = (x - nodes[0]) ** i / math.factorial(i)
             else:
                 w = math.prod(x - nodes[j] for j in range(i))
-            out = combine(out, f, lambda a, b, w=w: a + (w * b).to(a.dtype))
+            out = combine(out, f, lambda a, b, w=w: add_scaled(a, b, w))
         return out

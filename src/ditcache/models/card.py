@@ -321,9 +321,10 @@ def video_card(model, per_class: int, steps: int, out: Path) -> dict:
     resumed = (f" The run was continued from its own saved EMA weights (`--init-from {init['source']}`, a fresh "
                "optimizer), as recorded in the JSON." if init else "")
     if meta.get("stages"):  # a run stopped and continued: each stage's command, steps run and time
-        resumed = (" Trained in stages, each stopped where its time ran out and continued from the previous stage's "
-                   "saved EMA weights with a fresh optimizer and lr warm-up (`stages` in the JSON):\n\n" + "\n".join(
-                       f"{i + 1}. `{st['command']}`: stopped after {st['trained_steps']} steps, "
+        resumed = (" Trained in stages, each continued from the previous stage's "
+                   "saved EMA weights with a fresh optimizer and lr warm-up, most stopped where their time ran out "
+                   "(`stages` in the JSON):\n\n" + "\n".join(
+                       f"{i + 1}. `{st['command']}`: {_stage_extent(st)}, "
                        f"{st['train_seconds'] / 60:.1f} min, loss {st['final_loss']:.4f}"
                        for i, st in enumerate(meta["stages"])))
     (out / f"MODEL_CARD_{name}.md").write_text(f"""# Default model `{name}`
@@ -350,7 +351,8 @@ Load with `ditcache.load_default("{name}")`; `ditcache generate --model {name} -
 ## Training
 
 Fashion-MNIST train split, clips made on the fly from seeded draws. AdamW lr {tr['lr']} (warmup
-{tr['warmup_steps']} steps), EMA {tr['ema_decay']}, batch {tr['batch_size']}, seed {tr['seed']}, fp32 on CPU,
+{tr['warmup_steps']} steps; after it, per stage: {tr.get('schedule', 'constant')}),
+EMA {tr['ema_decay']}, batch {tr['batch_size']}, seed {tr['seed']}, fp32 on CPU,
 {tr['threads']} thread beside other jobs. {meta['trained_steps']} steps in {meta['train_seconds'] / 60:.1f} min;
 final train loss {meta['final_loss']:.4f}.{resumed}
 
@@ -381,6 +383,15 @@ Every frame's item is cropped at its centre of brightness and judged by the ship
 Regenerate with `python -m ditcache.models.card --models video --per-class {per_class}`.
 """)
     return ev
+
+
+def _stage_extent(stage: dict) -> str:
+    """'ran 800 steps' for a stage that reached its --steps (a linear schedule's cooldown must), else
+    'stopped after N steps'."""
+    asked = stage["command"].split("--steps ")[1].split()[0] if "--steps " in stage["command"] else None
+    done = stage["trained_steps"]
+    extent = f"ran {done} steps" if asked == str(done) else f"stopped after {done} steps"
+    return extent + (" (lr decaying linearly to 0)" if stage.get("schedule") == "linear" else "")
 
 
 def main(argv: list[str] | None = None) -> None:
