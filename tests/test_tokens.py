@@ -86,6 +86,20 @@ def test_kmeans_finds_separable_clusters():
     assert torch.equal(again, labels) and iters2 == 1
 
 
+def test_kmeans_stops_each_sample_on_its_own():
+    """Four 1-D points per sample in two pairs, {0, 1} and {10, 11}. Sample 0 starts at its answer
+    (0.5, 10.5): one iteration, nothing moves. Sample 1 starts at (0, 1): iteration 1 assigns 0 | 1, 10, 11
+    and moves the centroids to (0, 22/3); iteration 2 assigns 0, 1 | 10, 11 -> (0.5, 10.5); iteration 3
+    moves nothing. Sample 0's answer is untouched by sample 1's later iterations; three iterations in all."""
+    x = torch.tensor([[0.0], [1.0], [10.0], [11.0]]).expand(2, 4, 1).contiguous()
+    init = torch.tensor([[[0.5], [10.5]], [[0.0], [1.0]]])
+    labels, centroids, iters = T.kmeans(x, 2, init=init, distance="l2")
+    assert labels.tolist() == [[0, 0, 1, 1], [0, 0, 1, 1]] and iters == 3
+    assert torch.equal(centroids, torch.tensor([[[0.5], [10.5]], [[0.5], [10.5]]]))
+    _, _, alone = T.kmeans(x[:1], 2, init=init[:1], distance="l2")
+    assert alone == 1
+
+
 def test_kmeans_rejects_bad_k():
     with pytest.raises(ValueError, match="K <= number of tokens"):
         T.kmeans(torch.randn(1, 4, 2), 5)

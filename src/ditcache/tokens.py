@@ -188,6 +188,7 @@ def kmeans(x: torch.Tensor, k: int, init: torch.Tensor | None = None, max_iters:
     (the reference starts from random tokens, which can put two seeds in one cluster and stay there).
     An empty cluster keeps its previous centroid (it does not collapse to zero). Cluster sums are one
     index_add over the flattened rows (a third of the time of a one-hot matrix product at 32 x 256 x 128).
+    A sample stops when its centroids move less than ``tol`` (relative); iterations: the most any ran.
     """
     b, n, d = x.shape
     if not 1 <= k <= n:
@@ -197,18 +198,25 @@ def kmeans(x: torch.Tensor, k: int, init: torch.Tensor | None = None, max_iters:
     x = x.contiguous()
     centroids = _kmeans_pp(x, k, generator, distance) if init is None else init.clone()
     labels = torch.zeros(b, n, dtype=torch.long, device=x.device)
-    offset = torch.arange(b, device=x.device).unsqueeze(1) * k                  # (B, 1)
+    # each sample stops on its own once its centroids settle (warm-started ones take a median 5-7 of 10
+    # iterations on dit256, a few take more): only the samples still moving are iterated
+    active = torch.arange(b, device=x.device)                                   # (A,) samples still moving
+    xa, ca = x, centroids                                                       # (A, N, D), (A, k, D)
     iters = 0
     for iters in range(1, max_iters + 1):
-        labels = _assign(x, centroids, distance)                                # (B, N)
-        flat = (labels + offset).reshape(-1)                                    # (B * N,) rows of (B * k)
-        sums = torch.zeros(b * k, d, dtype=x.dtype, device=x.device).index_add_(0, flat, x.view(b * n, d))
-        counts = torch.bincount(flat, minlength=b * k).to(x.dtype).view(b, k, 1)  # (B, k, 1)
-        new = torch.where(counts > 0, sums.view(b, k, d) / counts.clamp_min(1), centroids)
-        done = torch.allclose(new, centroids, rtol=tol, atol=tol * 1e-2)
-        centroids = new
-        if done:
+        a = xa.shape[0]
+        la = _assign(xa, ca, distance)                                          # (A, N)
+        flat = (la + torch.arange(a, device=x.device).unsqueeze(1) * k).reshape(-1)  # rows of (A * k)
+        sums = torch.zeros(a * k, d, dtype=x.dtype, device=x.device).index_add_(0, flat, xa.view(a * n, d))
+        counts = torch.bincount(flat, minlength=a * k).to(x.dtype).view(a, k, 1)  # (A, k, 1)
+        new = torch.where(counts > 0, sums.view(a, k, d) / counts.clamp_min(1), ca)
+        moving = ((new - ca).abs() > tol * 1e-2 + tol * ca.abs()).flatten(1).any(1)  # (A,): not allclose
+        labels[active], centroids[active] = la, new
+        if not bool(moving.any()):
             break
+        if not bool(moving.all()):
+            active, xa, new = active[moving], xa[moving], new[moving]
+        ca = new
     return labels, centroids, iters
 
 
