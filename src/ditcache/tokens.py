@@ -206,7 +206,7 @@ def kmeans(x: torch.Tensor, k: int, init: torch.Tensor | None = None, max_iters:
     for iters in range(1, max_iters + 1):
         a = xa.shape[0]
         la = _assign(xa, ca, distance)                                          # (A, N)
-        flat = (la + torch.arange(a, device=x.device).unsqueeze(1) * k).reshape(-1)  # rows of (A * k)
+        flat = _flat_rows(la, k)                                                # (A * N,) rows of (A * k)
         sums = torch.zeros(a * k, d, dtype=x.dtype, device=x.device).index_add_(0, flat, xa.view(a * n, d))
         counts = torch.bincount(flat, minlength=a * k).to(x.dtype).view(a, k, 1)  # (A, k, 1)
         new = torch.where(counts > 0, sums.view(a, k, d) / counts.clamp_min(1), ca)
@@ -291,7 +291,6 @@ def refresh(anchor: torch.Tensor, base: torch.Tensor, idx: torch.Tensor, fresh: 
     materialising rise and the edited anchor and adding them back took five; ``keep_anchor=False`` (the
     caller will not keep the edit) skips building the edited anchor."""
     b, n, d = anchor.shape
-    rows = _flat_rows(idx, n)                                                   # (B * k,)
     reuse = base is anchor
     fresh = fresh.to(anchor.dtype)
     if reuse:
@@ -319,6 +318,7 @@ def refresh(anchor: torch.Tensor, base: torch.Tensor, idx: torch.Tensor, fresh: 
         alpha = 1.0
     # the fresh rows themselves move towards their own cluster's mean (a no-op when alone in it)
     moved = torch.lerp(value, gather_tokens(mean, fresh_labels), step.gather(1, fresh_labels).unsqueeze(-1))
+    rows = _flat_rows(idx, n)                                                   # (B * k,)
     edited = None
     if keep_anchor or reuse:
         edited = torch.add(anchor, delta, alpha=alpha)
