@@ -1,0 +1,63 @@
+"""The types every adapter entry is written in: a block's branches, a block, a model.
+
+An entry says, for one block class, which child modules are branches (what kind, which tokens they see,
+whether they can run on a token subset) and, for one model class, how its forward is called (the timestep
+argument, where the token grid comes from, which blocks stay uncached). Family files (``adapters/*.py``)
+hold the entries; ``adapters/__init__.py`` merges them into the registries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KINDS = ("attn", "cross_attn", "mlp", "block")
+PARTIAL_MODES = (None, "tokens", "self_kv")
+STREAMS = ("image", "text", "joint")
+
+
+@dataclass(frozen=True)
+class Branch:
+    child: str               # attribute of the block holding the branch module; "" = the whole block
+    kind: str                # one of KINDS
+    partial: str | None = None  # "tokens": the module is token-wise or cross-attention, run it on the subset;
+    #                           "self_kv": self-attention, run with queries from the subset, keys/values
+    #                           from all tokens (passed as encoder_hidden_states); None: no token subset path
+    stream: str = "image"    # which tokens the branch sees: "image", "text", or "joint" (both, e.g. joint attention)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"Branch kind must be one of {KINDS}, got {self.kind!r}")
+        if self.partial not in PARTIAL_MODES:
+            raise ValueError(f"Branch partial mode must be one of {PARTIAL_MODES}, got {self.partial!r}")
+        if self.stream not in STREAMS:
+            raise ValueError(f"Branch stream must be one of {STREAMS}, got {self.stream!r}")
+        if self.kind == "block" and self.child:
+            raise ValueError("a 'block' branch is the block itself: leave child empty")
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    branches: tuple[Branch, ...]
+    # For whole-block sites: which forward argument each returned stream is the residual of, so the
+    # store can cache (output - input) and a reuse step returns input + cached residual.
+    outputs: tuple[str, ...] = ()
+    image_out: int | None = None  # the block returns a tuple and this element is the image stream
+    # Whole-block sites whose gate is known: the child whose output is the pre-gate branch output (cached
+    # instead of the residual), and the key of FINISH, which applies the current step's gate and residual
+    # to a cached pre-gate output (cheap: a norm and a linear on the timestep embedding).
+    pre_gate: str | None = None
+    finish: str | None = None
+    text_first: bool = True  # joint attention order: [text; image] (Flux, SD3) or [image; text] (HunyuanVideo)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    timestep_arg: str = "timestep"  # name of the forward argument holding the timestep
+    grid: str | None = None          # key of GRIDS: how to read (frames, H, W) of the image tokens
+    final: str | None = "norm_out"   # the child whose first input is the blocks' output on the image tokens
+    #                                  (FreqCa caches and replaces it); most diffusers families: norm_out
+    temporal: str | None = None      # module-path prefix of blocks whose rows are token positions and whose
+    #                                  tokens are frames (Latte's temporal_transformer_blocks): their sites get
+    #                                  role "temporal", every other site "spatial"
+    uncached: tuple[str, ...] = ()   # module-path prefixes of known blocks left uncached: refiners that run on
+    #                                  one stream before the main blocks (Z-Image's, Lumina 2's), side branches

@@ -1,0 +1,178 @@
+"""Every mapped diffusers transformer class, on a tiny config built in-process (tests/tiny/): the exact path
+stays exact, FORA cuts the FLOPs the sites account for, TaylorSeer forecasts, the token methods run where a
+token path exists and are refused by name where none does, and remove() restores every forward."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import pytest
+import torch
+
+import ditcache
+import tiny
+from ditcache import adapters
+from ditcache.engine import flop_counter
+from tiny.case import Case
+
+STEPS = 6
+TIMESTEPS = [999.0, 833.0, 666.0, 500.0, 333.0, 166.0]
+BATCH = 2
+
+
+def _cases() -> dict[str, Case]:
+    cases: dict[str, Case] = {}
+    for info in sorted(pkgutil.iter_modules(tiny.__path__), key=lambda i: i.name):
+        if info.name == "case":
+            continue
+        for name, case in importlib.import_module(f"tiny.{info.name}").CASES.items():
+            assert name not in cases, f"{name} has two tiny cases"
+            cases[name] = case
+    return cases
+
+
+CASES = _cases()
+VARIANTS = [(n, v) for n, c in CASES.items() for v in c.variants]
+
+
+def _inputs(case: Case, model, variant: str | None = None) -> dict:
+    gen = torch.Generator().manual_seed(0)
+    kwargs = case.inputs(model, BATCH, gen)
+    if variant is not None:
+        kwargs.update(case.variants[variant](model, BATCH, gen))
+    return kwargs
+
+
+def _loop(case: Case, model, kwargs: dict) -> list[torch.Tensor]:
+    """One 6-step generation: the model called once per timestep with the same inputs."""
+    return [case.call(model, kwargs, t, BATCH) for t in TIMESTEPS]
+
+
+def _cached(case: Case, model, kwargs: dict, method) -> tuple[list[torch.Tensor], ditcache.Run]:
+    with ditcache.cached(model, method, steps=STEPS) as run:
+        outs = _loop(case, model, kwargs)
+    return outs, run
+
+
+def _patched(model) -> list[str]:
+    return [name for name, m in model.named_modules() if "forward" in m.__dict__]
+
+
+@pytest.fixture(scope="module")
+def built():
+    return {}
+
+
+def _model(built: dict, name: str):
+    if name not in built:
+        built[name] = CASES[name].build()
+    return built[name]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_exact_path_is_bit_identical(name, built):
+    """NoCache and FORA(1) compute every site: the outputs equal the unhooked model's, bit for bit."""
+    case, model = CASES[name], _model(built, name)
+    kwargs = _inputs(case, model)
+    ref = _loop(case, model, kwargs)
+    assert all(torch.isfinite(r).all() for r in ref)
+    for method in (ditcache.NoCache(), ditcache.FORA(interval=1)):
+        outs, run = _cached(case, model, kwargs, method)
+        assert all(torch.equal(o, r) for o, r in zip(outs, ref)), f"{name}: {method.name} is not exact"
+        assert run.stats.counts()["full"] == STEPS * len(run.sites)
+    assert _patched(model) == []
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_fora_cuts_the_flops_of_its_sites(name, built):
+    """FORA(3) over 6 steps computes steps 0, 2 and 5 (the reference's count-down rule: step 0, and every
+    step whose s = 5 - step is a multiple of 3) and reuses every site on steps 1, 3 and 4. So it runs
+    6 F - 3 S FLOPs, with F one uncached call and S what the site modules execute in it (both counted here
+    by torch on the unhooked model); gated whole-block sites add their gate (a norm and a linear on the
+    timestep embedding) on reuse steps, a few percent of S at most."""
+    case, model = CASES[name], _model(built, name)
+    kwargs = _inputs(case, model)
+    sites = adapters.find_sites(model)
+    per_site = [0] * len(sites)
+    handles = []
+    with flop_counter() as counter:
+        for i, site in enumerate(sites):
+            start = {}
+            handles.append(site.module.register_forward_pre_hook(
+                lambda m, a, i=i, start=start: start.__setitem__(i, counter.get_total_flops())))
+            handles.append(site.module.register_forward_hook(
+                lambda m, a, o, i=i, start=start: per_site.__setitem__(i, per_site[i] + counter.get_total_flops()
+                                                                       - start[i])))
+        try:
+            case.call(model, kwargs, TIMESTEPS[0], BATCH)
+        finally:
+            for h in handles:
+                h.remove()
+        full = counter.get_total_flops()
+    s = sum(per_site)
+    assert 0 < s <= full
+    outs, run = _cached(case, model, kwargs, ditcache.FORA(interval=3))
+    assert [r.step for r in run.stats.records if all(a == "full" for a in r.actions)] == [0, 2, 5]
+    expected = 6 * full - 3 * s
+    gated = any(adapters.block_spec(x.block).finish for x in sites if x.kind == "block")
+    if gated:
+        assert expected <= run.stats.flops <= expected + 0.05 * 3 * s
+    else:
+        assert run.stats.flops == expected
+    assert all(o.shape == r.shape and torch.isfinite(o).all() for o, r in zip(outs, _loop(case, model, kwargs)))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_taylorseer_forecasts(name, built):
+    case, model = CASES[name], _model(built, name)
+    kwargs = _inputs(case, model)
+    outs, run = _cached(case, model, kwargs, ditcache.TaylorSeer(interval=2, order=1, warmup=2))
+    assert run.stats.counts()["forecast"] > 0
+    ref = _loop(case, model, kwargs)
+    assert all(o.shape == r.shape and torch.isfinite(o).all() for o, r in zip(outs, ref))
+    assert not all(torch.equal(o, r) for o, r in zip(outs, ref))  # a forecast step is not the computed one
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("method", ["toca", "clusca"])
+def test_token_methods_run_or_are_refused(name, method, built):
+    case, model = CASES[name], _model(built, name)
+    kwargs = _inputs(case, model)
+    sites = adapters.find_sites(model)
+    m = (ditcache.ToCa(interval=3, fresh_ratio=0.3, score="random") if method == "toca"
+         else ditcache.ClusCa(interval=3, clusters=4, warmup=1))
+    token_mlp = any(s.partial and s.kind == "mlp" and s.stream == "image" and s.role == "spatial" for s in sites)
+    token_any = any(s.partial for s in sites)
+    if (method == "toca" and token_any) or (method == "clusca" and token_mlp):
+        outs, run = _cached(case, model, kwargs, m)
+        assert run.stats.counts()["partial"] > 0
+        assert all(torch.isfinite(o).all() for o in outs)
+    else:
+        with pytest.raises(ValueError, match="ToCa|ClusCa"):
+            _cached(case, model, kwargs, m)
+        assert _patched(model) == []
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_remove_restores_every_forward(name, built):
+    model = _model(built, name)
+    originals = {n: m.forward for n, m in model.named_modules()}
+    run = ditcache.apply(model, ditcache.FORA(interval=2), steps=4)
+    assert len(_patched(model)) == len(run.sites) + 1  # every site and the model itself
+    run.remove()
+    assert _patched(model) == [] and {n: m.forward for n, m in model.named_modules()} == originals
+
+
+@pytest.mark.parametrize("name,variant", VARIANTS)
+def test_variant_inputs(name, variant, built):
+    """The class's own extra inputs (VACE hints, reference frames, history latents): the exact path stays
+    exact, and a cached run keeps the output's shape."""
+    case, model = CASES[name], _model(built, name)
+    kwargs = _inputs(case, model, variant)
+    ref = _loop(case, model, kwargs)
+    outs, _ = _cached(case, model, kwargs, ditcache.FORA(interval=1))
+    assert all(torch.equal(o, r) for o, r in zip(outs, ref))
+    outs, run = _cached(case, model, kwargs, ditcache.FORA(interval=3))
+    assert run.stats.counts()["reuse"] > 0
+    assert all(o.shape == r.shape and torch.isfinite(o).all() for o, r in zip(outs, ref))
