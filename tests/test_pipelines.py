@@ -7,14 +7,12 @@ the references' schedules written out here, never from ditcache's records of its
 
 from __future__ import annotations
 
+import diffusers as D
 import pytest
 import torch
 
 import ditcache
 from ditcache.pipelines import tiny_pipeline
-
-pytest.importorskip("transformers")
-import diffusers as D  # noqa: E402
 
 PIPES = ["dit", "pixart", "flux", "sd3", "wan"]  # (video pipelines: test_video_pipelines)
 STEPS = 6

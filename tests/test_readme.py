@@ -30,7 +30,6 @@ def test_every_python_block_runs(monkeypatch, tmp_path):
     """All Python blocks, in order, in one namespace (later blocks use earlier names). Where a block loads
     a pipeline from the hub, the tiny offline pipeline of that family is swapped in (float32, and a small
     default image size so it runs in a second)."""
-    pytest.importorskip("transformers")
     import diffusers
 
     from ditcache.pipelines import tiny_pipeline

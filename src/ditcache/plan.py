@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import torch
 from torch import nn
@@ -77,18 +76,6 @@ class StepContext:
     batch_size: int
     grid: tuple[int, int, int] | None  # (frames, H, W) of the image tokens, when the adapter knows it
     extra: dict = field(default_factory=dict)
-
-
-class Method(Protocol):
-    """A method is a config dataclass with these members; see methods/fora.py for the simplest one."""
-
-    name: str
-
-    def validate(self) -> None: ...
-
-    def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
-        """One plan per site, in site order. Called once per model call, host side."""
-        ...
 
 
 # Highest forecast order a method may ask for: the TaylorSeer authors use up to 4 (DiT); each further order

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -225,6 +225,3 @@ def pareto_plot(rows: list[Row], path: Path, title: str = "") -> None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
-
-def as_dict(row: Row) -> dict:
-    return asdict(row)
