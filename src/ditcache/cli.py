@@ -128,6 +128,14 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from . import coverage
+
+    rows = coverage.listing()
+    print(coverage.markdown(rows) if args.markdown else coverage.text(rows))
+    return 0
+
+
 def cmd_train_default(args: argparse.Namespace) -> int:
     from .models.train import SCHEDULES, TrainConfig, train_default
 
@@ -243,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("methods", help="list the methods and their default settings")
     m.set_defaults(fn=cmd_methods)
+
+    mo = sub.add_parser("models", help="which diffusers transformer classes ditcache maps, their sites, token paths "
+                        "and methods (and why the others are not mapped)")
+    mo.add_argument("--markdown", action="store_true", help="print the README's tables")
+    mo.set_defaults(fn=cmd_models)
 
     t = sub.add_parser("train-default", help="retrain a shipped default model (reproduces the weights)")
     t.add_argument("--model", choices=DEFAULT_MODELS, required=True)

@@ -1,0 +1,239 @@
+"""The executor: runs one site under the current model call's plan.
+
+``Run`` hands it each call's plans (one per site), CFG branch and store coordinates; the forwards it
+makes (``branch_forward`` for a branch module, ``block_forward`` for a whole block) then only look up
+their plan. FULL computes and feeds the store; REUSE / FORECAST read it; PARTIAL computes a token
+subset into a forecast; BLEND and verify compute and mix; SKIP contributes zeros (branch) or the
+block's input (block). Per site it also meters FLOPs, on the first call of each plan shape.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+import torch
+from torch import nn
+
+from .. import adapters
+from ..forecast.common import Coords
+from ..plan import Action, Plan, Site
+from ..store import Store, as_tuple, from_tuple
+from ..tokens import gather_tokens, refresh
+
+
+def host_side(fn):
+    """Keep ditcache's decisions out of torch.compile graphs: wrappers and hooks run in Python (dynamo skips
+    them and everything they call), and on a compiled model each wrapped forward is compiled on its own
+    (``Installer.compile``), so plans that change every step never cause a recompilation."""
+    return torch.compiler.disable(fn)
+
+
+class Executor:
+    """The per-call state the site forwards read, and the forwards themselves."""
+
+    def __init__(self, sites: list[Site], store: Store, compiled: bool) -> None:
+        self.store = store
+        self.compiled = compiled        # the user compiled the model: no per-call hooks on key projections
+        self.plans: list[Plan] = []     # this call's plan per site
+        self.branch = 0                 # this call's CFG branch: the first half of every store key
+        self.coords = Coords(0.0, 0)    # where this call's step is (timestep value, step index)
+        self.ran = [False] * len(sites)  # per site: has it run in this call (a second run is an error)
+        self.captured: dict[int, torch.Tensor] = {}  # pre-gate outputs of gated whole-block sites (FULL calls)
+        self.shapes: dict = {}  # (branch, site) -> ((shape, dtype, device) per stream, single) of unkept FULLs
+        self.meter: list[int] | None = None  # per site FLOPs, while a call's FLOPs are counted
+        self.counter = None             # torch's FlopCounterMode, while a call's FLOPs are counted
+
+    def begin(self, plans: list[Plan], branch: int, coords: Coords) -> None:
+        """A model call starts: its plans, branch and coordinates; no site has run yet."""
+        self.plans = plans
+        self.branch = branch
+        self.coords = coords
+        self.ran = [False] * len(plans)
+
+    def _metered(self, site: Site, fn, *args):
+        before = self.counter.get_total_flops()
+        out = fn(*args)
+        self.meter[site.index] += self.counter.get_total_flops() - before
+        return out
+
+    # ----------------------------------------------------------------- branch sites
+    def branch_forward(self, site: Site, orig):
+        """The forward for a branch module: its plan, then ``orig`` or the store."""
+        i = site.index
+
+        @host_side
+        @functools.wraps(orig)
+        def forward(*args, **kwargs):
+            ran = self.ran
+            if ran[i]:
+                raise RuntimeError(_twice(site))
+            ran[i] = True
+            plan = self.plans[i]
+            if self.meter is not None:
+                return self._metered(site, self._run_branch, site, orig, plan, args, kwargs)
+            return self._run_branch(site, orig, plan, args, kwargs)
+
+        return forward
+
+    def _run_branch(self, site: Site, orig, plan: Plan, args, kwargs):
+        key = (self.branch, site.index)
+        action = plan.action
+        if action is Action.FULL:
+            out, keys = self._with_keys(site.module, orig, args, kwargs) if plan.keep_keys else (
+                orig(*args, **kwargs), None)
+            if plan.keep:
+                self.store.update(key, out, self.coords, plan.order)
+                if plan.keep_input:
+                    self.store.entries[key].data["input"] = (args, kwargs)
+                if keys:
+                    self.store.entries[key].data["keys"] = keys
+            else:  # only what SKIP needs to make zeros: shapes, dtypes, devices (no tensor is held)
+                outs, single = as_tuple(out)
+                self.shapes[key] = (tuple(None if t is None else (t.shape, t.dtype, t.device) for t in outs), single)
+            return out
+        if action is Action.SKIP:  # contributes nothing: zeros shaped as the site's last full output
+            if key in self.shapes:
+                like, single = self.shapes[key]
+                zeros = tuple(None if s is None else torch.zeros(s[0], dtype=s[1], device=s[2]) for s in like)
+            else:
+                zeros = tuple(None if t is None else torch.zeros_like(t) for t in self.store.entries[key].out)
+                single = self.store.single(key)
+            return from_tuple(zeros, single)
+        order = 0 if action is Action.REUSE else plan.order
+        base = self.store.predict(key, self.coords, order)
+        if plan.verify:  # compute it for real too: the forecast's error decides the next steps (SpeCa)
+            real, _ = as_tuple(orig(*args, **kwargs))
+            self.store.shared[("verify", self.branch)] = _relative_l1(base, real)
+            base = real
+        if action is Action.BLEND:
+            fresh, _ = as_tuple(orig(*args, **kwargs))
+            base = tuple(None if b is None else b + plan.weight * (f - b) for f, b in zip(fresh, base))
+        elif action is Action.PARTIAL:
+            x = args[0] if args else kwargs["hidden_states"]      # (B, N, D)
+            sub_args, sub_kwargs = _subset_call(site, x, gather_tokens(x, plan.tokens), args, kwargs)
+            fresh = orig(*sub_args, **sub_kwargs)                  # (B, k, D): the only heavy work
+            base = (self._refresh(key, plan, base[0], fresh),) + tuple(base[1:])
+        if order > 0:
+            self.store.commit(key, base, self.coords)
+        return from_tuple(base, self.store.single(key))
+
+    def _with_keys(self, module: nn.Module, orig, args, kwargs) -> tuple:
+        """Call ``orig``; return its output and the outputs of ``module``'s key projections (to_k,
+        add_k_proj: (B, S, H*d)) by name, caught by hooks that live for this call only. A compiled forward
+        runs without them (new hooks would make dynamo recompile) and keeps none: the score then projects."""
+        keys: dict = {}
+        if self.compiled:
+            return orig(*args, **kwargs), keys
+        handles = []
+        for name in ("to_k", "add_k_proj"):
+            sub = getattr(module, name, None)
+            if isinstance(sub, nn.Module):
+                handles.append(sub.register_forward_hook(
+                    lambda mod, a, out, name=name: keys.__setitem__(name, out)))
+        try:
+            return orig(*args, **kwargs), keys
+        finally:
+            for h in handles:
+                h.remove()
+
+    def _refresh(self, key, plan: Plan, base: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
+        """Put the ``fresh`` rows (B, k, D) into a forecast ``base`` (B, N, D) of stream 0.
+
+        Edits are made on the anchor (the order-0 part the forecast is built on): a fresh token's anchor
+        value is its fresh output minus what the forecast adds at this step, so this step returns the
+        fresh output, and later forecasts extrapolate from it. Propagation (ClusCa) moves every anchor
+        row towards its cluster's fresh mean there, leaving the higher-order terms unscaled; with
+        ``write_back`` the edited anchor is kept until the next full step (``tokens.refresh``)."""
+        anchor = self.store.entries[key].anchor[0]                 # (B, N, D)
+        edited, out = refresh(anchor, base, plan.tokens, fresh, plan.propagate, keep_anchor=plan.write_back)
+        if plan.write_back:
+            self.store.edit(key, 0, edited)
+        return out
+
+    # ----------------------------------------------------------------- whole-block sites
+    def block_forward(self, site: Site, orig):
+        """The forward for a block cached as one site: its plan, then ``orig`` or the store."""
+        i = site.index
+        signature = inspect.signature(orig)
+        spec = adapters.block_spec(site.module)
+
+        @host_side
+        @functools.wraps(orig)
+        def forward(*args, **kwargs):
+            ran = self.ran
+            if ran[i]:
+                raise RuntimeError(_twice(site))
+            ran[i] = True
+            plan = self.plans[i]
+            inputs = signature.bind_partial(*args, **kwargs).arguments
+            if self.meter is not None:
+                return self._metered(site, self._run_block, site, orig, plan, spec, inputs, args, kwargs)
+            return self._run_block(site, orig, plan, spec, inputs, args, kwargs)
+
+        return forward
+
+    def _run_block(self, site: Site, orig, plan: Plan, spec: adapters.BlockSpec, inputs, args, kwargs):
+        """A whole block as one site. Blocks with a known gate (``spec.finish``) cache their pre-gate
+        output (captured from ``spec.pre_gate``'s forward) and apply the current step's gate and residual;
+        others cache their residual (output - input)."""
+        key = (self.branch, site.index)
+        action = plan.action
+        xs = tuple(inputs[n] for n in spec.outputs)
+        if action is Action.SKIP:
+            return from_tuple(xs, len(xs) == 1)
+        if action is Action.PARTIAL:
+            raise ValueError(f"{site.name}: whole-block sites cannot run PARTIAL")
+        gated = spec.finish is not None
+        if action is Action.FULL:
+            out = orig(*args, **kwargs)
+            outs, _ = as_tuple(out)
+            value = self.captured.pop(site.index) if gated else tuple(o - x for o, x in zip(outs, xs))
+            if plan.keep:
+                self.store.update(key, value, self.coords, plan.order)
+            return out
+        order = 0 if action is Action.REUSE else plan.order
+        value = self.store.predict(key, self.coords, order)
+        if plan.verify:
+            real = as_tuple(orig(*args, **kwargs))[0]
+            real = (self.captured.pop(site.index),) if gated else tuple(o - x for o, x in zip(real, xs))
+            self.store.shared[("verify", self.branch)] = _relative_l1(value, real)
+            value = real
+        if action is Action.BLEND:
+            out = as_tuple(orig(*args, **kwargs))[0]
+            fresh = (self.captured.pop(site.index),) if gated else tuple(o - x for o, x in zip(out, xs))
+            value = tuple(v + plan.weight * (f - v) for f, v in zip(fresh, value))
+        if order > 0:
+            self.store.commit(key, value, self.coords)
+        if gated:
+            return adapters.FINISH[spec.finish](site.module, inputs, value[0])
+        return from_tuple(tuple(x + d for x, d in zip(xs, value)), len(xs) == 1)
+
+
+def _twice(site: Site) -> str:
+    # keyed by (branch, site), a second call would silently get the first call's cached output
+    return (f"ditcache: site {site.name} ran twice in one model call; its block calls the module more than once, "
+            "so its cache cannot be keyed by site. Map the block as one whole-block site instead "
+            "(ditcache.register_block(cls, Branch('', 'block'), outputs=...))")
+
+
+def _relative_l1(forecast, real) -> float:
+    """sum |forecast - real| / sum |real| over every stream: one host sync (SpeCa's verification)."""
+    num = sum(float((f - r).abs().sum()) for f, r in zip(forecast, real) if r is not None)
+    den = sum(float(r.abs().sum()) for r in real if r is not None)
+    return num / max(den, 1e-12)
+
+
+def _subset_call(site: Site, x: torch.Tensor, xs: torch.Tensor, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Arguments to run the branch on the gathered tokens ``xs`` (B, k, D) instead of ``x`` (B, N, D)."""
+    kwargs = dict(kwargs)
+    if args:
+        args = (xs,) + tuple(args[1:])
+    else:
+        kwargs["hidden_states"] = xs
+    if site.partial == "self_kv":  # queries from the subset, keys and values from every token
+        if len(args) > 1:
+            args = (args[0], x) + tuple(args[2:])
+        else:
+            kwargs["encoder_hidden_states"] = x
+    return args, kwargs

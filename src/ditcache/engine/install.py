@@ -1,0 +1,166 @@
+"""The installer: every instance-level patch and hook one run puts on a model, and their removal.
+
+It wraps the model's ``forward`` (to see each call), the ``forward`` of every site module (the
+executor's forwards), a followed scheduler's ``set_timesteps`` and ``step``, and adds forward hooks:
+gated blocks' pre-gate outputs (capture), a probe block's output, the final layer's input. Every patch
+is logged with what it replaced; ``remove()`` undoes them last first. Nothing is patched on classes.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from torch import nn
+
+from .. import adapters
+from ..plan import Action, Site
+from .execute import host_side
+
+_ABSENT = object()  # sentinel: the attribute was not in the instance dict before patching
+_HANDLE = object()  # sentinel: the entry is a hook handle to .remove()
+
+
+def _unpatch(patches: list[tuple[object, str, object]]) -> None:
+    """Undo ``Installer.patch`` entries, last first, and empty the list."""
+    for obj, attr, old in reversed(patches):
+        if old is _HANDLE:
+            obj.remove()
+        elif old is _ABSENT:
+            obj.__dict__.pop(attr, None)
+        else:
+            setattr(obj, attr, old)
+    patches.clear()
+
+
+class Installer:
+    """Hooks ``run`` (a ``Run``: its clock, executor, store, method) into its model."""
+
+    def __init__(self, run) -> None:
+        self.run = run
+        self.restore: list[tuple[object, str, object]] = []  # (object, attribute, old value) or hook handles
+        self.scheduler_patches: list[tuple[object, str, object]] = []  # the followed scheduler's, apart
+
+    def patch(self, obj, attr: str, fn, into: list | None = None) -> None:
+        (self.restore if into is None else into).append((obj, attr, obj.__dict__.get(attr, _ABSENT)))
+        setattr(obj, attr, fn)
+
+    def remove(self) -> None:
+        """Undo every patch and hook, the scheduler's first. Safe to call twice."""
+        _unpatch(self.scheduler_patches)
+        _unpatch(self.restore)
+
+    def install(self, scheduler) -> None:
+        run = self.run
+        self.patch(run.model, "forward", self._model_forward(self.compile(run.model.forward)))
+        for site in run.sites:
+            make = run.executor.block_forward if site.kind == "block" else run.executor.branch_forward
+            self.patch(site.module, "forward", make(site, self.compile(site.module.forward)))
+            spec = adapters.block_spec(site.block)
+            if site.kind == "block" and spec.finish is not None:
+                self._capture(site, getattr(site.module, spec.pre_gate))
+        if scheduler is not None:
+            self.hook_scheduler(scheduler)
+        probe = getattr(run.method, "probe_layer", None)
+        layer = probe(run.sites) if callable(probe) else None
+        if layer is not None:
+            self._install_probe(layer)
+        if callable(getattr(run.method, "final", None)):
+            self._install_final()
+        run.model._ditcache_run = run
+
+    def _model_forward(self, orig):
+        run = self.run
+
+        @host_side
+        @functools.wraps(orig)
+        def forward(*args, **kwargs):
+            try:
+                return run._call(orig, args, kwargs)
+            except BaseException:
+                run._abort()  # a call that raised leaves nothing that changes the next generation
+                raise
+
+        return forward
+
+    def hook_scheduler(self, scheduler) -> None:
+        """Follow ``scheduler``: its set_timesteps starts a generation, its step() ends a step. The
+        wrappers keep the wrapped methods' signatures (diffusers inspects set_timesteps for sigmas=)."""
+        _unpatch(self.scheduler_patches)
+        clock, store = self.run.clock, self.run.store
+        clock.scheduler = scheduler
+
+        set_timesteps, step = scheduler.set_timesteps, scheduler.step
+
+        @functools.wraps(set_timesteps)
+        def on_set_timesteps(*args, **kwargs):
+            out = set_timesteps(*args, **kwargs)
+            clock.pending = True
+            store.clear()
+            return out
+
+        @functools.wraps(step)
+        def on_step(*args, **kwargs):
+            clock.step_open = False
+            return step(*args, **kwargs)
+
+        self.patch(scheduler, "set_timesteps", on_set_timesteps, self.scheduler_patches)
+        self.patch(scheduler, "step", on_step, self.scheduler_patches)
+
+    def compile(self, fn):
+        """A compiled copy of a forward when the user compiled the model, else the forward itself. Calls
+        whose FLOPs are being counted run eagerly: dynamo does not trace under torch's FLOP counter."""
+        compiler, executor = self.run._compiler, self.run.executor
+        if compiler is None:
+            return fn
+        compiled = compiler(fn)  # the user's compile context: same backend and options
+        return functools.wraps(fn)(lambda *args, **kwargs: (fn if executor.meter is not None else compiled)(
+            *args, **kwargs))
+
+    def _capture(self, site: Site, module: nn.Module) -> None:
+        """Keep ``module``'s output (a gated block's pre-gate output) when the block computes it."""
+        captured = self.run.executor.captured
+
+        @host_side
+        def hook(mod, args, out):
+            captured[site.index] = out
+
+        self.restore.append((module.register_forward_hook(hook), "remove", _HANDLE))
+
+    def _install_final(self) -> None:
+        """Let the method see, and replace, the input of the model's final layer (the blocks' output on
+        the image tokens): ``method.final(ctx, store, x)`` returns a tensor to use instead, or None."""
+        run = self.run
+        name = run.spec.final
+        module = getattr(run.model, name, None) if name else None
+        if not isinstance(module, nn.Module):
+            raise ValueError(f"{type(run.method).__name__} needs the model's final layer, and "
+                             f"{type(run.model).__name__} has no '{name}' module: set ModelSpec.final")
+
+        @host_side
+        def hook(mod, args, kwargs):
+            x = args[0] if args else kwargs["hidden_states"]
+            new = run.method.final(run._ctx, run.store, x)
+            if new is None:
+                return None
+            return ((new,) + tuple(args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": new})
+
+        self.restore.append((module.register_forward_pre_hook(hook, with_kwargs=True), "remove", _HANDLE))
+
+    def _install_probe(self, layer: int) -> None:
+        """Keep the image-stream output of block ``layer`` of each FULL call in ``store.shared``
+        (key ("probe", branch)), and its text stream where the block returns one ("probe-text")."""
+        executor, store = self.run.executor, self.run.store
+        sites = [s for s in self.run.sites if s.layer == layer]
+        if not sites:
+            raise ValueError(f"probe layer {layer} is out of range (0..{self.run.sites[-1].layer})")
+        block, image_out = sites[0].block, adapters.block_spec(sites[0].block).image_out
+
+        @host_side
+        def hook(module, args, out):
+            if executor.plans[sites[0].index].action is Action.FULL:
+                store.shared[("probe", executor.branch)] = out if image_out is None else out[image_out]
+                if image_out is not None and len(out) == 2:  # (text, image) or (image, text)
+                    store.shared[("probe-text", executor.branch)] = out[1 - image_out]
+
+        handle = block.register_forward_hook(hook)
+        self.restore.append((handle, "remove", _HANDLE))

@@ -1,0 +1,299 @@
+"""``Run``: one model under one method, coordinating the clock, the installer and the executor.
+
+Per model call (``_call``): the clock says which generation, step and branch it is; the method turns a
+``StepContext`` into one ``Plan`` per site (host side, once); the executor's site forwards then only
+look up their plan. The run counts each plan shape's FLOPs once (memoised), records every call in
+``stats`` (and ``trace``), and after the first step checks the predicted cache memory. Also here: the
+public entry points ``apply``, ``cached``, ``notify_schedule`` and ``estimate_memory``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from .. import adapters
+from ..forecast.common import Coords
+from ..methods import resolve_method
+from ..plan import Action, Plan, Site, StepContext, plan_to_dict
+from ..store import Store
+from .checks import check_memory, check_schedule, predict_bytes
+from .clock import Clock
+from .execute import Executor
+from .install import Installer
+from .stats import CallRecord, RunStats, flop_counter
+
+
+class Run:
+    """One model under one method: the hooks, the store and the stats. Use ``remove()`` to undo."""
+
+    def __init__(self, target, method, *, steps: int | None = None, trace: bool = False,
+                 scheduler=None, max_cache_bytes: int | None = None, count_flops: bool = True) -> None:
+        self.model, self._pipe, found = _find_model(target)
+        # torch.compile'd targets: ditcache's wrappers run in Python and each wrapped forward is compiled on
+        # its own, so no step's plan is ever part of a graph (see execute.host_side)
+        compiled = next((m for m in (target, getattr(target, "transformer", None)) if _is_compiled(m)), None)
+        self._compiler = getattr(compiled, "dynamo_ctx", torch.compile) if compiled is not None else None
+        scheduler = scheduler if scheduler is not None else found
+        if scheduler is not None and not (callable(getattr(scheduler, "set_timesteps", None))
+                                          and callable(getattr(scheduler, "step", None))):
+            raise TypeError(f"scheduler must be a diffusers scheduler (set_timesteps and step), got "
+                            f"{type(scheduler).__name__}")
+        if getattr(self.model, "_ditcache_run", None) is not None:
+            raise RuntimeError(
+                f"ditcache is already applied to this {type(self.model).__name__}; call remove() on the "
+                "first handle (or leave its `with` block) before applying again"
+            )
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise ValueError(f"steps must be a positive int, got {steps!r}")
+        if max_cache_bytes is not None and (not isinstance(max_cache_bytes, (int, float)) or max_cache_bytes < 0):
+            raise ValueError(f"max_cache_bytes must be a number of bytes >= 0, got {max_cache_bytes!r}")
+        self.max_cache_bytes = max_cache_bytes
+        self.count_flops = count_flops  # False: no FLOP counter at all (timing runs: it slows the calls it counts)
+        self.predicted_bytes: dict[str, int] | None = None  # memory.predict after the first step
+        self.method = resolve_method(method)
+        self.sites: list[Site] = adapters.find_sites(self.model)
+        self._no_flops = (0, [0] * len(self.sites))  # what a call records when count_flops is False
+        self.spec = adapters.model_spec(self.model)
+        self._signature = inspect.signature(self.model.forward)
+        if self.spec.timestep_arg not in self._signature.parameters:
+            raise TypeError(
+                f"{type(self.model).__name__}.forward has no '{self.spec.timestep_arg}' argument, so ditcache "
+                "cannot tell the denoising steps apart; register the model with "
+                "ditcache.register_model(cls, ModelSpec(timestep_arg=...))"
+            )
+        bind = getattr(self.method, "bind", None)
+        if callable(bind):  # learned methods check that their artifact fits this model
+            bind(self.model, self.sites)
+        self.store = Store(getattr(self.method, "forecast", None))
+        self.stats = RunStats([s.name for s in self.sites])
+        self.trace: list[list[list[dict]]] | None = [] if trace else None  # generations > calls > site plans
+        self.clock = Clock(steps, self._new_generation)
+        self.executor = Executor(self.sites, self.store, compiled=self._compiler is not None)
+        self._warned: set[int] = set()  # step counts the schedule warning was given for
+        self._ctx: StepContext | None = None
+        self._flop_memo: dict = {}  # (plans' shape, inputs' shapes) -> (FLOPs, FLOPs per site)
+        self._plan_s = 0.0
+        self._installer = Installer(self)
+        try:
+            self._installer.install(scheduler)
+        except BaseException:
+            self.remove()  # never leave a half-hooked model behind
+            raise
+
+    # where the run is: the clock's and the current call's state, read-only
+    num_steps = property(lambda self: self.clock.num_steps)
+    generation = property(lambda self: self.clock.generation)
+    step = property(lambda self: self.clock.step)
+    branch = property(lambda self: self.clock.branch)
+    plans = property(lambda self: self.executor.plans)   # list[Plan]: the last call's, one per site
+    coords = property(lambda self: self.executor.coords)  # where the last call's step is (timestep, index)
+
+    def remove(self) -> None:
+        """Restore every patched ``forward`` (and the scheduler's methods) and drop the store. Safe to
+        call twice."""
+        self._installer.remove()
+        if getattr(self.model, "_ditcache_run", None) is self:
+            del self.model._ditcache_run
+        self.store.clear()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+    # ----------------------------------------------------------------- generations
+    def set_schedule(self, timesteps) -> None:
+        """The sampler announces a new generation of ``len(timesteps)`` steps (for loops without a
+        diffusers scheduler; with one, its ``set_timesteps`` does this)."""
+        self.clock.num_steps = len(timesteps)
+        self.clock.new_generation()
+
+    def _new_generation(self) -> None:
+        """The clock starts a generation: nothing cached carries over; say if the schedule caches nothing."""
+        self.store.clear()
+        self.executor.shapes.clear()
+        check_schedule(self.method, self.clock.num_steps, self._warned)
+
+    def _abort(self) -> None:
+        """Forget the generation in progress: the next call starts a fresh one."""
+        self.store.clear()
+        self.executor.shapes.clear()
+        self.executor.captured.clear()
+        self.clock.abort()
+
+    # ----------------------------------------------------------------- calls
+    def _begin_call(self, inputs: dict) -> None:
+        t = adapters.timestep_value(inputs[self.spec.timestep_arg])
+        clock = self.clock
+        clock.resume()
+        if clock.scheduler is not None and self._pipe is not None and \
+                getattr(self._pipe, "scheduler", None) is not clock.scheduler:
+            # the user swapped pipe.scheduler inside the `with` block: follow the new one from here
+            self._installer.hook_scheduler(self._pipe.scheduler)
+            clock.pending = True
+        clock.advance(t)
+        if self.predicted_bytes is None and clock.step == 1 and clock.branch == 0:
+            branches = sum(1 for r in self.stats.records if r.generation == clock.generation and r.step == 0)
+            self.predicted_bytes = predict_bytes(self.method, self.sites, self.store, branches,
+                                                 adapters.token_grid(self.model, inputs), clock.num_steps)
+            check_memory(self.method, self.predicted_bytes, self.max_cache_bytes)
+        x = inputs.get("hidden_states")
+        T = clock.num_steps
+        self._ctx = StepContext(
+            step=clock.step,
+            num_steps=T,
+            progress=clock.step / (T - 1) if T > 1 else 0.0,
+            timestep=t,
+            branch=clock.branch,
+            batch_size=int(x.shape[0]) if isinstance(x, torch.Tensor) else 0,
+            grid=adapters.token_grid(self.model, inputs),
+        )
+        start = time.perf_counter()
+        plans = self.method.plan(self._ctx, self.sites, self.store)
+        self._plan_s = time.perf_counter() - start
+        if len(plans) != len(self.sites):
+            raise RuntimeError(
+                f"{type(self.method).__name__}.plan returned {len(plans)} plans for {len(self.sites)} sites"
+            )
+        for site, plan in zip(self.sites, plans):
+            if plan.action is Action.PARTIAL and site.partial is None:
+                raise ValueError(f"{site.name} ({site.kind}) has no token-subset path; it cannot be planned PARTIAL")
+        self.executor.begin(plans, clock.branch, Coords(t, clock.step))
+
+    def _call(self, orig, args, kwargs):
+        """One model call: plan it, run it (counting FLOPs the first time its plan shape is seen), record it."""
+        start = time.perf_counter()
+        inputs = self._signature.bind_partial(*args, **kwargs).arguments
+        self._begin_call(inputs)
+        executor, plans = self.executor, self.executor.plans
+        shapes = tuple(tuple(v.shape) for v in inputs.values() if isinstance(v, torch.Tensor))
+        key = (tuple((p.action, p.n_tokens, p.verify) for p in plans), shapes)
+        memo = self._flop_memo.get(key) if self.count_flops else self._no_flops
+        if memo is None:  # first call of this plan shape: count its FLOPs, per site too
+            executor.meter = [0] * len(self.sites)
+            try:
+                with flop_counter() as executor.counter:
+                    out = orig(*args, **kwargs)
+                memo = self._flop_memo[key] = (executor.counter.get_total_flops(), executor.meter)
+            finally:
+                executor.counter = executor.meter = None
+        else:
+            out = orig(*args, **kwargs)
+        wall = time.perf_counter() - start
+        if self.trace is not None:
+            if self._ctx.step == 0 and self._ctx.branch == 0:
+                self.trace.append([])
+            self.trace[-1].append([plan_to_dict(p) for p in plans])
+        self.stats.records.append(CallRecord(
+            self.clock.generation, self._ctx.step, self._ctx.branch, self._ctx.timestep, self._ctx.progress,
+            [p.action.value for p in plans], [p.n_tokens for p in plans],
+            memo[0], list(memo[1]), wall, self._plan_s, self.store.nbytes(),
+        ))
+        return out
+
+
+def _is_compiled(model) -> bool:
+    return isinstance(model, nn.Module) and hasattr(model, "_orig_mod")
+
+
+def _find_model(target) -> tuple[nn.Module, object | None, object | None]:
+    """(transformer, pipeline, scheduler): a bare transformer, or a pipeline holding one as
+    ``.transformer`` whose scheduler delimits generations and steps."""
+    if isinstance(target, nn.Module):
+        return _uncompiled(target), None, None
+    model = getattr(target, "transformer", None)
+    if isinstance(model, nn.Module):
+        scheduler = getattr(target, "scheduler", None)
+        return _uncompiled(model), target, scheduler if hasattr(scheduler, "set_timesteps") else None
+    raise TypeError(
+        f"ditcache needs a diffusers transformer or a pipeline with a .transformer, got {type(target).__name__}"
+    )
+
+
+def _uncompiled(model: nn.Module) -> nn.Module:
+    """The module torch.compile wrapped (hooks go on it: the compiled wrapper calls it), or the model itself."""
+    return getattr(model, "_orig_mod", model)
+
+
+def apply(target, method, *, steps: int | None = None, trace: bool = False, scheduler=None,
+          max_cache_bytes: int | None = None, count_flops: bool = True) -> Run:
+    """Hook ``method`` into a transformer or pipeline. Returns the run; ``run.remove()`` undoes it.
+
+    steps: the step count, for a bare model in your own loop without a scheduler.
+    scheduler: the diffusers scheduler your own loop uses with a bare model: its ``set_timesteps`` and
+    ``step()`` then delimit generations and steps, as with a pipeline.
+    trace: keep every call's plans in ``run.trace`` (replayable with ``ditcache.methods.Replay``).
+    max_cache_bytes: refuse (MemoryError) after the first step when the predicted peak cache exceeds it.
+    count_flops: count each plan shape's FLOPs on its first call (torch's counter slows those calls; timing
+    runs switch it off and record 0 FLOPs)."""
+    return Run(target, method, steps=steps, trace=trace, scheduler=scheduler, max_cache_bytes=max_cache_bytes,
+               count_flops=count_flops)
+
+
+@contextmanager
+def cached(target, method, *, steps: int | None = None, trace: bool = False, scheduler=None,
+           max_cache_bytes: int | None = None, count_flops: bool = True):
+    """``with ditcache.cached(pipe_or_model, ditcache.FORA(interval=3)) as run: ...`` (see ``apply``)."""
+    run = Run(target, method, steps=steps, trace=trace, scheduler=scheduler, max_cache_bytes=max_cache_bytes,
+              count_flops=count_flops)
+    try:
+        yield run
+    finally:
+        run.remove()
+
+
+def notify_schedule(model: nn.Module, timesteps) -> None:
+    """Samplers call this after choosing their timesteps; a no-op when no run is attached."""
+    run = getattr(model, "_ditcache_run", None)
+    if run is not None:
+        run.set_schedule(timesteps)
+
+
+def estimate_memory(target, method, inputs: dict, steps: int = 50, branches: int = 1) -> dict[str, int]:
+    """Peak cache bytes ``method`` will hold on ``target`` (a transformer or pipeline), per site and total,
+    in a ``steps``-step generation of model calls like ``inputs`` (one call's keyword arguments, at the batch
+    and resolution you will run; split-CFG pipelines: ``branches=2``). Runs that one call uncached, to read
+    the outputs' shapes."""
+    from ..memory import from_store
+
+    method = resolve_method(method)
+    run = Run(target, _Discover(method), steps=1)
+    try:
+        with torch.no_grad():
+            run.model(**inputs)
+        grid = adapters.token_grid(run.model, run._signature.bind_partial(**inputs).arguments)
+        if callable(getattr(method, "bind", None)):  # learned methods' schedules come from their artifacts
+            method.bind(run.model, run.sites)
+        return from_store(method, run.sites, run.store, branches, grid, steps)
+    finally:
+        run.remove()
+
+
+class _Discover:
+    """One full call that keeps what ``method`` would keep at its first step: outputs, attention inputs,
+    its probe block's output and the final layer's input."""
+
+    name = "discover"
+
+    def __init__(self, method) -> None:
+        self.method = method
+        probe = getattr(method, "probe_layer", None)
+        if callable(probe):
+            self.probe_layer = probe
+
+    def validate(self) -> None:
+        pass
+
+    def plan(self, ctx, sites, store):
+        return [Plan(Action.FULL, keep_input=s.kind in ("attn", "cross_attn"), keep_keys=s.kind == "attn")
+                for s in sites]
+
+    def final(self, ctx, store, x):
+        store.shared[("freqca", ctx.branch)] = {"crf": x}
+        return None
