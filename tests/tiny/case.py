@@ -36,6 +36,7 @@ class Case:
     variants: dict[str, Callable[[nn.Module, int, torch.Generator], dict]] = field(default_factory=dict)
     # ^ extra inputs of the class's own features (VACE hints, reference frames, ...): kwargs added to inputs
     note: str = ""                                # anything a reader of the case should know
+    flops: bool = True                            # torch's FLOP counter can run it (flex_attention cannot eagerly)
 
     def build(self, seed: int = 0) -> nn.Module:
         torch.manual_seed(seed)

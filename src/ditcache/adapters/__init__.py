@@ -132,7 +132,11 @@ def token_grid(model: nn.Module, inputs: dict) -> tuple[int, int, int] | None:
 
 
 def timestep_value(t) -> float:
-    """The first element of a timestep argument (tensor, number), as a Python float."""
+    """The step's timestep from a timestep argument (tensor, number, or a list of them), as a Python float: the
+    largest element, so per-token timesteps (Wan 2.2 TI2V's expand_timesteps gives the clean first frame's
+    tokens 0) read as the step's noise level, not as the first token's constant 0."""
+    if isinstance(t, (list, tuple)):
+        return max(timestep_value(x) for x in t)
     if isinstance(t, torch.Tensor):
-        return float(t.reshape(-1)[0])
+        return float(t.max()) if t.numel() else 0.0
     return float(t)

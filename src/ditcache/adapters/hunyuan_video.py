@@ -35,4 +35,11 @@ BLOCKS = {
     ),
 }
 
-MODELS = {"HunyuanVideoTransformer3DModel": ModelSpec(grid="patch3d")}
+MODELS = {
+    "HunyuanVideoTransformer3DModel": ModelSpec(grid="patch3d"),
+    # Framepack: the same blocks over [4x history; 2x history; clean history; latent] image tokens (the
+    # history rows are patchified at their own scales and prepended); norm_out sees the latent's rows only.
+    # The grid is the latent's (hidden_states (B, C, F, H, W)); the history rows make the blocks' token
+    # count larger than it, which ToCa's spatial bonus and ClusCa's frame-wise clustering check for.
+    "HunyuanVideoFramepackTransformer3DModel": ModelSpec(grid="patch3d"),
+}

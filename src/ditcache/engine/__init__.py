@@ -22,11 +22,14 @@ The parts, each owning one thing:
 - ``clock``: which generation, step and branch a model call is;
 - ``install``: the patches and hooks on the model and scheduler, and their removal;
 - ``execute``: one site's forward under its plan (the hot path);
+- ``scheduler``: following a diffusers scheduler (shared by runs, deep-copy aware);
 - ``checks``: the memory budget and the schedule warning;
 - ``stats``: what a run records, and the FLOP counter.
 """
 
-from .run import Run, apply, cached, estimate_memory, notify_schedule
+from .clock import ConcurrentCall
+from .run import PipelineRun, Run, apply, cached, estimate_memory, notify_schedule
 from .stats import CallRecord, RunStats, flop_counter
 
-__all__ = ["CallRecord", "Run", "RunStats", "apply", "cached", "estimate_memory", "flop_counter", "notify_schedule"]
+__all__ = ["CallRecord", "ConcurrentCall", "PipelineRun", "Run", "RunStats", "apply", "cached", "estimate_memory",
+           "flop_counter", "notify_schedule"]

@@ -8,19 +8,38 @@ Two ways model calls are grouped into denoising steps:
 - **no scheduler**: a call with a new timestep starts a step, a call with the same timestep as the
   last one is another branch of it; the step count comes from ``steps=`` or ``Run.set_schedule``.
 
-The clock knows no hooks and no store. Starting a generation first calls ``on_new_generation`` (the
-run drops its cache there and checks the method's schedule), then moves the counters.
+The clock knows no hooks and no store. Starting a generation first calls every ``on_new_generation``
+callback (each run following the clock drops its cache there and checks its method's schedule), then moves
+the counters. One clock can drive several runs: the transformers of one pipeline (Wan 2.2's two) share it,
+so a step is the pipeline's step whichever transformer is called in it.
+
+Calls outside a generation run uncached and move nothing (``outside``): with a scheduler, a call before its
+first ``set_timesteps`` or after the ``step()`` that ends the last step (a warm-up call, a reference encode);
+without one, nothing is outside, but a call whose timestep moves against the generation's direction starts a
+generation (timesteps fall within one, or rise where the model counts time up, as Z-Image does), so a loop
+stopped early never leaks into the next.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+
+
+class ConcurrentCall(RuntimeError):
+    """A model call from a second thread while another thread's generation runs: refused, and the running
+    generation is left as it was."""
+
+
+_CONCURRENT = ("ditcache: this cached model is already generating in another thread; a cached pipeline serves one "
+               "request at a time. Use one pipeline (and one ditcache.cached) per worker thread, or serialise the "
+               "requests.")
 
 
 class Clock:
     """Generation, step and branch of the model call in progress (host-side ints, read once per call)."""
 
-    def __init__(self, num_steps: int | None, on_new_generation: Callable[[], None]) -> None:
+    def __init__(self, num_steps: int | None, on_new_generation: Callable[[], None] | None = None) -> None:
         self.num_steps = num_steps    # T of the current generation; None until steps=, a schedule or a scheduler
         self.generation = -1          # 0-based generation index in the run; -1 before the first call
         self.step = -1                # 0-based step in the generation; -1 before its first call
@@ -30,13 +49,23 @@ class Clock:
         self.step_open = False        # a model call happened since the scheduler's last step()
         self.restart = False          # the last model call raised: the next starts a generation
         self.last_t: float | None = None  # timestep of the last call (steps without a scheduler)
-        self._on_new_generation = on_new_generation
+        self.direction = 0            # sign of the timestep's change between steps in this generation (0: unknown)
+        self.callbacks: list[Callable[[], None]] = [on_new_generation] if on_new_generation else []
+        self.owner = None             # the run that hooks the scheduler for this clock (the first of a pipeline's)
+        self.lock = threading.Lock()  # held during a model call: a second thread's call is refused, not mixed in
+        self.thread: int | None = None  # the thread whose generation is in progress
+
+    def in_progress(self) -> bool:
+        """A generation has started and not reached its last step."""
+        return self.step >= 0 and self.num_steps is not None and self.step < self.num_steps - 1
 
     def new_generation(self) -> None:
-        self._on_new_generation()
+        for callback in self.callbacks:
+            callback()
         self.generation += 1
         self.step = -1
         self.last_t = None
+        self.direction = 0
 
     def abort(self) -> None:
         """The call in progress raised: forget the step; the next call starts a fresh generation."""
@@ -44,6 +73,21 @@ class Clock:
         self.last_t = None
         self.step_open = False
         self.restart = True
+
+    def on_set_timesteps(self) -> None:
+        """The followed scheduler chose a schedule: the next call starts a generation; drop what is cached
+        now (nothing from the last generation may be forecast from)."""
+        self.pending = True
+        for callback in self.callbacks:
+            callback()
+
+    def outside(self, t: float) -> bool:
+        """Is a model call at timestep ``t`` outside any generation (run it uncached, move nothing)?"""
+        if self.scheduler is None or self.pending or self.restart:
+            return False
+        if self.generation < 0:
+            return True  # before the scheduler's first set_timesteps
+        return not self.step_open and self.step >= self.num_steps - 1  # after the last step's step()
 
     def resume(self) -> None:
         """First thing in a model call: after a call that raised, start a generation (unless the
@@ -68,6 +112,12 @@ class Clock:
             self.step_open = True
         else:
             new_step = t != self.last_t
+            if new_step and self.last_t is not None:
+                d = 1 if t > self.last_t else -1
+                if self.direction and d != self.direction:  # time turned back: the last loop stopped early
+                    self.new_generation()
+                else:
+                    self.direction = d
         if not new_step:
             self.branch += 1
             return

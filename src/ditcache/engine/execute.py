@@ -43,9 +43,11 @@ class Executor:
         self.shapes: dict = {}  # (branch, site) -> ((shape, dtype, device) per stream, single) of unkept FULLs
         self.meter: list[int] | None = None  # per site FLOPs, while a call's FLOPs are counted
         self.counter = None             # torch's FlopCounterMode, while a call's FLOPs are counted
+        self.passthrough = False        # this call is outside any generation: every site computes, nothing kept
 
-    def begin(self, plans: list[Plan], branch: int, coords: Coords) -> None:
+    def begin(self, plans: list[Plan], branch: int, coords: Coords, passthrough: bool = False) -> None:
         """A model call starts: its plans, branch and coordinates; no site has run yet."""
+        self.passthrough = passthrough
         self.plans = plans
         self.branch = branch
         self.coords = coords

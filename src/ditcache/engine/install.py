@@ -14,7 +14,9 @@ from torch import nn
 
 from .. import adapters
 from ..plan import Action, Site
+from .clock import ConcurrentCall
 from .execute import host_side
+from .scheduler import follow, unfollow
 
 _ABSENT = object()  # sentinel: the attribute was not in the instance dict before patching
 _HANDLE = object()  # sentinel: the entry is a hook handle to .remove()
@@ -38,7 +40,6 @@ class Installer:
     def __init__(self, run) -> None:
         self.run = run
         self.restore: list[tuple[object, str, object]] = []  # (object, attribute, old value) or hook handles
-        self.scheduler_patches: list[tuple[object, str, object]] = []  # the followed scheduler's, apart
 
     def patch(self, obj, attr: str, fn, into: list | None = None) -> None:
         (self.restore if into is None else into).append((obj, attr, obj.__dict__.get(attr, _ABSENT)))
@@ -46,7 +47,9 @@ class Installer:
 
     def remove(self) -> None:
         """Undo every patch and hook, the scheduler's first. Safe to call twice."""
-        _unpatch(self.scheduler_patches)
+        clock = self.run.clock
+        if clock.scheduler is not None and clock.owner is self.run:
+            unfollow(clock.scheduler, clock)
         _unpatch(self.restore)
 
     def install(self, scheduler) -> None:
@@ -76,6 +79,8 @@ class Installer:
         def forward(*args, **kwargs):
             try:
                 return run._call(orig, args, kwargs)
+            except ConcurrentCall:
+                raise  # another thread's generation is running: leave it as it is
             except BaseException:
                 run._abort()  # a call that raised leaves nothing that changes the next generation
                 raise
@@ -83,28 +88,15 @@ class Installer:
         return forward
 
     def hook_scheduler(self, scheduler) -> None:
-        """Follow ``scheduler``: its set_timesteps starts a generation, its step() ends a step. The
-        wrappers keep the wrapped methods' signatures (diffusers inspects set_timesteps for sigmas=)."""
-        _unpatch(self.scheduler_patches)
-        clock, store = self.run.clock, self.run.store
+        """Make the run's clock follow ``scheduler`` (see engine/scheduler.py): its set_timesteps starts a
+        generation, its step() ends a step. A clock shared by several runs is hooked by its owner only."""
+        clock = self.run.clock
+        if clock.owner is not self.run:
+            return
+        if clock.scheduler is not None:
+            unfollow(clock.scheduler, clock)
         clock.scheduler = scheduler
-
-        set_timesteps, step = scheduler.set_timesteps, scheduler.step
-
-        @functools.wraps(set_timesteps)
-        def on_set_timesteps(*args, **kwargs):
-            out = set_timesteps(*args, **kwargs)
-            clock.pending = True
-            store.clear()
-            return out
-
-        @functools.wraps(step)
-        def on_step(*args, **kwargs):
-            clock.step_open = False
-            return step(*args, **kwargs)
-
-        self.patch(scheduler, "set_timesteps", on_set_timesteps, self.scheduler_patches)
-        self.patch(scheduler, "step", on_step, self.scheduler_patches)
+        follow(scheduler, clock)
 
     def compile(self, fn):
         """A compiled copy of a forward when the user compiled the model, else the forward itself. Calls
@@ -138,6 +130,8 @@ class Installer:
 
         @host_side
         def hook(mod, args, kwargs):
+            if run.executor.passthrough:
+                return None
             x = args[0] if args else kwargs["hidden_states"]
             new = run.method.final(run._ctx, run.store, x)
             if new is None:
@@ -157,7 +151,7 @@ class Installer:
 
         @host_side
         def hook(module, args, out):
-            if executor.plans[sites[0].index].action is Action.FULL:
+            if not executor.passthrough and executor.plans[sites[0].index].action is Action.FULL:
                 store.shared[("probe", executor.branch)] = out if image_out is None else out[image_out]
                 if image_out is not None and len(out) == 2:  # (text, image) or (image, text)
                     store.shared[("probe-text", executor.branch)] = out[1 - image_out]

@@ -9,7 +9,9 @@ public entry points ``apply``, ``cached``, ``notify_schedule`` and ``estimate_me
 
 from __future__ import annotations
 
+import copy
 import inspect
+import threading
 import time
 from contextlib import contextmanager
 
@@ -22,7 +24,7 @@ from ..methods import resolve_method
 from ..plan import Action, Plan, Site, StepContext, plan_to_dict
 from ..store import Store
 from .checks import check_memory, check_schedule, predict_bytes
-from .clock import Clock
+from .clock import _CONCURRENT, Clock, ConcurrentCall
 from .execute import Executor
 from .install import Installer
 from .stats import CallRecord, RunStats, flop_counter
@@ -32,8 +34,10 @@ class Run:
     """One model under one method: the hooks, the store and the stats. Use ``remove()`` to undo."""
 
     def __init__(self, target, method, *, steps: int | None = None, trace: bool = False,
-                 scheduler=None, max_cache_bytes: int | None = None, count_flops: bool = True) -> None:
-        self.model, self._pipe, found = _find_model(target)
+                 scheduler=None, max_cache_bytes: int | None = None, count_flops: bool = True,
+                 clock: Clock | None = None, name: str = "transformer") -> None:
+        self.name = name  # the pipeline attribute holding the model ("transformer", "transformer_2", ...)
+        self.model, self._pipe, found = _find_model(target) if clock is None else (target, None, None)
         # torch.compile'd targets: ditcache's wrappers run in Python and each wrapped forward is compiled on
         # its own, so no step's plan is ever part of a graph (see execute.host_side)
         compiled = next((m for m in (target, getattr(target, "transformer", None)) if _is_compiled(m)), None)
@@ -56,8 +60,14 @@ class Run:
         self.count_flops = count_flops  # False: no FLOP counter at all (timing runs: it slows the calls it counts)
         self.predicted_bytes: dict[str, int] | None = None  # memory.predict after the first step
         self.method = resolve_method(method)
+        if callable(getattr(self.method, "bind", None)):
+            # a copy: binding (a learned method's artifact, a replayed trace) must not change the user's
+            # instance, which may be applied to another pipeline at the same time. Methods without bind keep
+            # no per-model state (their state lives in the run's store), so they are used as given.
+            self.method = copy.copy(self.method)
         self.sites: list[Site] = adapters.find_sites(self.model)
         self._no_flops = (0, [0] * len(self.sites))  # what a call records when count_flops is False
+        self._passthrough = [Plan(Action.FULL, keep=False)] * len(self.sites)  # calls outside a generation
         self.spec = adapters.model_spec(self.model)
         self._signature = inspect.signature(self.model.forward)
         if self.spec.timestep_arg not in self._signature.parameters:
@@ -72,7 +82,15 @@ class Run:
         self.store = Store(getattr(self.method, "forecast", None))
         self.stats = RunStats([s.name for s in self.sites])
         self.trace: list[list[list[dict]]] | None = [] if trace else None  # generations > calls > site plans
-        self.clock = Clock(steps, self._new_generation)
+        if clock is None:
+            self.clock = Clock(steps, self._new_generation)
+            self.clock.owner = self
+        else:  # another transformer of the same pipeline: one step clock drives both
+            self.clock = clock
+            clock.callbacks.append(self._new_generation)
+        self._trace_gens: list[int] = []  # the clock's generation of each trace entry
+        self._seen: dict[int, tuple] = {}  # branch -> input shapes of its calls in this generation
+        self._checked = -1  # the generation whose cache memory was last predicted and checked
         self.executor = Executor(self.sites, self.store, compiled=self._compiler is not None)
         self._warned: set[int] = set()  # step counts the schedule warning was given for
         self._ctx: StepContext | None = None
@@ -97,6 +115,8 @@ class Run:
         """Restore every patched ``forward`` (and the scheduler's methods) and drop the store. Safe to
         call twice."""
         self._installer.remove()
+        if self._new_generation in self.clock.callbacks:
+            self.clock.callbacks.remove(self._new_generation)
         if getattr(self.model, "_ditcache_run", None) is self:
             del self.model._ditcache_run
         self.store.clear()
@@ -118,6 +138,7 @@ class Run:
         """The clock starts a generation: nothing cached carries over; say if the schedule caches nothing."""
         self.store.clear()
         self.executor.shapes.clear()
+        self._seen.clear()
         check_schedule(self.method, self.clock.num_steps, self._warned)
 
     def _abort(self) -> None:
@@ -125,30 +146,34 @@ class Run:
         self.store.clear()
         self.executor.shapes.clear()
         self.executor.captured.clear()
+        self._seen.clear()
         self.clock.abort()
 
     # ----------------------------------------------------------------- calls
-    def _begin_call(self, inputs: dict) -> None:
-        t = adapters.timestep_value(inputs[self.spec.timestep_arg])
+    def _begin_call(self, inputs: dict, t: float, shapes: tuple) -> None:
         clock = self.clock
         clock.resume()
-        if clock.scheduler is not None and self._pipe is not None and \
-                getattr(self._pipe, "scheduler", None) is not clock.scheduler:
-            # the user swapped pipe.scheduler inside the `with` block: follow the new one from here
-            self._installer.hook_scheduler(self._pipe.scheduler)
-            clock.pending = True
         clock.advance(t)
-        if self.predicted_bytes is None and clock.step == 1 and clock.branch == 0:
+        if self._checked != clock.generation and clock.step >= 1 and clock.branch == 0:
+            self._checked = clock.generation  # every generation: a later one may run a larger batch
             branches = sum(1 for r in self.stats.records if r.generation == clock.generation and r.step == 0)
             self.predicted_bytes = predict_bytes(self.method, self.sites, self.store, branches,
                                                  adapters.token_grid(self.model, inputs), clock.num_steps)
             check_memory(self.method, self.predicted_bytes, self.max_cache_bytes)
         x = inputs.get("hidden_states")
         T = clock.num_steps
+        # A branch's first call in this generation, or a call whose inputs changed shape (a KV-cached
+        # prefix, a batch that shrinks when a guidance interval ends), has nothing cached to reuse: the
+        # method plans it as its step 0 (computing everything, starting that branch's history). So branches
+        # that come and go (skip-layer guidance, CFG only inside an interval) and a second transformer that
+        # starts mid-trajectory each start with a full step; a branch that stops appearing costs nothing.
+        fresh = self._seen.get(clock.branch) != shapes
+        self._seen[clock.branch] = shapes
+        step = 0 if fresh else clock.step
         self._ctx = StepContext(
-            step=clock.step,
+            step=step,
             num_steps=T,
-            progress=clock.step / (T - 1) if T > 1 else 0.0,
+            progress=step / (T - 1) if T > 1 else 0.0,
             timestep=t,
             branch=clock.branch,
             batch_size=int(x.shape[0]) if isinstance(x, torch.Tensor) else 0,
@@ -167,12 +192,44 @@ class Run:
         self.executor.begin(plans, clock.branch, Coords(t, clock.step))
 
     def _call(self, orig, args, kwargs):
-        """One model call: plan it, run it (counting FLOPs the first time its plan shape is seen), record it."""
+        """One model call, under the clock's lock: a call from a second thread while one runs, or while
+        another thread's generation is in progress, is refused (per-call state is the run's)."""
+        clock = self.clock
+        if not clock.lock.acquire(blocking=False):
+            raise ConcurrentCall(_CONCURRENT)
+        try:
+            me = threading.get_ident()
+            if clock.thread not in (None, me) and clock.in_progress():
+                raise ConcurrentCall(_CONCURRENT)
+            clock.thread = me
+            return self._locked_call(orig, args, kwargs)
+        finally:
+            clock.lock.release()
+
+    def _trace_generation(self, generation: int) -> int:
+        """Index of ``generation`` in ``trace`` (one list per generation this run made calls in)."""
+        gens = self._trace_gens
+        if not gens or gens[-1] != generation:
+            gens.append(generation)
+        return len(gens) - 1
+
+    def _locked_call(self, orig, args, kwargs):
+        """Plan the call, run it (counting FLOPs the first time its plan shape is seen), record it."""
         start = time.perf_counter()
         inputs = self._signature.bind_partial(*args, **kwargs).arguments
-        self._begin_call(inputs)
-        executor, plans = self.executor, self.executor.plans
+        t = adapters.timestep_value(inputs[self.spec.timestep_arg])
         shapes = tuple(tuple(v.shape) for v in inputs.values() if isinstance(v, torch.Tensor))
+        clock = self.clock
+        if clock.scheduler is not None and self._pipe is not None and \
+                getattr(self._pipe, "scheduler", None) is not clock.scheduler:
+            # the user swapped pipe.scheduler inside the `with` block: follow the new one from here
+            self._installer.hook_scheduler(self._pipe.scheduler)
+            clock.pending = True
+        if clock.outside(t):  # before the scheduler's first schedule, or after its last step
+            self.executor.begin(self._passthrough, self.clock.branch, self.executor.coords, passthrough=True)
+            return orig(*args, **kwargs)
+        self._begin_call(inputs, t, shapes)
+        executor, plans = self.executor, self.executor.plans
         key = (tuple((p.action, p.n_tokens, p.verify) for p in plans), shapes)
         memo = self._flop_memo.get(key) if self.count_flops else self._no_flops
         if memo is None:  # first call of this plan shape: count its FLOPs, per site too
@@ -186,12 +243,14 @@ class Run:
         else:
             out = orig(*args, **kwargs)
         wall = time.perf_counter() - start
+        step = self.clock.step  # (the context's step is 0 for a branch's first call: the record keeps the real one)
         if self.trace is not None:
-            if self._ctx.step == 0 and self._ctx.branch == 0:
+            if len(self.trace) <= self._trace_generation(self.clock.generation):
                 self.trace.append([])
             self.trace[-1].append([plan_to_dict(p) for p in plans])
         self.stats.records.append(CallRecord(
-            self.clock.generation, self._ctx.step, self._ctx.branch, self._ctx.timestep, self._ctx.progress,
+            self.clock.generation, step, self._ctx.branch, self._ctx.timestep,
+            step / (self.clock.num_steps - 1) if self.clock.num_steps > 1 else 0.0,
             [p.action.value for p in plans], [p.n_tokens for p in plans],
             memo[0], list(memo[1]), wall, self._plan_s, self.store.nbytes(),
         ))
@@ -221,27 +280,91 @@ def _uncompiled(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
+def _denoisers(target) -> list[str]:
+    """The pipeline attributes holding its transformers: ``transformer``, ``transformer_2``, ... (Wan 2.2's
+    high- and low-noise experts); [] for a bare model."""
+    if isinstance(target, nn.Module):
+        return []
+    components = getattr(target, "components", None) or {"transformer": getattr(target, "transformer", None)}
+    return [n for n, c in components.items() if n.startswith("transformer") and isinstance(c, nn.Module)]
+
+
+class PipelineRun:
+    """The runs of a pipeline that holds several transformers: one run per transformer (its own sites, store
+    and stats), one step clock for all, so a step is the pipeline's step whichever transformer runs it, and a
+    transformer that starts mid-trajectory starts with a full step. ``runs`` maps the attribute name to it."""
+
+    def __init__(self, runs: dict[str, Run]) -> None:
+        self.runs = runs
+
+    @property
+    def stats(self) -> PipelineStats:
+        return PipelineStats({n: r.stats for n, r in self.runs.items()})
+
+    def remove(self) -> None:
+        for run in reversed(list(self.runs.values())):
+            run.remove()
+
+    def __enter__(self) -> PipelineRun:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+class PipelineStats:
+    """Each transformer's ``RunStats``, and a summary per transformer."""
+
+    def __init__(self, per_model: dict[str, RunStats]) -> None:
+        self.per_model = per_model
+
+    @property
+    def flops(self) -> int:
+        return sum(s.flops for s in self.per_model.values())
+
+    def summary(self) -> str:
+        return "\n".join(f"{name}: " + stats.summary().replace("\n", f"\n{name}: ")
+                         for name, stats in self.per_model.items())
+
+
 def apply(target, method, *, steps: int | None = None, trace: bool = False, scheduler=None,
-          max_cache_bytes: int | None = None, count_flops: bool = True) -> Run:
-    """Hook ``method`` into a transformer or pipeline. Returns the run; ``run.remove()`` undoes it.
+          max_cache_bytes: int | None = None, count_flops: bool = True) -> Run | PipelineRun:
+    """Hook ``method`` into a transformer or pipeline. Returns the run; ``run.remove()`` undoes it. A pipeline
+    with several transformers (``transformer_2``: Wan 2.2) gets every one hooked, and a ``PipelineRun``.
 
     steps: the step count, for a bare model in your own loop without a scheduler.
     scheduler: the diffusers scheduler your own loop uses with a bare model: its ``set_timesteps`` and
     ``step()`` then delimit generations and steps, as with a pipeline.
     trace: keep every call's plans in ``run.trace`` (replayable with ``ditcache.methods.Replay``).
-    max_cache_bytes: refuse (MemoryError) after the first step when the predicted peak cache exceeds it.
+    max_cache_bytes: refuse (MemoryError) after the first step of a generation when its predicted peak cache
+    exceeds it (checked in every generation).
     count_flops: count each plan shape's FLOPs on its first call (torch's counter slows those calls; timing
     runs switch it off and record 0 FLOPs)."""
-    return Run(target, method, steps=steps, trace=trace, scheduler=scheduler, max_cache_bytes=max_cache_bytes,
-               count_flops=count_flops)
+    names = _denoisers(target)
+    first = Run(target, method, steps=steps, trace=trace, scheduler=scheduler, max_cache_bytes=max_cache_bytes,
+                count_flops=count_flops)
+    if len(names) <= 1:
+        return first
+    runs = {"transformer": first}
+    try:
+        for name in names:
+            if name != "transformer":
+                runs[name] = Run(_uncompiled(getattr(target, name)), method, trace=trace,
+                                 max_cache_bytes=max_cache_bytes, count_flops=count_flops, clock=first.clock,
+                                 name=name)
+    except BaseException:
+        for run in reversed(list(runs.values())):
+            run.remove()
+        raise
+    return PipelineRun(runs)
 
 
 @contextmanager
 def cached(target, method, *, steps: int | None = None, trace: bool = False, scheduler=None,
            max_cache_bytes: int | None = None, count_flops: bool = True):
     """``with ditcache.cached(pipe_or_model, ditcache.FORA(interval=3)) as run: ...`` (see ``apply``)."""
-    run = Run(target, method, steps=steps, trace=trace, scheduler=scheduler, max_cache_bytes=max_cache_bytes,
-              count_flops=count_flops)
+    run = apply(target, method, steps=steps, trace=trace, scheduler=scheduler, max_cache_bytes=max_cache_bytes,
+                count_flops=count_flops)
     try:
         yield run
     finally:

@@ -142,7 +142,7 @@ class ToCa:
                                 or ctx.step == ctx.num_steps - 1):  # the reference always computes the last step
             schedule["next_full"] = ctx.step + self.step_interval(ctx.progress)
             schedule["full_step"] = ctx.step
-        if schedule.get("full_step") == ctx.step:
+        if schedule.get("full_step") == ctx.step or ctx.step == 0:  # step 0: also a branch's first call
             state["scores"].clear()
             state["stale"].clear()
             return [Plan(Action.FULL, order=self.order, keep_input=s.kind in ("attn", "cross_attn"),
@@ -155,7 +155,7 @@ class ToCa:
         for site in sites:
             r = self.fresh_ratio_at(ctx.progress, depth[site.index], site.kind, site.role)
             key = (ctx.branch, site.index)
-            if not site.partial:
+            if not site.partial or key not in store.entries:  # (a site this branch skips: SLG's skipped layers)
                 plans.append(between)
                 continue
             base = store.entries[key].out[0]                                      # (B, N, D)

@@ -1,0 +1,241 @@
+"""The calling patterns real pipelines use (issue 23): branches that come and go (SD3's skip-layer guidance),
+two transformers (Wan 2.2), calls outside the denoising loop, per-token timesteps, shared and deep-copied
+schedulers, methods shared between pipelines, a loop stopped early, the memory budget in every generation,
+and two threads on one cached model."""
+
+from __future__ import annotations
+
+import copy
+import threading
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
+
+import ditcache
+from ditcache import adapters, zoo
+from ditcache.pipelines import tiny_pipeline
+
+SLG = dict(prompt="a red dress", num_inference_steps=20, height=16, width=16, output_type="latent",
+           skip_guidance_layers=[0], skip_layer_guidance_start=0.2, skip_layer_guidance_stop=0.6, guidance_scale=3.0)
+
+
+@pytest.fixture(scope="module")
+def sd3():
+    return tiny_pipeline("sd3")
+
+
+def _sd3(pipe):
+    return pipe(**SLG, generator=torch.Generator().manual_seed(0)).images
+
+
+def test_skip_layer_guidance_branch_appears_mid_generation(sd3):
+    """SD3 with SLG makes a second call (branch 1) only on steps inside [0.2, 0.6) of the run: steps 4..11
+    of 20 (the pipeline's rule: step i is inside iff 20 * 0.2 < i < 20 * 0.6, written out here). Its first
+    call computes everything; FORA(1) stays exact; FORA(3), ToCa and ClusCa run."""
+    ref = _sd3(sd3)
+    with ditcache.cached(sd3, ditcache.FORA(interval=1)) as run:
+        assert torch.equal(_sd3(sd3), ref)
+    assert sorted(r.step for r in run.stats.records if r.branch == 1) == list(range(5, 12))
+    for method in (ditcache.FORA(interval=3), ditcache.ToCa(interval=3, score="random"),
+                   ditcache.ClusCa(interval=3, clusters=4)):
+        with ditcache.cached(sd3, method) as run:
+            out = _sd3(sd3)
+        assert torch.isfinite(out).all() and out.shape == ref.shape
+        first = next(r for r in run.stats.records if r.branch == 1)
+        assert first.step == 5 and set(first.actions) == {"full"}
+        assert any(a != "full" for r in run.stats.records if r.branch == 1 for a in r.actions)
+
+
+def _wan22():
+    pipe = tiny_pipeline("wan")
+    torch.manual_seed(1)
+    second = copy.deepcopy(pipe.transformer)
+    for p in second.parameters():
+        p.data.add_(0.01 * torch.randn_like(p))
+    pipe.register_modules(transformer_2=second)
+    pipe.register_to_config(boundary_ratio=0.875)
+    return pipe
+
+
+def test_two_transformers_are_both_cached():
+    """Wan 2.2: `transformer` runs the steps whose timestep is >= 0.875 * 1000, `transformer_2` the rest.
+    Both are hooked, one step clock drives both, and transformer_2's first call (mid-trajectory) computes
+    everything."""
+    pipe = _wan22()
+    kw = dict(prompt="a red dress", num_inference_steps=20, height=16, width=16, num_frames=5, output_type="latent")
+    ref = pipe(**kw, generator=torch.Generator().manual_seed(0)).frames
+    with ditcache.cached(pipe, ditcache.FORA(interval=1)) as run:
+        assert torch.equal(pipe(**kw, generator=torch.Generator().manual_seed(0)).frames, ref)
+    assert set(run.runs) == {"transformer", "transformer_2"}
+    high = pipe.scheduler.timesteps >= 0.875 * 1000  # which steps the first transformer runs
+    n_high = int(high.sum())
+    assert run.runs["transformer"].stats.steps() == n_high
+    assert run.runs["transformer_2"].stats.steps() == 20 - n_high
+    with ditcache.cached(pipe, ditcache.FORA(interval=3)) as run:
+        out = pipe(**kw, generator=torch.Generator().manual_seed(0)).frames
+    low = run.runs["transformer_2"].stats.records
+    assert low[0].step == n_high and set(low[0].actions) == {"full"}
+    assert run.runs["transformer_2"].stats.counts()["reuse"] > 0 and torch.isfinite(out).all()
+    summary = run.stats.summary()
+    assert f"transformer: {n_high} steps" in summary and f"transformer_2: {20 - n_high} steps" in summary
+    assert not any("forward" in m.__dict__ for t in (pipe.transformer, pipe.transformer_2) for m in t.modules())
+
+
+def test_pipeline_with_an_unmappable_transformer_is_refused():
+    pipe = tiny_pipeline("wan")
+    pipe.register_modules(transformer_2=torch.nn.Sequential(torch.nn.Linear(2, 2)))
+    with pytest.raises(TypeError, match="cannot map Sequential"):
+        ditcache.apply(pipe, ditcache.FORA())
+    assert not any("forward" in m.__dict__ for m in pipe.transformer.modules())
+
+
+def _bare(method, warmup_call: bool, after_call: bool):
+    """A bare DiT in a user loop driven by a DDIM scheduler; optionally a warm-up call before set_timesteps
+    and an extra call after the last step()."""
+    model = zoo.build("dit-tiny")
+    noise, cond, _ = zoo.conditioning("dit-tiny", 2)
+    scheduler = DDIMScheduler()
+    with ditcache.cached(model, method, scheduler=scheduler) as run:
+        if warmup_call:
+            model(noise, timestep=torch.full((2,), 500), **cond)
+        scheduler.set_timesteps(8)
+        x = noise
+        for t in scheduler.timesteps:
+            eps = model(x, timestep=t.expand(2), **cond).sample[:, :4]
+            x = scheduler.step(eps, t, x).prev_sample
+        if after_call:
+            model(x, timestep=torch.full((2,), 1), **cond)
+    return x, run
+
+
+def test_calls_outside_the_loop_run_uncached_and_shift_nothing():
+    ref, ref_run = _bare(ditcache.FORA(interval=3), False, False)
+    out, run = _bare(ditcache.FORA(interval=3), True, True)
+    assert torch.equal(out, ref)
+    assert [r.actions for r in run.stats.records] == [r.actions for r in ref_run.stats.records]
+    assert len(run.stats.records) == 8
+
+
+def test_per_token_timesteps_read_as_the_step_noise_level():
+    """expand_timesteps: the clean first frame's tokens carry 0, the rest the step's t."""
+    t = torch.full((2, 12), 700.0)
+    t[:, :4] = 0.0
+    assert adapters.timestep_value(t) == 700.0
+    assert adapters.timestep_value([torch.tensor(0.3), torch.tensor(0.3)]) == pytest.approx(0.3)
+
+
+def test_runs_on_a_shared_scheduler_come_off_in_any_order():
+    for order in ((0, 1), (1, 0)):
+        scheduler = DDIMScheduler()
+        runs = [ditcache.apply(zoo.build("dit-tiny"), ditcache.FORA(interval=2), scheduler=scheduler) for _ in "ab"]
+        runs[order[0]].remove()
+        assert "step" in scheduler.__dict__  # the other run still follows it
+        runs[order[1]].remove()
+        assert not {"step", "set_timesteps", "_ditcache_hook"} & set(scheduler.__dict__)
+        scheduler.set_timesteps(4)  # the class's own methods again
+        assert len(scheduler.timesteps) == 4
+
+
+def test_a_deep_copied_scheduler_steps_itself_and_drives_the_clock():
+    """LTX-2 steps its audio latents with copy.deepcopy(self.scheduler)."""
+    scheduler = FlowMatchEulerDiscreteScheduler()
+    model = zoo.build("dit-tiny")
+    noise, cond, _ = zoo.conditioning("dit-tiny", 2)
+    with ditcache.cached(model, ditcache.FORA(interval=2), scheduler=scheduler) as run:
+        scheduler.set_timesteps(4)
+        twin = copy.deepcopy(scheduler)
+        t = scheduler.timesteps[0]
+        model(noise, timestep=t.expand(2), **cond)
+        assert run.clock.step_open
+        twin.step(noise[:, :4], t, noise)
+        assert not run.clock.step_open             # the copy closed the step
+        assert twin.step_index == 1 and scheduler.step_index is None  # and stepped itself, not the original
+    # after the run, the copy (a pipeline's temporary) notifies no one and still steps itself
+    assert twin.__dict__["_ditcache_hook"].listeners == []
+    twin.step(noise[:, :4], twin.timesteps[1], noise)
+    assert twin.step_index == 2
+
+
+class _Binds:
+    """A method whose bind keeps per-model state, like a learned method's artifact."""
+
+    name = "binds"
+
+    def validate(self):
+        pass
+
+    def bind(self, model, sites):
+        self.model = model
+
+    def plan(self, ctx, sites, store):
+        assert self.model is not None
+        return [ditcache.plan.FULL] * len(sites)
+
+
+def test_applying_a_method_does_not_mutate_it():
+    method = _Binds()
+    method.model = None
+    a, b = zoo.build("dit-tiny"), zoo.build("dit-tiny", seed=1)
+    run_a, run_b = ditcache.apply(a, method, steps=2), ditcache.apply(b, method, steps=2)
+    assert method.model is None and run_a.method.model is a and run_b.method.model is b
+    run_a.remove()
+    run_b.remove()
+
+
+def test_a_loop_stopped_early_does_not_leak_into_the_next():
+    model = zoo.build("dit-tiny")
+    noise, cond, _ = zoo.conditioning("dit-tiny", 2)
+    ts = [999, 833, 666, 500, 333, 166]
+
+    def loop(n):
+        return [model(noise, timestep=torch.full((2,), t), **cond).sample for t in ts[:n]]
+
+    with ditcache.cached(model, ditcache.TaylorSeer(interval=2, order=1), steps=6) as run:
+        fresh = loop(6)
+    with ditcache.cached(model, ditcache.TaylorSeer(interval=2, order=1), steps=6) as run:
+        loop(4)           # stopped early: 4 of 6 steps
+        again = loop(6)   # time turns back: a new generation
+    assert all(torch.equal(x, y) for x, y in zip(again, fresh))
+    assert [r.generation for r in run.stats.records] == [0] * 4 + [1] * 6
+
+
+def test_memory_budget_is_checked_in_every_generation():
+    model = zoo.build("dit-tiny")
+    small = ditcache.estimate_memory(model, ditcache.FORA(interval=2), dict(
+        hidden_states=torch.zeros(1, 4, 8, 8), timestep=torch.zeros(1), class_labels=torch.zeros(1, dtype=torch.long)),
+        steps=4)["total"]
+    with ditcache.cached(model, ditcache.FORA(interval=2), steps=4, max_cache_bytes=small * 2) as run:
+        for batch in (1, 4):
+            noise, cond, _ = zoo.conditioning("dit-tiny", batch)
+            calls = lambda: [model(noise, timestep=torch.full((batch,), t), **cond) for t in (999, 666, 333, 1)]  # noqa: E731
+            if batch == 1:
+                calls()
+            else:
+                with pytest.raises(MemoryError, match="max_cache_bytes"):
+                    calls()
+    assert run.generation == 1
+
+
+def test_a_second_thread_is_refused_and_the_first_generation_is_untouched():
+    model = zoo.build("dit-tiny")
+    noise, cond, _ = zoo.conditioning("dit-tiny", 2)
+    ts = [999, 833, 666, 500]
+    with ditcache.cached(model, ditcache.FORA(interval=2), steps=4):
+        ref = [model(noise, timestep=torch.full((2,), t), **cond).sample for t in ts]
+    errors = []
+    with ditcache.cached(model, ditcache.FORA(interval=2), steps=4):
+        first = [model(noise, timestep=torch.full((2,), ts[0]), **cond).sample]
+
+        def other():
+            try:
+                model(noise, timestep=torch.full((2,), 999), **cond)
+            except ditcache.engine.ConcurrentCall as e:
+                errors.append(str(e))
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+        first += [model(noise, timestep=torch.full((2,), t), **cond).sample for t in ts[1:]]
+    assert len(errors) == 1 and "one pipeline (and one ditcache.cached) per worker thread" in errors[0]
+    assert all(torch.equal(x, y) for x, y in zip(first, ref))
