@@ -131,15 +131,13 @@ CASES = {
         _chrono_inputs, variants={"temporal_reasoning": _chrono_reasoning}),
 }
 
-# Mapped, but not collected by tests/test_families.py: its denoising self-attention is flex attention (a
-# BlockMask over [generation | reference]), which torch's FlopCounterMode cannot run in eager mode (torch
-# 2.13: "no implementation found for 'torch.ops.higher_order.flex_attention'"); ditcache counts each plan
-# shape's FLOPs on its first call, so a run needs count_flops=False until the counter handles flex attention.
-PENDING = {
+# Its self-attention is flex attention, which torch's FlopCounterMode cannot run in eager mode (torch 2.13: "no
+# implementation found for 'torch.ops.higher_order.flex_attention'"): its case runs with count_flops=False.
+CASES |= {
     "WanAnimate2Transformer3DModel": Case(
         WanAnimate2Transformer3DModel, dict(
             patch_size=(1, 2, 2), text_len=L, in_dim=2 * C, dim=24, ffn_dim=32, freq_dim=16, text_dim=TXT,
             out_dim=C, num_heads=2, num_layers=2, use_img_emb=False),
         _animate2_inputs, variants={"uncond": _animate2_uncond},
-        note="denoising calls (kv_cache_mode='cached') against a reference cache filled uncached"),
+        note="denoising calls (kv_cache_mode='cached') against a reference cache filled uncached", flops=False),
 }

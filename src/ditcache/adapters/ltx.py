@@ -51,8 +51,8 @@ BLOCKS = {
 }
 
 MODELS = {
-    # timestep may be (B, N), one per token (conditioning tokens at 0): without a followed scheduler, steps
-    # are told apart by its first element. norm_out takes the video rows.
+    # timestep may be (B, N), one per token (conditioning tokens at 0; steps are read from its largest
+    # element). norm_out takes the video rows.
     "LTXVideoTransformer3DModel": ModelSpec(grid="ltx"),
     # No final layer: the model denoises two streams and each has its own (norm_out on video, audio_norm_out
     # on audio), so a method that skips the blocks and forecasts the final layer's input (FreqCa) would

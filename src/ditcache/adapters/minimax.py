@@ -15,8 +15,8 @@ BLOCKS = {
 }
 
 MODELS = {
-    # timestep holds the distinct noise levels of the packed rows, in [0, 1]; steps are told apart by its
-    # first one (the pipeline's target level). No grid (the video rows' places are packed) and no final
-    # layer on the video rows alone: norm_out runs on the packed sequence.
+    # timestep holds the distinct noise levels of the packed rows, in [0, 1]; steps are read from the largest
+    # (the target rows' level). No grid (the video rows' places are packed) and no final layer on the video
+    # rows alone: norm_out runs on the packed sequence.
     "MiniMaxH3Transformer3DModel": ModelSpec(grid=None, final=None),
 }

@@ -17,8 +17,8 @@ BLOCKS = {
 }
 
 MODELS = {
-    # Diffusion forcing passes timestep (B, F), one per frame, and holds the prefix frames' values fixed:
-    # without a followed scheduler (a bare model in a user loop) steps are told apart by the first element,
-    # so pass the pipeline (its scheduler delimits steps) or steps=... with frame 0 still denoising.
+    # Diffusion forcing passes timestep (B, F), one per frame. Without a followed scheduler (a bare model in
+    # a user loop) steps are told apart by its largest element, which asynchronous schedules (ar_step > 0)
+    # hold at the start value while the last frames wait: pass the pipeline, whose scheduler delimits steps.
     "SkyReelsV2Transformer3DModel": ModelSpec(grid="patch3d"),
 }
