@@ -10,17 +10,6 @@ from torch import nn
 from .spec import BlockSpec, Branch, ModelSpec
 
 
-def _finish_bria_single(block: nn.Module, inputs: dict, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """BriaSingleTransformerBlock after its proj_out: x + gate * pre over [text; image], split back."""
-    text, image = inputs["encoder_hidden_states"], inputs["hidden_states"]   # (B, L, D), (B, N, D)
-    x = torch.cat([text, image], dim=1)                                      # (B, L + N, D)
-    _, gate = block.norm(x, emb=inputs["temb"])                              # (B, D): this step's gate
-    out = x + gate.unsqueeze(1) * pre
-    if out.dtype == torch.float16:
-        out = out.clip(-65504, 65504)
-    return out[:, : text.shape[1]], out[:, text.shape[1]:]
-
-
 def _finish_bria_fibo_single(block: nn.Module, inputs: dict, pre: torch.Tensor) -> torch.Tensor:
     """BriaFiboSingleTransformerBlock after its proj_out: x + gate * pre over the joined [text; image] stream."""
     x = inputs["hidden_states"]                                  # (B, L + N, D)
@@ -42,7 +31,7 @@ def bria_ids(model: nn.Module, inputs: dict) -> tuple[int, int, int]:
 
 GRIDS = {"bria_ids": bria_ids}
 
-FINISH = {"bria_single": _finish_bria_single, "bria_fibo_single": _finish_bria_fibo_single}
+FINISH = {"bria_fibo_single": _finish_bria_fibo_single}
 
 BLOCKS = {
     # Bria double stream (FLUX.1's): joint attention over [text; image] returning (image, text), image and text
@@ -56,7 +45,7 @@ BLOCKS = {
     # cached as its pre-gate proj_out output. Takes (image, text), returns (text, image).
     "BriaSingleTransformerBlock": BlockSpec(
         (Branch("", "block", stream="joint"),), outputs=("encoder_hidden_states", "hidden_states"), image_out=1,
-        pre_gate="proj_out", finish="bria_single",
+        pre_gate="proj_out", finish="flux_single",  # FLUX.1's gate rule (adapters/flux.py)
     ),
     # Bria FIBO double stream: as Bria's (the text stream is re-mixed with a per-block text-encoder layer by the model
     # before each block); returns (text, image).

@@ -3,7 +3,6 @@ one fused output projection; LongCat-Image-Edit appends the reference image's to
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from .spec import BlockSpec, Branch, ModelSpec
@@ -19,20 +18,7 @@ def longcat_ids(model: nn.Module, inputs: dict) -> tuple[int, int, int]:
     return (1, int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1)
 
 
-def _finish_longcat_single(block: nn.Module, inputs: dict, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """LongCatImageSingleTransformerBlock after its proj_out: x + gate * pre over [text; image], split back."""
-    text, image = inputs["encoder_hidden_states"], inputs["hidden_states"]   # (B, L, D), (B, N, D)
-    x = torch.cat([text, image], dim=1)                                      # (B, L + N, D)
-    _, gate = block.norm(x, emb=inputs["temb"])                              # (B, D): this step's gate
-    out = x + gate.unsqueeze(1) * pre
-    if out.dtype == torch.float16:
-        out = out.clip(-65504, 65504)
-    return out[:, : text.shape[1]], out[:, text.shape[1]:]
-
-
 GRIDS = {"longcat_ids": longcat_ids}
-
-FINISH = {"longcat_single": _finish_longcat_single}
 
 BLOCKS = {
     # Double stream (FLUX.1's): joint attention over [text; image] returning (image, text), image and text MLPs;
@@ -46,7 +32,7 @@ BLOCKS = {
     # as its pre-gate proj_out output. Takes (image, text), returns (text, image).
     "LongCatImageSingleTransformerBlock": BlockSpec(
         (Branch("", "block", stream="joint"),), outputs=("encoder_hidden_states", "hidden_states"), image_out=1,
-        pre_gate="proj_out", finish="longcat_single",
+        pre_gate="proj_out", finish="flux_single",  # FLUX.1's gate rule (adapters/flux.py)
     ),
 }
 
