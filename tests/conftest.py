@@ -5,6 +5,22 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def pipes():
+    """``pipes(name)``: the tiny offline pipeline ``name`` (ditcache.pipelines), built once per test module."""
+    from ditcache.pipelines import tiny_pipeline
+
+    built: dict = {}
+
+    def get(name: str):
+        if name not in built:
+            built[name] = tiny_pipeline(name)
+        return built[name]
+
+    return get

@@ -14,7 +14,6 @@ import pytest
 import torch
 
 import ditcache
-from ditcache.pipelines import tiny_pipeline
 
 pytest.importorskip("transformers")
 
@@ -39,18 +38,6 @@ CALLS_PER_STEP = {"chroma": 2, "sana": 1, "qwenimage": 2, "zimage": 1, "flux2": 
                   "hunyuanvideo15": 2, "ltx2": 3}
 FAMILIES = list(KWARGS)
 VIDEO = {"hunyuanvideo15", "ltx2"}
-
-
-@pytest.fixture(scope="module")
-def pipes():
-    built: dict = {}
-
-    def get(name: str):
-        if name not in built:
-            built[name] = tiny_pipeline(name)
-        return built[name]
-
-    return get
 
 
 def call(name: str, pipe, *, seed: int = 0, n: int = 1) -> list[torch.Tensor]:

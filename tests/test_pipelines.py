@@ -12,23 +12,10 @@ import pytest
 import torch
 
 import ditcache
-from ditcache.pipelines import tiny_pipeline
 
 PIPES = ["dit", "pixart", "flux", "sd3", "wan"]  # (video pipelines: test_video_pipelines)
 STEPS = 6
 _FLOW = dict(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
-
-
-@pytest.fixture(scope="module")
-def pipes():
-    built: dict = {}
-
-    def get(name: str):
-        if name not in built:
-            built[name] = tiny_pipeline(name)
-        return built[name]
-
-    return get
 
 
 def call(name: str, pipe, *, cfg: bool = True, seed: int = 0, n: int = 1, steps: int = STEPS, **extra):

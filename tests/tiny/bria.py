@@ -5,17 +5,13 @@ from __future__ import annotations
 import torch
 from diffusers import BriaFibo2Transformer2DModel, BriaFiboTransformer2DModel, BriaTransformer2DModel
 
-from .case import Case
+from .case import Case, grid_ids
 
 SIDE, TEXT = 4, 8
 
 
 def _image_ids(index: int = 0) -> torch.Tensor:
-    ids = torch.zeros(SIDE, SIDE, 3)
-    ids[..., 0] = index
-    ids[..., 1] = torch.arange(SIDE)[:, None]
-    ids[..., 2] = torch.arange(SIDE)[None, :]
-    return ids.reshape(-1, 3)                                   # (16, 3)
+    return grid_ids(SIDE, 3, index)                            # (16, 3)
 
 
 def _bria_inputs(model, batch, gen):

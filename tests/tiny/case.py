@@ -9,6 +9,16 @@ import torch
 from torch import nn
 
 
+def grid_ids(side: int, width: int, plane: int = 0, offset: int = 0) -> torch.Tensor:
+    """(side * side, width) position ids of a side x side image in FLUX's layout: (plane, row, col[, 0]), rows
+    and columns starting at ``offset`` (LongCat offsets them by the text length)."""
+    ids = torch.zeros(side, side, width)
+    ids[..., 0] = plane
+    ids[..., 1] = torch.arange(side)[:, None] + offset
+    ids[..., 2] = torch.arange(side)[None, :] + offset
+    return ids.reshape(-1, width)
+
+
 def float_timestep(t: float, batch: int):
     """(B,) float timesteps (most diffusers models embed any real t)."""
     return torch.full((batch,), float(t))

@@ -5,19 +5,16 @@ from __future__ import annotations
 import torch
 from diffusers import ChromaTransformer2DModel
 
-from .case import Case
+from .case import Case, grid_ids
 
 SIDE, TEXT = 4, 8
 
 
 def _inputs(model, batch, gen):
-    ids = torch.zeros(SIDE, SIDE, 3)
-    ids[..., 1] = torch.arange(SIDE)[:, None]
-    ids[..., 2] = torch.arange(SIDE)[None, :]
     return {
         "hidden_states": torch.randn(batch, SIDE * SIDE, model.config.in_channels, generator=gen),
         "encoder_hidden_states": torch.randn(batch, TEXT, model.config.joint_attention_dim, generator=gen),
-        "img_ids": ids.reshape(-1, 3),
+        "img_ids": grid_ids(SIDE, 3),
         "txt_ids": torch.zeros(TEXT, 3),
         # over [text; image] tokens, as the pipeline builds it
         "attention_mask": torch.ones(batch, TEXT + SIDE * SIDE, dtype=torch.bool),

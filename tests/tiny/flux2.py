@@ -5,17 +5,13 @@ from __future__ import annotations
 import torch
 from diffusers import Flux2Transformer2DModel
 
-from .case import Case
+from .case import Case, grid_ids
 
 SIDE, TEXT = 4, 8
 
 
 def _image_ids(t: int) -> torch.Tensor:
-    ids = torch.zeros(SIDE, SIDE, 4)
-    ids[..., 0] = t
-    ids[..., 1] = torch.arange(SIDE)[:, None]
-    ids[..., 2] = torch.arange(SIDE)[None, :]
-    return ids.reshape(-1, 4)                                   # (16, 4)
+    return grid_ids(SIDE, 4, t)                                # (16, 4)
 
 
 def _inputs(model, batch, gen):

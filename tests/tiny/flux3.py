@@ -6,27 +6,7 @@ import torch
 from diffusers import Flux3Transformer2DModel
 
 from .case import Case
-
-SIDE, TEXT = 4, 8
-
-
-def _image_ids(t: int) -> torch.Tensor:
-    ids = torch.zeros(SIDE, SIDE, 4)
-    ids[..., 0] = t
-    ids[..., 1] = torch.arange(SIDE)[:, None]
-    ids[..., 2] = torch.arange(SIDE)[None, :]
-    return ids.reshape(-1, 4)                                   # (16, 4)
-
-
-def _inputs(model, batch, gen):
-    text_ids = torch.zeros(TEXT, 4)
-    text_ids[:, 3] = torch.arange(TEXT)
-    return {
-        "hidden_states": torch.randn(batch, SIDE * SIDE, model.config.in_channels, generator=gen),
-        "encoder_hidden_states": torch.randn(batch, TEXT, model.config.joint_attention_dim, generator=gen),
-        "img_ids": _image_ids(0),
-        "txt_ids": text_ids,
-    }
+from .flux2 import SIDE, _image_ids, _inputs  # FLUX.3 is called with FLUX.2's inputs: (t, h, w, l) ids
 
 
 def _reference_image(model, batch, gen):

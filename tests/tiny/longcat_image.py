@@ -6,18 +6,14 @@ from __future__ import annotations
 import torch
 from diffusers import LongCatImageTransformer2DModel
 
-from .case import Case
+from .case import Case, grid_ids
 
 SIDE, TEXT = 4, 8
 
 
 def _ids(modality: int) -> torch.Tensor:
     """The pipeline's prepare_pos_ids for an image: rows and columns offset by the text length."""
-    ids = torch.zeros(SIDE, SIDE, 3)
-    ids[..., 0] = modality
-    ids[..., 1] = torch.arange(SIDE)[:, None] + TEXT
-    ids[..., 2] = torch.arange(SIDE)[None, :] + TEXT
-    return ids.reshape(-1, 3)                                   # (16, 3)
+    return grid_ids(SIDE, 3, modality, offset=TEXT)            # (16, 3)
 
 
 def _inputs(model, batch, gen):

@@ -81,8 +81,8 @@ class Clock:
         for callback in self.callbacks:
             callback()
 
-    def outside(self, t: float) -> bool:
-        """Is a model call at timestep ``t`` outside any generation (run it uncached, move nothing)?"""
+    def outside(self) -> bool:
+        """Is the model call starting now outside any generation (run it uncached, move nothing)?"""
         if self.scheduler is None or self.pending or self.restart:
             return False
         if self.generation < 0:

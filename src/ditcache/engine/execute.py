@@ -59,19 +59,23 @@ class Executor:
         self.meter[site.index] += self.counter.get_total_flops() - before
         return out
 
+    def _claim(self, site: Site) -> Plan:
+        """This call's plan for ``site``, marking the site as run: a second run in the same model call (a block
+        calling its module twice, a module shared by two blocks) would reuse one cached output twice."""
+        i = site.index
+        if self.ran[i]:
+            raise RuntimeError(_twice(site))
+        self.ran[i] = True
+        return self.plans[i]
+
     # ----------------------------------------------------------------- branch sites
     def branch_forward(self, site: Site, orig):
         """The forward for a branch module: its plan, then ``orig`` or the store."""
-        i = site.index
 
         @host_side
         @functools.wraps(orig)
         def forward(*args, **kwargs):
-            ran = self.ran
-            if ran[i]:
-                raise RuntimeError(_twice(site))
-            ran[i] = True
-            plan = self.plans[i]
+            plan = self._claim(site)
             if self.meter is not None:
                 return self._metered(site, self._run_branch, site, orig, plan, args, kwargs)
             return self._run_branch(site, orig, plan, args, kwargs)
@@ -156,18 +160,13 @@ class Executor:
     # ----------------------------------------------------------------- whole-block sites
     def block_forward(self, site: Site, orig):
         """The forward for a block cached as one site: its plan, then ``orig`` or the store."""
-        i = site.index
         signature = inspect.signature(orig)
         spec = adapters.block_spec(site.module)
 
         @host_side
         @functools.wraps(orig)
         def forward(*args, **kwargs):
-            ran = self.ran
-            if ran[i]:
-                raise RuntimeError(_twice(site))
-            ran[i] = True
-            plan = self.plans[i]
+            plan = self._claim(site)
             inputs = signature.bind_partial(*args, **kwargs).arguments
             if self.meter is not None:
                 return self._metered(site, self._run_block, site, orig, plan, spec, inputs, args, kwargs)

@@ -41,8 +41,8 @@ class Installer:
         self.run = run
         self.restore: list[tuple[object, str, object]] = []  # (object, attribute, old value) or hook handles
 
-    def patch(self, obj, attr: str, fn, into: list | None = None) -> None:
-        (self.restore if into is None else into).append((obj, attr, obj.__dict__.get(attr, _ABSENT)))
+    def patch(self, obj, attr: str, fn) -> None:
+        self.restore.append((obj, attr, obj.__dict__.get(attr, _ABSENT)))
         setattr(obj, attr, fn)
 
     def remove(self) -> None:

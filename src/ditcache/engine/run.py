@@ -88,7 +88,7 @@ class Run:
         else:  # another transformer of the same pipeline: one step clock drives both
             self.clock = clock
             clock.callbacks.append(self._new_generation)
-        self._trace_gens: list[int] = []  # the clock's generation of each trace entry
+        self._traced = -1  # the clock's generation of the last trace entry
         self._seen: dict[int, tuple] = {}  # branch -> input shapes of its calls in this generation
         self._checked = -1  # the generation whose cache memory was last predicted and checked
         self.executor = Executor(self.sites, self.store, compiled=self._compiler is not None)
@@ -206,13 +206,6 @@ class Run:
         finally:
             clock.lock.release()
 
-    def _trace_generation(self, generation: int) -> int:
-        """Index of ``generation`` in ``trace`` (one list per generation this run made calls in)."""
-        gens = self._trace_gens
-        if not gens or gens[-1] != generation:
-            gens.append(generation)
-        return len(gens) - 1
-
     def _locked_call(self, orig, args, kwargs):
         """Plan the call, run it (counting FLOPs the first time its plan shape is seen), record it."""
         start = time.perf_counter()
@@ -225,7 +218,7 @@ class Run:
             # the user swapped pipe.scheduler inside the `with` block: follow the new one from here
             self._installer.hook_scheduler(self._pipe.scheduler)
             clock.pending = True
-        if clock.outside(t):  # before the scheduler's first schedule, or after its last step
+        if clock.outside():  # before the scheduler's first schedule, or after its last step
             self.executor.begin(self._passthrough, self.clock.branch, self.executor.coords, passthrough=True)
             return orig(*args, **kwargs)
         self._begin_call(inputs, t, shapes)
@@ -245,7 +238,8 @@ class Run:
         wall = time.perf_counter() - start
         step = self.clock.step  # (the context's step is 0 for a branch's first call: the record keeps the real one)
         if self.trace is not None:
-            if len(self.trace) <= self._trace_generation(self.clock.generation):
+            if self._traced != self.clock.generation:  # this run's first call in the generation
+                self._traced = self.clock.generation
                 self.trace.append([])
             self.trace[-1].append([plan_to_dict(p) for p in plans])
         self.stats.records.append(CallRecord(
