@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import copy
 import threading
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import pytest
 import torch
-from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
+from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler, HeunDiscreteScheduler
+from torch import nn
 
 import ditcache
 from ditcache import adapters, zoo
+from ditcache.forecast import Taylor
+from ditcache.plan import Action, Plan
 from ditcache.pipelines import tiny_pipeline
 
 SLG = dict(prompt="a red dress", num_inference_steps=20, height=16, width=16, output_type="latent",
@@ -239,3 +244,122 @@ def test_a_second_thread_is_refused_and_the_first_generation_is_untouched():
         first += [model(noise, timestep=torch.full((2,), t), **cond).sample for t in ts[1:]]
     assert len(errors) == 1 and "one pipeline (and one ditcache.cached) per worker thread" in errors[0]
     assert all(torch.equal(x, y) for x, y in zip(first, ref))
+
+
+class _RampBlock(nn.Module):
+    """Its one site ("ramp") returns the per-token time feature t / 1000 whatever the latent: a site whose
+    value is linear in the timestep, so a first-order forecast in timestep units is exact and reuse is not."""
+
+    def __init__(self):
+        super().__init__()
+        self.ramp = nn.Identity()
+
+    def forward(self, x, t):
+        return self.ramp(t.expand_as(x))
+
+
+class _RampModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList([_RampBlock()])
+
+    def forward(self, hidden_states, timestep):
+        t = timestep.float().reshape(hidden_states.shape[0], -1, 1) / 1000  # (B, 1 or N, 1)
+        for block in self.blocks:
+            hidden_states = block(hidden_states, t)
+        return hidden_states
+
+
+@dataclass
+class _FullAt:
+    """FULL (keeping first differences) on the given steps, a first-order forecast in timestep units on the
+    others."""
+
+    full: tuple[int, ...]
+    forecast: Taylor = field(default_factory=lambda: Taylor(units="timestep"))
+    name: ClassVar[str] = "full-at"
+
+    def validate(self):
+        pass
+
+    def plan(self, ctx, sites, store):
+        if ctx.step in self.full:
+            return [Plan(Action.FULL, order=1)] * len(sites)
+        return [Plan(Action.FORECAST, order=1)] * len(sites)
+
+
+def _ramp_loop(method, scheduler, steps, per_token=False):
+    """A user loop over a bare _RampModel; returns the site value (model output) of every step."""
+    adapters.register_block(_RampBlock, adapters.Branch("ramp", "mlp"))
+    model = _RampModel()
+    x = torch.zeros(1, 4, 2)
+    outs = []
+    with ditcache.cached(model, method, scheduler=scheduler):
+        scheduler.set_timesteps(steps)
+        for t in scheduler.timesteps:
+            # per-token timesteps as Wan 2.2 TI2V's expand_timesteps: the first token (a clean frame) carries 0
+            arg = torch.cat([torch.zeros(1, 1), t.reshape(1, 1).expand(1, 3)], 1) if per_token else t.reshape(1)
+            out = model(x, timestep=arg)
+            outs.append(out)
+            x = scheduler.step(out, t, x).prev_sample * 0  # the ramp ignores the latent; keep it bounded
+    return outs
+
+
+@pytest.mark.parametrize("per_token", [False, True])
+def test_a_repeated_timestep_keeps_the_forecast(per_token):
+    """Heun's schedule repeats each inner timestep (999, 799.2, 799.2, 599.4, 599.4, ...). Full steps 1 and 2 both
+    sit at 799.2: the second only moves the anchor, and step 3 (599.4) forecasts 0.7992 + (599.4 - 799.2) *
+    (0.7992 - 0.999) / (799.2 - 999) = 0.5994 exactly, where dropping the slope would reuse 0.7992. Per-token
+    timesteps (first token 0) measure time from the scheduler, so that token forecasts 0 and the others 0.5994."""
+    sched = HeunDiscreteScheduler()
+    outs = _ramp_loop(_FullAt(full=(0, 1, 2, 5)), sched, 6, per_token)
+    ts = sched.timesteps
+    assert float(ts[1]) == float(ts[2]) == pytest.approx(799.2) and float(ts[3]) == pytest.approx(599.4)
+    expected = torch.full((1, 4, 2), 0.5994)
+    if per_token:
+        expected[:, 0] = 0.0
+    assert torch.allclose(outs[3], expected, atol=1e-6)
+    assert torch.allclose(outs[4], expected, atol=1e-6)  # step 4 is at 599.4 too
+
+
+def test_forecasts_measure_time_in_step_indices_by_default():
+    """TaylorSeer's default Taylor(): differences in step indices, as the references. On FLUX's shifted
+    schedule (shift 3, 8 steps: not uniform in t) with full steps 0, 1, 4, 7 (warmup 2, interval 3), step 2
+    forecasts F(1) + (2 - 1) * (F(1) - F(0)) / (1 - 0) = 2 t1 - t0 (in units of 1/1000): neither the reuse
+    value t1 nor the true t2."""
+    sched = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    outs = _ramp_loop(ditcache.TaylorSeer(interval=3, order=1, warmup=2), sched, 8)
+    t = [float(v) / 1000 for v in sched.timesteps]
+    want = 2 * t[1] - t[0]
+    assert abs(want - t[1]) > 1e-3 and abs(want - t[2]) > 1e-3  # the step axis differs from reuse and from time
+    assert torch.allclose(outs[2], torch.full((1, 4, 2), want), atol=1e-6)
+    # step 3: F(1) + 2 (F(1) - F(0)) = 3 t1 - 2 t0
+    assert torch.allclose(outs[3], torch.full((1, 4, 2), 3 * t[1] - 2 * t[0]), atol=1e-6)
+    # in timestep units the same schedule forecasts the true, linear-in-t value
+    outs = _ramp_loop(ditcache.TaylorSeer(interval=3, order=1, warmup=2, forecast=Taylor(units="timestep")),
+                      FlowMatchEulerDiscreteScheduler(shift=3.0), 8)
+    assert torch.allclose(outs[2], torch.full((1, 4, 2), t[2]), atol=1e-6)
+
+
+def test_a_call_between_set_timesteps_and_the_loop_shifts_no_branch():
+    """A call after set_timesteps but before the loop (a reference encode at t = 0) is recognised when the loop's
+    first call comes at another timestep: same actions and outputs as without it."""
+    def loop(pre_call):
+        model = zoo.build("dit-tiny")
+        noise, cond, _ = zoo.conditioning("dit-tiny", 2)
+        scheduler = DDIMScheduler()
+        with ditcache.cached(model, ditcache.FORA(interval=3), scheduler=scheduler) as run:
+            scheduler.set_timesteps(8)
+            if pre_call:
+                model(noise * 0, timestep=torch.zeros(2), **cond)
+            x = noise
+            for t in scheduler.timesteps:
+                for _ in range(2):  # two branches a step (split CFG)
+                    eps = model(x, timestep=t.expand(2), **cond).sample[:, :4]
+                x = scheduler.step(eps, t, x).prev_sample
+        return x, [(r.step, r.branch, r.actions) for r in run.stats.records]
+
+    ref, ref_records = loop(False)
+    out, records = loop(True)
+    assert torch.equal(out, ref)
+    assert records[1:] == ref_records and records[0][:2] == (0, 0) and set(records[0][2]) == {"full"}

@@ -14,7 +14,9 @@ the counters. One clock can drive several runs: the transformers of one pipeline
 so a step is the pipeline's step whichever transformer is called in it.
 
 Calls outside a generation run uncached and move nothing (``outside``): with a scheduler, a call before its
-first ``set_timesteps`` or after the ``step()`` that ends the last step (a warm-up call, a reference encode);
+first ``set_timesteps`` or after the ``step()`` that ends the last step (a warm-up call, a reference encode),
+and calls between ``set_timesteps`` and the loop are recognised when the loop's first call comes at another
+timestep (they ran full, and step 0 starts again at that call);
 without one, nothing is outside, but a call whose timestep moves against the generation's direction starts a
 generation (timesteps fall within one, or rise where the model counts time up, as Z-Image does), so a loop
 stopped early never leaks into the next.
@@ -49,6 +51,7 @@ class Clock:
         self.step_open = False        # a model call happened since the scheduler's last step()
         self.restart = False          # the last model call raised: the next starts a generation
         self.last_t: float | None = None  # timestep of the last call (steps without a scheduler)
+        self.step_t: float | None = None  # timestep of the current step's first call (with a scheduler)
         self.direction = 0            # sign of the timestep's change between steps in this generation (0: unknown)
         self.callbacks: list[Callable[[], None]] = [on_new_generation] if on_new_generation else []
         self.owner = None             # the run that hooks the scheduler for this clock (the first of a pipeline's)
@@ -109,6 +112,14 @@ class Clock:
                 self.pending = False
                 self.new_generation()
             new_step = not self.step_open or self.step < 0
+            if not new_step and self.step == 0 and t != self.step_t:
+                # a call at another timestep in the first step: the calls before it came between set_timesteps
+                # and the loop (a reference encode, a warm-up). They ran full (step 0 computes everything);
+                # drop what they stored and start step 0 again here, so they shift no branch index.
+                for callback in self.callbacks:
+                    callback()
+                self.step = -1
+                new_step = True
             self.step_open = True
         else:
             new_step = t != self.last_t
@@ -134,4 +145,14 @@ class Clock:
         if self.step >= self.num_steps:  # a new generation with the same step count
             self.new_generation()
             self.step = 0
-        self.last_t = t
+        self.last_t = self.step_t = t
+
+    def scheduled_timestep(self) -> float | None:
+        """The followed scheduler's timestep for the current step (``timesteps[begin_index + step]``), or None
+        without a scheduler. Forecasts in timestep units measure time here rather than in the model's timestep
+        argument, which may hold one value per token (Wan 2.2 TI2V) or be rescaled by the pipeline."""
+        timesteps = getattr(self.scheduler, "timesteps", None)
+        if timesteps is None or self.step < 0:
+            return None
+        i = (getattr(self.scheduler, "begin_index", None) or 0) + self.step
+        return float(timesteps[i]) if i < len(timesteps) else None

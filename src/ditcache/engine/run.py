@@ -189,7 +189,8 @@ class Run:
         for site, plan in zip(self.sites, plans):
             if plan.action is Action.PARTIAL and site.partial is None:
                 raise ValueError(f"{site.name} ({site.kind}) has no token-subset path; it cannot be planned PARTIAL")
-        self.executor.begin(plans, clock.branch, Coords(t, clock.step))
+        at = clock.scheduled_timestep()  # the scheduler's timestep when one is followed, else the argument's
+        self.executor.begin(plans, clock.branch, Coords(t if at is None else at, clock.step))
 
     def _call(self, orig, args, kwargs):
         """One model call, under the clock's lock: a call from a second thread while one runs, or while

@@ -9,8 +9,11 @@ and a forecast is ``F(0) + sum_i F(i) * delta**i / i!``. Two ways to take the di
 - ``newton``: divided differences over the last ``order + 1`` full steps and the Newton form of their
   interpolating polynomial, exact for polynomials up to ``order`` on any grid.
 
-Coordinates are the model's timestep values by default (so uneven schedules are respected; a uniform
-grid gives the same forecast as the references' step indices), or step indices (``units="step"``).
+Coordinates are step indices by default, as the references measure (TaylorSeer, ToCa, ClusCa count
+steps), or timestep values (``units="timestep"``: the followed scheduler's timestep for the step, else the
+model's timestep argument), which respects uneven schedules. A full step at the same coordinate as the
+last one (Heun's and KDPM2's repeated timesteps, in timestep units) only moves the anchor: the factors are
+kept, since a difference over a zero gap has no meaning and dropping them would turn forecasts into reuse.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ DIFFERENCES = ("backward", "newton")
 @dataclass
 class Taylor:
     differences: str = "backward"  # "backward" (TaylorSeer's) or "newton" (exact on any grid); see module doc
-    units: str = "timestep"        # "timestep" (the model's timestep values) or "step" (step indices)
+    units: str = "step"            # "step" (step indices, the references' unit) or "timestep" (timestep values)
 
     name: ClassVar[str] = "taylor"
 
@@ -47,6 +50,8 @@ class Taylor:
         x = now.get(self.units)
         old = history.get("factors", [])
         nodes = history.get("nodes", [])
+        if prev is not None and nodes and x == nodes[0]:
+            return  # a repeated coordinate (Heun): the new output is the anchor; the factors stand
         factors: list[Output] = []
         if prev is not None and order > 0 and nodes and x != nodes[0]:
             lower_new, lower_old = fresh, prev

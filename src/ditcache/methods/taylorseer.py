@@ -5,7 +5,7 @@ then a counter reset at each full step makes every ``interval``-th step full (``
 W = 2, N = 4 on 50 steps gives 0, 1, 5, 9, ..., 49). Full steps before the last warm-up step keep only
 their output; from the last warm-up step on, each full step extends every site's finite differences
 up to ``order`` (the reference's derivative guard). The steps between forecast each branch output with
-a Taylor series. Differences use the real timestep spacing (the store's coordinate), not step indices.
+a Taylor series in step indices, as the reference (``Taylor(units="timestep")`` measures in timesteps).
 """
 
 from __future__ import annotations
