@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import warnings
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -363,3 +364,25 @@ def test_a_call_between_set_timesteps_and_the_loop_shifts_no_branch():
     out, records = loop(True)
     assert torch.equal(out, ref)
     assert records[1:] == ref_records and records[0][:2] == (0, 0) and set(records[0][2]) == {"full"}
+
+
+def test_a_schedule_that_caches_close_to_nothing_at_few_steps_says_so_and_names_a_setting():
+    """TaylorSeer(warmup=3, interval=5) on 4 steps: full steps 0, 1, 2 (the warm-up), so 1 of 4 cached. At 50 steps
+    it computes 0, 1, 2, 7, 12, ..., 47 (12 steps) and caches 38 = 76%. Of the smaller settings, 3 of 4 cached
+    (75%) comes closest; warmup=1 keeps interval 5 (full steps: 0 only) and is the least change."""
+    model = zoo.build("dit-tiny")
+    noise, cond, _ = zoo.conditioning("dit-tiny", 1)
+    ts = [999, 750, 500, 250]
+    with pytest.warns(UserWarning) as record:
+        with ditcache.cached(model, ditcache.TaylorSeer(interval=5, warmup=3), steps=4):
+            for t in ts:
+                model(noise, timestep=torch.full((1,), t), **cond)
+    text = " ".join(str(w.message) for w in record)
+    assert "only 1 of 4 steps will be cached" in text
+    assert "taylorseer:interval=5,warmup=1 would cache 3 of 4" in text and "76%" in text
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: FORA(1) means to compute everything; TaylorSeer caches 5 of 8
+        for method, steps in ((ditcache.FORA(interval=1), 4), (ditcache.TaylorSeer(), 8)):
+            with ditcache.cached(model, method, steps=steps):
+                for t in range(steps):
+                    model(noise, timestep=torch.full((1,), 999 - 100 * t), **cond)
