@@ -2,7 +2,9 @@
 
 Every part is built in-process from a config (transformer, VAE, text encoders) or from a word list
 (tokenizers), so nothing is read from a hub. ``tiny_pipeline("flux")`` returns a real
-``FluxPipeline`` that generates 16x16 images in a fraction of a second; ``PIPELINES`` lists the names.
+``FluxPipeline`` that generates 16x16 images in a fraction of a second; ``PIPELINES`` lists the names, among
+them the Flux and Qwen-Image components in their image-to-image, inpainting, Kontext / Edit and ControlNet
+pipelines (``"flux-img2img"``, ..., ``"qwenimage-controlnet"``).
 Needs ``transformers`` (in the ``dev`` and ``peers`` extras).
 """
 
@@ -417,12 +419,95 @@ def _ltx2():
                         connectors=connectors, transformer=transformer, vocoder=vocoder)
 
 
+# --------------------------------------------------------------------------- variants of Flux and Qwen-Image
+# The same tiny components (the same weights at a seed) in the families' image-to-image, inpainting,
+# reference-image (Kontext, Edit) and ControlNet pipelines.
+
+
+def _unzeroed(controlnet, *names: str):
+    """A ControlNet's output layers start at zero (its residuals are 0 until trained): give the layers ``names``
+    random weights, so its residuals change what the transformer computes."""
+    with torch.no_grad():
+        for name in names:
+            for p in getattr(controlnet, name).parameters():
+                p.normal_(0.0, 0.1)
+    return controlnet
+
+
+def _flux_controlnet():
+    """FluxControlNetPipeline: the Flux components and a ControlNet of the same shape (1 double + 2 single
+    blocks), whose residuals enter every transformer block; the control image is VAE-encoded."""
+    from diffusers import FluxControlNetModel, FluxControlNetPipeline
+
+    base = _flux()  # first: the family's weights at the seed
+    controlnet = FluxControlNetModel(
+        patch_size=1, in_channels=16, num_layers=1, num_single_layers=2, attention_head_dim=8, num_attention_heads=2,
+        joint_attention_dim=16, pooled_projection_dim=16, guidance_embeds=False, axes_dims_rope=(2, 2, 4)).eval()
+    controlnet = _unzeroed(controlnet, "controlnet_blocks", "controlnet_single_blocks", "controlnet_x_embedder")
+    return FluxControlNetPipeline(controlnet=controlnet, **base.components)
+
+
+def _qwenimage_controlnet():
+    """QwenImageControlNetPipeline: the Qwen-Image components and a 2-block ControlNet, one residual per block."""
+    from diffusers import QwenImageControlNetModel, QwenImageControlNetPipeline
+
+    base = _qwenimage()  # first: the family's weights at the seed
+    controlnet = QwenImageControlNetModel(
+        patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=8, num_attention_heads=2,
+        joint_attention_dim=16, axes_dims_rope=(2, 2, 4)).eval()
+    controlnet = _unzeroed(controlnet, "controlnet_blocks", "controlnet_x_embedder")
+    return QwenImageControlNetPipeline(controlnet=controlnet, **base.components)
+
+
+def _qwenimage_edit():
+    """QwenImageEditPipeline: the Qwen-Image components, a tokenizer that knows Qwen2.5-VL's vision tokens (the ids
+    the text encoder's config names) and an image-only Qwen2-VL processor: 28x28 pixels per image, one vision
+    token. Qwen2VLProcessor itself cannot be built here: its video processor slot is type-checked against
+    transformers' video processor classes, which need torchvision (not importable beside this torch), even when
+    it is None. The pipeline encodes its reference image at ~1024x1024 (``calculate_dimensions(1024 * 1024, ...)``
+    in its module): callers shrink that target area for tiny runs."""
+    from diffusers import QwenImageEditPipeline
+    from transformers import Qwen2VLImageProcessorPil, Qwen2VLProcessor
+
+    class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None):
+            super().__init__(image_processor, tokenizer, None, chat_template=chat_template)
+
+    base = _qwenimage()
+    tokenizer = _tokenizer(128)  # the edit template is ~80 words
+    # the vision ids (past the word list's, in _qwenimage's order) and a video id the model never sees
+    tokenizer.add_special_tokens({"additional_special_tokens": [
+        "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]})
+    processor = ImageOnlyQwen2VLProcessor(Qwen2VLImageProcessorPil(min_pixels=28 * 28, max_pixels=28 * 28), tokenizer)
+    return QwenImageEditPipeline(processor=processor, **{**base.components, "tokenizer": tokenizer})
+
+
+def _variant(family: Callable, cls_name: str) -> Callable:
+    """A builder of the diffusers pipeline ``cls_name`` from ``family``'s components."""
+    def build():
+        import diffusers
+
+        return getattr(diffusers, cls_name)(**family().components)
+
+    build.__doc__ = f"{cls_name} from the components of {family.__name__.lstrip('_')}."
+    return build
+
+
 # name -> builder. Each pipeline makes 16x16 images (Sana, LTX-2: 32x32, their minimum; videos: a few frames).
 PIPELINES: dict[str, Callable] = {"dit": _dit, "pixart": _pixart, "flux": _flux, "sd3": _sd3, "wan": _wan,
                                   "latte": _latte, "hunyuanvideo": _hunyuanvideo, "cogvideox": _cogvideox,
                                   "chroma": _chroma, "sana": _sana, "qwenimage": _qwenimage, "zimage": _zimage,
                                   "flux2": _flux2, "flux2-klein": _flux2_klein, "hunyuanvideo15": _hunyuanvideo15,
-                                  "ltx2": _ltx2}
+                                  "ltx2": _ltx2,
+                                  # variants: the families' components in their other pipelines
+                                  "flux-img2img": _variant(_flux, "FluxImg2ImgPipeline"),
+                                  "flux-inpaint": _variant(_flux, "FluxInpaintPipeline"),
+                                  "flux-kontext": _variant(_flux, "FluxKontextPipeline"),
+                                  "flux-controlnet": _flux_controlnet,
+                                  "qwenimage-img2img": _variant(_qwenimage, "QwenImageImg2ImgPipeline"),
+                                  "qwenimage-inpaint": _variant(_qwenimage, "QwenImageInpaintPipeline"),
+                                  "qwenimage-edit": _qwenimage_edit,
+                                  "qwenimage-controlnet": _qwenimage_controlnet}
 
 
 def tiny_pipeline(name: str, seed: int = 0):
