@@ -75,8 +75,9 @@ def main() -> None:
             out = torch.cat([images(model, labels[i], i, method, args.shift) for i in batches])
             scores[units] = psnr_each(out, ref)
         cells = [interval(scores["step"]), interval(scores["timestep"]), interval(scores["timestep"] - scores["step"])]
-        print(f"| {name} | " + " | ".join(f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]" if j == 2 else f"{m:.2f} [{lo:.2f}, {hi:.2f}]"
-                                          for j, (m, lo, hi) in enumerate(cells)) + " |")
+        text = [f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in cells[:2]]
+        m, lo, hi = cells[2]
+        print(f"| {name} | " + " | ".join(text + [f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]"]) + " |")
 
 
 if __name__ == "__main__":

@@ -24,3 +24,16 @@ def pipes():
         return built[name]
 
     return get
+
+
+@pytest.fixture(autouse=True)
+def _registries_restored():
+    """A test's register_block / register_model calls are undone after it: the registries are process-wide, so a
+    block class taught in one test would otherwise change what later tests find."""
+    from ditcache import adapters
+
+    saved = [(table, dict(table)) for table in (adapters.BLOCKS, adapters.MODELS)]
+    yield
+    for table, before in saved:
+        table.clear()
+        table.update(before)

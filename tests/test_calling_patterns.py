@@ -19,8 +19,9 @@ from torch import nn
 import ditcache
 from ditcache import adapters, zoo
 from ditcache.forecast import Taylor
-from ditcache.plan import Action, Plan
+from ditcache.methods import parse_method
 from ditcache.pipelines import tiny_pipeline
+from ditcache.plan import Action, Plan
 
 SLG = dict(prompt="a red dress", num_inference_steps=20, height=16, width=16, output_type="latent",
            skip_guidance_layers=[0], skip_layer_guidance_start=0.2, skip_layer_guidance_stop=0.6, guidance_scale=3.0)
@@ -386,3 +387,20 @@ def test_a_schedule_that_caches_close_to_nothing_at_few_steps_says_so_and_names_
             with ditcache.cached(model, method, steps=steps):
                 for t in range(steps):
                     model(noise, timestep=torch.full((1,), 999 - 100 * t), **cond)
+
+
+def test_a_warmup_given_as_a_share_of_the_run_scales_with_the_step_count():
+    """warmup=0.06: round(0.06 * 50) = 3 leading full steps at 50 steps (the references' first_enhance), round(0.48)
+    = 0, raised to 1, at 8. TaylorSeer's counter with interval 3 then gives 0, 1, 2, 5, 8, ... and 0, 3, 6."""
+    method = parse_method("taylorseer:warmup=0.06,interval=3,order=1")
+    assert method.warmup == 0.06 and parse_method("taylorseer:warmup=3").warmup == 3
+    assert method.full_steps(50)[:6] == [0, 1, 2, 5, 8, 11] and method.full_steps(8) == [0, 3, 6]
+    model = zoo.build("dit-tiny")
+    noise, cond, _ = zoo.conditioning("dit-tiny", 1)
+    with ditcache.cached(model, method, steps=8) as run:
+        for t in range(8):
+            model(noise, timestep=torch.full((1,), 999 - 120 * t), **cond)
+    assert [r.step for r in run.stats.records if set(r.actions) == {"full"}] == [0, 3, 6]
+    for bad in (0.0, 1.0, 1.5, True, 0):
+        with pytest.raises(ValueError, match="share of the run"):
+            ditcache.TaylorSeer(warmup=bad)

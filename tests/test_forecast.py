@@ -81,10 +81,10 @@ def _foca_step(store, x, order=1) -> float:
 
 
 def test_foca_extrapolates_then_damps_beyond_its_horizon():
-    """Full steps at 0 and 1 (values 0, 1): D_f = 1 and D_c = 1, so P = 1 + (e/2)(1 + 1) = 1 + e up to
-    e = 3; at e = 4 the damped form 1 + 1.5 (3/4)(D_f + D_c) = 3.25, with D_c from the committed forecasts
-    (4 - 3 = 1)."""
-    store = _fit(FoCa(), [(0, 0), (1, 1)], 1)
+    """cache-dit's form with per-step slopes. Full steps at 0 and 1 (values 0, 1): D_f = 1 and D_c = 1, so
+    P = 1 + (e/2)(1 + 1) = 1 + e up to e = 3; at e = 4 the damped form 1 + 1.5 (3/4)(D_f + D_c) = 3.25, with D_c
+    from the committed forecasts (4 - 3 = 1). (The default BDF2/Heun form: tests/test_method_cores.py.)"""
+    store = _fit(FoCa(slope="per_step"), [(0, 0), (1, 1)], 1)
     assert [_foca_step(store, x) for x in (2, 3, 4, 5)] == [2.0, 3.0, 4.0, 3.25]
 
 

@@ -13,6 +13,7 @@ from ditcache.forecast import FoCa
 from ditcache.sampling import _cfg_batch, family, sample
 
 METHODS = [ditcache.FORA(), ditcache.TaylorSeer(interval=3, order=2), ditcache.TaylorSeer(forecast=FoCa()),
+           ditcache.TaylorSeer(forecast=FoCa(slope="cachedit")),
            ditcache.ToCa(fresh_ratio=0.5, step_curve=(1.0, 0.0)),
            ditcache.ToCa(fresh_ratio=0.5, step_curve=(1.0, 0.0), reuse_keys=False), ditcache.ClusCa(clusters=2),
            ditcache.ClusCa(clusters=2, frame_wise=True, refresh="step"), ditcache.FreqCa(), ditcache.SpeCa(),
@@ -41,7 +42,9 @@ def test_predicted_bytes_match_what_the_run_holds(name, method):
         with ditcache.cached(model, method) as run:
             sample(model, noise, cond, uncond, steps=12, guidance_scale=3.0)
     measured = run.stats.peak_cache_bytes
-    assert abs(predicted["total"] - measured) <= 0.05 * max(measured, 1)
+    # exact, but for ToCa, whose per-layer token scores ((B, N) float32, 1-3% here) the prediction leaves out
+    tolerance = 0.05 if isinstance(method, ditcache.ToCa) else 0.0
+    assert abs(predicted["total"] - measured) <= tolerance * max(measured, 1)
     assert run.predicted_bytes["total"] == pytest.approx(predicted["total"], rel=0.05)  # the run's own check
 
 

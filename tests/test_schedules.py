@@ -3,8 +3,10 @@
 - FORA: s == T-1 or s % N == 0, with s = 49 - step counting down;
 - TaylorSeer, ClusCa, FreqCa, HyCa: first_enhance W steps, then a counter reset at each full step fires
   when it reaches N - 1 (full at W-1+N, W-1+2N, ...);
-- ToCa: the DiT code's interval round(N / (a + b p)), 2 in its sensitive window, and the last step;
-  PixArt's curve; Flux's fixed interval after three full steps;
+- ToCa: ditcache's counter, a named deviation (next full = this full + round(N / (a + b p)), 2 in the
+  sensitive window, and the last step), with PixArt's curve and Flux's fixed interval after three full
+  steps; the reference DiT code's modulo rule (``schedule="modulo"``) is checked against a transcription of
+  that code in tests/test_method_cores.py;
 - TokenCache: every k1 steps before the boundary, every k2 after; L2C: every other step.
 Each method's defaults and two other settings; the engine's records of a real run must agree.
 """

@@ -9,8 +9,10 @@ the other.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,8 @@ def fingerprint(model: nn.Module) -> str:
     h = hashlib.sha256()
     h.update(type(model).__name__.encode())
     config = getattr(model, "config", None)
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):  # a plain module's config dataclass
+        config = dataclasses.asdict(config)
     if config is not None:
         # underscore keys are diffusers bookkeeping (e.g. _use_default_values, built from a set, so its
         # order changes between processes): they do not describe the model
@@ -52,7 +56,13 @@ class Artifact:
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": FORMAT, "method": self.method, "fingerprint": self.fingerprint,
                 "timesteps": json.dumps(self.timesteps), "sampler": self.sampler, "config": json.dumps(self.config)}
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.tensors.items()}, str(path), metadata=meta)
+        # a temporary file beside it, renamed over it when complete: an interrupted save leaves no half a file
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            save_file({k: v.detach().contiguous().cpu() for k, v in self.tensors.items()}, str(tmp), metadata=meta)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
 
     @classmethod

@@ -8,44 +8,14 @@ import sys
 import time
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
-
-
-def _threads(n: int | None) -> None:
-    import torch
-
-    torch.set_num_threads(n or min(2, os.cpu_count() or 1))
-
-
-def user_dir() -> Path:
-    """Where ditcache writes what it trains when no path is given: never inside the installed package."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "ditcache"
-
-
-def _positive(**values: int | None) -> None:
-    """Refuse counts below 1 (before any work starts), naming the flag."""
-    for name, v in values.items():
-        if v is not None and v < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
-
-
-def _out_file(path: str, suffixes: tuple[str, ...], overwrite: bool = True) -> Path:
-    """Check an output file path before any work: a file (not a folder) with one of ``suffixes``, not an
-    existing file unless ``overwrite``; its folder is created."""
-    p = Path(path)
-    if path.endswith(("/", os.sep)) or p.is_dir():
-        raise ValueError(f"--out {path!r} is a directory; give a file path ending in {' or '.join(suffixes)}")
-    if p.suffix.lower() not in suffixes:
-        raise ValueError(f"--out {path!r}: expected a file ending in {' or '.join(suffixes)}")
-    if p.exists() and not overwrite:
-        raise ValueError(f"--out {path!r} exists; pass --overwrite to replace it, or name another path")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    return p
+from .cli_common import IMAGE_SUFFIXES, _out_file, _positive, _threads, user_dir  # noqa: F401
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    if args.pipeline:
+        from .cli_pipeline import generate
 
+        return generate(args)
     from . import metrics
     from .data import CLASSES
     from .methods import NoCache, describe, parse_method
@@ -53,15 +23,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     _positive(num=args.num, steps=args.steps, threads=args.threads)
     method = _model_artifact(parse_method(args.method), args.method, args.model)
-    video = args.model == "video"
+    video = args.model in ("video", "latte")  # clip models: an animated GIF
     out = args.out if args.out is not None else ("clip.gif" if video else "grid.png")
     out_path = _out_file(out, (".gif",) if video else IMAGE_SUFFIXES) if out else None
     _threads(args.threads)
     model = load_default(args.model)
-    labels = [i % 10 for i in range(args.num)]
-    print(f"ditcache generate: {args.model} ({type(model.transformer).__name__}), {args.num} images, "
+    labels = [i % 10 for i in range(args.num or 16)]
+    print(f"ditcache generate: {args.model} ({type(model.transformer).__name__}), {len(labels)} images, "
           f"{args.steps} steps, seed {args.seed}, method {describe(method)}")
-
+    # warm-up (uncached, 2 steps): first-call costs (allocations, kernel choices) land on neither timed run
+    model.generate(labels, steps=min(2, args.steps), seed=args.seed, method="none")
     t = time.perf_counter()
     ref, ref_run = model.generate(labels, steps=args.steps, seed=args.seed, method="none",
                                   progress=True, return_run=True)
@@ -84,9 +55,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(f"\n  steps: {steps}, of which fully computed {s.full_steps()}; site calls: "
           + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" (of {len(s.sites)} sites per step)")
     print(f"  FLOPs: {s.flops / 1e9:.2f} G vs {ref_run.stats.flops / 1e9:.2f} G uncached "
-          f"({ref_run.stats.flops / max(s.flops, 1):.2f}x fewer)")
-    print(f"  wall:  {out_s:.2f} s vs {ref_s:.2f} s uncached ({ref_s / out_s:.2f}x; one run each, "
-          "use benchmarks/ for interleaved medians)")
+          f"({ref_run.stats.flops / max(s.flops, 1):.2f}x fewer), planning included: "
+          f"{s.plan_flops / 1e9:.3f} G (scores, k-means, verification)")
+    from .cli_pipeline import wall_line
+
+    print("  " + wall_line(out_s, ref_s))
     print(f"  cache: peak {s.peak_cache_bytes / 2**20:.2f} MiB")
     print(f"  fidelity vs uncached (same seeds): PSNR {metrics.psnr(out, ref):.2f} dB, "
           f"SSIM {metrics.ssim(out, ref):.4f}, max abs error {metrics.max_abs_error(out, ref):.4f}")
@@ -157,12 +130,17 @@ def cmd_train_default(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.pipeline:
+        from .cli_pipeline import bench
+
+        return bench(args)
     from .bench import BenchConfig, run_bench
 
     if args.config and not args.random_weights:
         print("ditcache: error: --config builds a model with random weights; confirm with --random-weights",
               file=sys.stderr)
         return 2
+    args.seeds = 500 if args.seeds is None else args.seeds
     _positive(seeds=args.seeds, steps=args.steps, batch=args.batch, repeats=args.repeats, threads=args.threads)
     if args.replay and not Path(args.replay).is_file():
         raise FileNotFoundError(f"--replay {args.replay!r}: no such trace file")
@@ -187,16 +165,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.pipeline:
+        from .cli_pipeline import train
+
+        return train(args)
+    if not args.model:
+        raise ValueError("give --model (a shipped default) or --pipeline PATH_OR_ID")
     import json
 
     from .learn.hyca import HyCaTrainConfig, train_hyca
     from .learn.l2c import L2CTrainConfig, train_l2c
+    from .learn.l2p import L2PTrainConfig, train_l2p
     from .learn.tokencache import TokenCacheTrainConfig, train_tokencache
     from .models import load_default
 
-    given = {"steps": args.steps, "iters": args.iters, "seed": args.seed}
+    # --iters unset: each config's own default (L2P's 200 is the reference's; the others' 400)
+    given = {k: v for k, v in (("steps", args.steps), ("iters", args.iters), ("seed", args.seed)) if v is not None}
     if args.method == "l2c":  # configs check their values here, before any model is loaded
         cfg = L2CTrainConfig(**given, **({"lam": args.lam} if args.lam is not None else {}))
+    elif args.method == "l2p":
+        cfg = L2PTrainConfig(**given)
     elif args.method == "tokencache":
         extra = {k: v for k, v in (("ratio", args.ratio), ("architecture", args.architecture)) if v is not None}
         cfg = TokenCacheTrainConfig(**given, **extra)
@@ -208,6 +196,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     _threads(args.threads)
     model = load_default(args.model)
     start = time.perf_counter()
+    if args.method == "l2p":
+        art, summary = train_l2p(model, cfg)
+        art.save(out)
+        seconds = round(time.perf_counter() - start, 1)
+        (out.with_suffix(".json")).write_text(json.dumps({"config": art.config, "seconds": seconds, **summary},
+                                                         indent=1))
+        losses = summary["losses"]
+        held = (f"; held-out {summary['valid_loss']:.4g} vs {summary['valid_loss_reuse']:.4g} for plain reuse"
+                if "valid_loss" in summary else "")
+        print(f"wrote {out}: loss {losses[-1]:.4g} (identity start {losses[0]:.4g}){held}; {seconds} s")
+        print(f"use it with: ditcache generate --model {args.model} --method l2p:artifact={out}")
+        return 0
     if args.method == "hyca":
         art, summary = train_hyca(model, cfg)
         art.save(out)
@@ -229,24 +229,27 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 # The shipped default models (ditcache.models.MODELS), listed here so that --help needs no torch import.
-DEFAULT_MODELS = ["dit", "flux", "dit256", "flux256", "video"]
+DEFAULT_MODELS = ["dit", "flux", "dit256", "flux256", "video", "uvit", "mdt", "latte"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="ditcache", description="Feature caching for diffusion transformers.")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    g = sub.add_parser("generate", help="generate with a shipped default model, cached vs uncached")
+    g = sub.add_parser("generate", help="generate with a shipped default model or your pipeline, cached vs uncached")
     g.add_argument("--model", choices=DEFAULT_MODELS, default="dit")
     g.add_argument("--method", default="fora",
                    help="method name or name:key=value,... e.g. 'taylorseer:interval=4,order=2' "
-                   "(see `ditcache methods`)")
+                   "(see `ditcache methods`); with --pipeline also a profile written by `ditcache tune`")
     g.add_argument("--steps", type=int, default=50)
-    g.add_argument("--num", type=int, default=16, help="number of images (labels cycle through the 10 classes)")
+    g.add_argument("--num", type=int, default=None, help="number of images (default 16; labels cycle through the 10 "
+                   "classes); with --pipeline, images per prompt (default 1, seeds --seed, --seed + 1, ...)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", default=None,
                    help="labelled image grid (default grid.png; video: an animated clip.gif); '' to skip")
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: min(2, cores))")
+    g.add_argument("--force", action="store_true", help="apply a profile (--method x.json) measured on another "
+                   "transformer, step count or resolution, with a warning")
     g.set_defaults(fn=cmd_generate)
 
     m = sub.add_parser("methods", help="list the methods and their default settings")
@@ -275,12 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after warm-up: constant lr, or linear decay to 0 at the last step (a final stage's cooldown)")
     t.set_defaults(fn=cmd_train_default)
 
-    b = sub.add_parser("bench", help="every method and peer on one model: speed, FLOPs, memory, quality")
+    b = sub.add_parser("bench", help="every method and peer on one model or your pipeline: speed, FLOPs, memory, "
+                       "quality")
     b.add_argument("--model", default="dit",
                    help=f"a shipped default ({', '.join(DEFAULT_MODELS)}) or a local diffusers model folder")
     b.add_argument("--methods", default="all", help="comma list of methods, 'all' or 'none'")
     b.add_argument("--peers", default="none", help="comma list of peers, 'all' or 'none' (needs ditcache[peers])")
-    b.add_argument("--seeds", type=int, default=500, help="images per setting (500: see BENCHMARKS.md)")
+    b.add_argument("--seeds", type=int, default=None,
+                   help="images per setting (default 500: see BENCHMARKS.md; with --pipeline, seeds per prompt: 4)")
     b.add_argument("--steps", type=int, default=50)
     b.add_argument("--batch", type=int, default=16, help="images per model call batch")
     b.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds")
@@ -296,12 +301,27 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=None)
     b.set_defaults(fn=cmd_bench)
 
+    tu = sub.add_parser("tune", help="on your pipeline: the fastest setting of each method within a quality "
+                        "budget, written as a profile")
+    tu.add_argument("--budget", required=True, help="e.g. 'psnr>=30', 'ssim>=0.95,latent_err<=0.05'")
+    tu.add_argument("--methods", default="fora,taylorseer,freqca,speca",
+                    help="comma list of methods or settings whose speed knob is searched, e.g. "
+                    "'fora,taylorseer:order=1,l2c:artifact=router.safetensors'")
+    tu.add_argument("--steps", type=int, default=50)
+    tu.add_argument("--seeds", type=int, default=4, help="seeds per prompt")
+    tu.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds of the chosen settings")
+    tu.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
+    tu.add_argument("--out", default="profile.json", help="the profile (JSON)")
+    tu.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    tu.add_argument("--threads", type=int, default=None)
+    tu.set_defaults(fn=cmd_tune)
+
     tr = sub.add_parser("train", help="train a learned method's artifact (L2C router, TokenCache predictor, "
-                        "HyCa calibration)")
-    tr.add_argument("method", choices=["l2c", "tokencache", "hyca"])
-    tr.add_argument("--model", choices=DEFAULT_MODELS, required=True)
+                        "HyCa calibration, L2P linear predictor)")
+    tr.add_argument("method", choices=["l2c", "tokencache", "hyca", "l2p"])
+    tr.add_argument("--model", choices=DEFAULT_MODELS, default=None, help="a shipped default (or --pipeline)")
     tr.add_argument("--steps", type=int, default=50, help="sampling steps the artifact is for")
-    tr.add_argument("--iters", type=int, default=400)
+    tr.add_argument("--iters", type=int, default=None, help="optimiser steps (default: L2P 200, others 400)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--lam", type=float, default=None, help="L2C: weight of mean(beta)")
     tr.add_argument("--ratio", type=float, default=None, help="TokenCache: target share of recomputed tokens")
@@ -313,7 +333,18 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     tr.add_argument("--threads", type=int, default=None)
     tr.set_defaults(fn=cmd_train)
+
+    from .cli_pipeline import add_arguments
+
+    for p in (g, b, tu, tr):
+        add_arguments(p)
     return ap
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .cli_pipeline import tune
+
+    return tune(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,10 +1,11 @@
 """Predicting the bytes a method's cache will hold, from one full call's outputs.
 
-What each method keeps per site is known from its plans: the last output, the forecaster's history
-(Taylor and HiCache: ``order`` differences; FoCa: three more outputs; HyCa: two differences; kept in
-float32 when the model runs in half precision), a refreshed copy of the output where partial steps
-write back (ToCa, TokenCache, ClusCa), ToCa's kept attention inputs, keys and staleness counts, ClusCa's probe
-outputs, labels and centroids, FreqCa's one cumulative feature and its two high-band differences.
+Each method states what it keeps (``holds(site)`` -> ``plan.Holds``, and ``holds_shared()`` ->
+``plan.SharedHolds`` for run-wide state) and each forecaster what its history keeps (``held(order)``); this
+module only prices those parts: the last output, the forecaster's history (differences in float32 when
+the model runs in half precision), a refreshed copy of the output where partial steps write back, kept
+attention inputs and keys, staleness counts, a probe block's output with its k-means labels and
+centroids, the final layer's input with its high-band differences.
 ``predict`` turns the shapes of one full call into the peak bytes of a generation, per site and total;
 ``ditcache.estimate_memory`` runs that call, and ``cached(..., max_cache_bytes=...)`` checks it after the
 first call of a run, before anything is cached beyond it.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .plan import Site
+from .plan import Holds, SharedHolds, Site, kept_order
 from .store import tensors_in
 
 
@@ -41,12 +42,12 @@ def _factor_bytes(t: torch.Tensor | None) -> int:
 
 
 def _history(forecaster, outs: tuple, order: int) -> int:
-    """Bytes of a forecaster's history beside the output it keeps (``order`` differences reached)."""
-    if order == 0:
+    """Bytes of a forecaster's history beside the output it keeps (``order`` differences reached), as the
+    forecaster states it (``held``: output-sized tensors in the output's dtype, and differences)."""
+    if order == 0 or forecaster is None:
         return 0
-    if getattr(forecaster, "name", "taylor") == "foca":  # previous full output, the last two values taken
-        return 3 * sum(_bytes(t) for t in outs)
-    return order * sum(_factor_bytes(t) for t in outs)
+    copies, differences = forecaster.held(order)
+    return copies * sum(_bytes(t) for t in outs) + differences * sum(_factor_bytes(t) for t in outs)
 
 
 def orders_reached(method, order: int, steps: int | None) -> int:
@@ -58,7 +59,7 @@ def orders_reached(method, order: int, steps: int | None) -> int:
     warmup = getattr(method, "warmup", None) or getattr(method, "_warmup", 1)
     factors, best, seen = 0, 0, False
     for s in full_steps(steps):
-        keep = order if s >= warmup - 1 else 0
+        keep = kept_order(s, warmup, order)
         factors = min(keep, factors + 1) if seen and keep else 0
         best, seen = max(best, factors), True
     return best
@@ -72,50 +73,41 @@ def predict(method, sites: list[Site], outputs: dict[int, tuple], inputs: dict[i
     its ((args, kwargs), raw keys or None) as a full call kept them (ToCa keeps both); ``final``: the
     final layer's input (FreqCa); ``probe``: ClusCa's probe block outputs (image, text). Split-CFG runs
     hold one copy per branch."""
-    name = method.name
-    order = orders_reached(method, 2 if name == "hyca" else getattr(method, "order", 0), steps)
+    holds = getattr(method, "holds", lambda site: Holds())
+    shared_holds = getattr(method, "holds_shared", SharedHolds)()
     forecaster = getattr(method, "forecast", None)
     per_site: dict[str, int] = {}
     shared = 0
-    kept: dict[int, int] = {}  # ToCa's kept attention inputs, by storage: layers share some (text, rotary tables)
+    kept: dict[int, int] = {}  # kept attention inputs, by storage: layers share some (text, rotary tables)
     for site in sites:
         outs = outputs.get(site.index)
         per_site[site.name] = 0
         if not outs:  # the method keeps nothing for this site (NoCache, FreqCa)
             continue
-        out = sum(_bytes(t) for t in outs)
-        held = 0
-        if name in ("fora", "l2c"):
-            held = out
-        elif name in ("taylorseer", "speca", "hyca"):
-            held = out + _history(forecaster, outs, order)
-        elif name == "clusca":
-            held = out + _history(forecaster, outs, order)
-            refreshed = site.kind == "mlp" and site.partial is not None and site.role == "spatial"
-            if refreshed and method.refresh == "persist":
-                held += _bytes(outs[0])
-        elif name == "toca":
-            held = out + _history(forecaster, outs, order)
-            if site.partial and method.module_factor_of(site.kind, site.role) > 0:
-                rows, tokens = outs[0].shape[:2]
-                held += _bytes(outs[0]) + rows * tokens * outs[0].element_size()  # the refreshed copy, staleness
-            if site.kind in ("attn", "cross_attn") and inputs is not None:
-                given, keys = inputs[site.index]
-                held_keys = keys if method.keeps_keys(site) else None
-                kept.update((t.data_ptr(), _bytes(t)) for t in tensors_in((given, held_keys)))
-        elif name == "tokencache":
-            held = out + (_bytes(outs[0]) if site.partial else 0)
+        h = holds(site)
+        held = sum(_bytes(t) for t in outs) if h.output else 0
+        if h.history:
+            held += _history(forecaster, outs, orders_reached(method, h.history, steps))
+        if h.refreshed:
+            held += _bytes(outs[0])
+        if h.staleness:
+            rows, tokens = outs[0].shape[:2]
+            held += rows * tokens * outs[0].element_size()
+        if h.inputs and inputs is not None and site.index in inputs:
+            given, keys = inputs[site.index]
+            kept.update((t.data_ptr(), _bytes(t)) for t in tensors_in((given, keys if h.keys else None)))
         per_site[site.name] = held * branches
     shared += sum(kept.values()) * branches
-    if name == "freqca" and final is not None:
-        shared = (_bytes(final) + order * _factor_bytes(final)) * branches
-    if name == "clusca" and probe is not None:
+    if shared_holds.final is not None and final is not None:
+        order = orders_reached(method, shared_holds.final, steps)
+        shared += (_bytes(final) + order * _factor_bytes(final)) * branches
+    if shared_holds.probe_clusters and probe is not None:
         for stream, x in zip(("image", "text"), probe):
             if x is None:
                 continue
             b, n, d = x.shape
-            k = method.clusters if stream == "image" else min(method.clusters, n)
+            k = shared_holds.probe_clusters if stream == "image" else min(shared_holds.probe_clusters, n)
             whole_clip = grid is not None and grid[0] * grid[1] * grid[2] == n
-            frames = grid[0] if method.frame_wise and stream == "image" and whole_clip else 1
+            frames = grid[0] if shared_holds.frame_wise and stream == "image" and whole_clip else 1
             shared += (_bytes(x) + b * n * 8 + b * frames * k * d * 4) * branches  # probe, labels, centroids
     return {**per_site, "shared": shared, "total": sum(per_site.values()) + shared}

@@ -168,18 +168,24 @@ def _diffusers_hooks():
         FirstBlockCacheConfig,
         MagCacheConfig,
         PyramidAttentionBroadcastConfig,
+        SeaCacheConfig,
         TaylorSeerCacheConfig,
+        TextKVCacheConfig,
         apply_faster_cache,
         apply_first_block_cache,
         apply_mag_cache,
         apply_pyramid_attention_broadcast,
+        apply_sea_cache,
         apply_taylorseer_cache,
+        apply_text_kv_cache,
     )
     from diffusers.hooks import faster_cache as fc
     from diffusers.hooks import first_block_cache as fbc
     from diffusers.hooks import mag_cache as mc
     from diffusers.hooks import pyramid_attention_broadcast as pab
+    from diffusers.hooks import sea_cache as sc
     from diffusers.hooks import taylorseer_cache as ts
+    from diffusers.hooks import text_kv_cache as tkv
 
     # config class -> (apply function, hook names it registers, leader hook whose state says skip/compute)
     return {
@@ -191,6 +197,13 @@ def _diffusers_hooks():
         TaylorSeerCacheConfig: (apply_taylorseer_cache, (ts._TAYLORSEER_CACHE_HOOK,), None),
         MagCacheConfig: (apply_mag_cache, (mc._MAG_CACHE_LEADER_BLOCK_HOOK, mc._MAG_CACHE_BLOCK_HOOK),
                          mc._MAG_CACHE_LEADER_BLOCK_HOOK),
+        # (SeaCache's root hook sits on the model itself, found under the name "")
+        SeaCacheConfig: (apply_sea_cache, (sc._SEA_CACHE_LEADER_BLOCK_HOOK, sc._SEA_CACHE_BLOCK_HOOK,
+                                           sc._SEA_CACHE_POST_NORM_HOOK, sc._SEA_CACHE_ROOT_HOOK),
+                         sc._SEA_CACHE_LEADER_BLOCK_HOOK),
+        # only the block hooks count as hooked modules: its transformer hook alone caches nothing
+        TextKVCacheConfig: (apply_text_kv_cache, (tkv._TEXT_KV_CACHE_BLOCK_HOOK, tkv._TEXT_KV_CACHE_TRANSFORMER_HOOK),
+                            None),
     }
 
 
@@ -408,6 +421,84 @@ def calibrate_magcache(model: nn.Module, noise, cond, uncond, steps: int, guidan
     return ratios
 
 
+# --- SeaCache and TextKVCache (diffusers 0.42) ----------------------------------------------------------------------
+
+def sea_sigma(model: nn.Module, timestep: float) -> float:
+    """The flow-matching sigma SeaCache's spectral filter expects for a sampler timestep. Flow samplers: t / 1000.
+    DDIM (DiT, PixArt): x_t = sqrt(a) x0 + sqrt(1 - a) eps, and the filter's normalised gain depends only on the
+    ratio noise / signal, so sigma = sqrt(1 - a) / (sqrt(a) + sqrt(1 - a)) gives the same filter (a = alpha-bar)."""
+    from .sampling import family, make_scheduler
+
+    if family(model).scheduler == "flow":
+        return min(max(float(timestep) / 1000.0, 0.0), 1.0)
+    alphas = make_scheduler(model).alphas_cumprod
+    a = float(alphas[min(max(int(round(float(timestep))), 0), len(alphas) - 1)])
+    return (1 - a) ** 0.5 / (a**0.5 + (1 - a) ** 0.5)
+
+
+def _raw_vision(model: nn.Module):
+    """SeaCache's ``raw_vision_callback`` for a model diffusers has no adapter for: the noisy latents of the call,
+    one (C, F, H, W) tensor per sample (the CFG halves included). Image latents (B, C, H, W) get F = 1; video
+    (B, C, F, H, W) as they are; packed tokens (B, N, C) are unpacked on the model's token grid."""
+    import inspect
+
+    from . import adapters
+
+    signature = inspect.signature(model.forward)
+
+    def callback(module, args, kwargs):
+        inputs = signature.bind_partial(*args, **kwargs).arguments
+        x = inputs.get("hidden_states")
+        if not isinstance(x, torch.Tensor):
+            return None
+        if x.ndim == 4:
+            return list(x.unsqueeze(2).unbind(0))                              # (C, 1, H, W) each
+        if x.ndim == 5:
+            return list(x.unbind(0))                                           # (C, F, H, W) each
+        grid = adapters.token_grid(model, inputs) if x.ndim == 3 else None
+        if grid is None or grid[0] * grid[1] * grid[2] != x.shape[1]:
+            return None
+        return list(x.reshape(x.shape[0], *grid, x.shape[-1]).permute(0, 4, 1, 2, 3).unbind(0))
+    return callback
+
+
+def _seacache(run: DiffusersRun):
+    from diffusers.hooks import SeaCacheConfig
+
+    return SeaCacheConfig(**run.settings, raw_vision_callback=_raw_vision(run.model))
+
+
+class SeaCacheRun(DiffusersRun):
+    """SeaCache reads the step, the step count and the sigma from each call's cache context (it runs in
+    "fail-open" mode, computing everything, without them): ``before_call`` gives them (``sea_sigma``)."""
+
+    def __init__(self, name, model, settings, steps):
+        super().__init__(name, model, settings, steps, _seacache)
+
+    def before_call(self, step_index, timestep, num_steps) -> None:
+        from diffusers.hooks.hooks import CacheContext, _set_cache_context
+
+        if self.removed:
+            raise self.error("was removed and cannot run")
+        self._record()
+        _set_cache_context(self.model, CacheContext("cfg_batch", step_index=step_index, num_inference_steps=num_steps,
+                                                    timestep=timestep, sigma=sea_sigma(self.model, timestep)))
+        self._pending = True
+
+    def _record(self) -> None:
+        if self._pending:
+            self.decisions.append(bool(self._leader_state().gate_should_compute))
+        self._pending = False
+
+
+def _textkv(run: DiffusersRun):
+    from diffusers.hooks import TextKVCacheConfig
+
+    if run.settings:
+        raise TypeError(f"TextKVCacheConfig takes no settings, got {sorted(run.settings)}")
+    return TextKVCacheConfig()
+
+
 # --- cache-dit ----------------------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -569,6 +660,20 @@ PEERS: dict[str, PeerSpec] = {
     "dbcache-foca": PeerSpec("cache-dit", "cache-dit DBCache + FoCa", tuple(
         {**_DBCACHE, "residual_diff_threshold": t} for t in (0.3, 0.5)
     ), lambda model, settings, steps: CacheDitRun("dbcache-foca", model, settings, steps, calibrator="foca")),
+    # SeaCache (arXiv 2602.18993): the relative L1 change of the spectrally filtered (Wiener gain from the step's
+    # sigma, clean power ~ 1/f^power_exp) input latents, accumulated, below the threshold -> the block stack's
+    # residual is reused (order 1: extrapolated from the last two). diffusers' defaults first (0.25, order 1, at
+    # most 2 in a row), then longer runs and a looser budget to reach past 4x. Unmeasured on the defaults yet.
+    "seacache": PeerSpec("diffusers", "diffusers SeaCache", (
+        {},
+        {"threshold": 0.5, "max_consecutive_cached": 4},
+        {"threshold": 1.0, "max_consecutive_cached": 6},
+    ), lambda model, settings, steps: SeaCacheRun("seacache", model, settings, steps)),
+    # TextKVCache: the text key/value projections computed once per prompt, exact. diffusers 0.42.1 hooks it on
+    # NucleusMoE-Image blocks only (their attention takes the cached projections), so on other classes it is
+    # refused ("found no module to hook"); enable_cache takes one config, so it cannot be stacked with another
+    # cache through diffusers' own route.
+    "textkv": PeerSpec("diffusers", "diffusers TextKVCache", ({},), _diffusers("textkv", _textkv)),
     # cache-dit 1.5.3's DMD calibrator (dynamic mode decomposition of the last 6 residuals, its defaults).
     "dbcache-dmd": PeerSpec("cache-dit", "cache-dit DBCache + DMD", tuple(
         {**_DBCACHE, "residual_diff_threshold": t} for t in (0.3, 0.5)

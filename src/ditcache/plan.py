@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .parallel import SOLO, ContextGroup
+
 
 class Action(enum.Enum):
     FULL = "full"          # run the module, refresh the store
@@ -35,9 +37,13 @@ class Plan:
     weight: torch.Tensor | None = None  # BLEND: scalar (per site, L2C) or (N, 1) (per token, TokenCache)
     keep: bool = True                   # FULL: keep the output in the store (False: only its shape, for SKIP;
     #                                     methods that cache elsewhere, FreqCa, hold O(1) memory)
-    verify: bool = False                # FORECAST: also compute the site for real, record the forecast's
-    #                                     relative L1 error in store.shared[("verify", branch)], and return
-    #                                     the real output (SpeCa's check)
+    verify: bool = False                # FORECAST: also compute the site's block for real (a whole-block site:
+    #                                     the site), record the forecast's relative L1 error in
+    #                                     store.shared[("verify", branch)] and return the real output (SpeCa's
+    #                                     check; the block of a branch site is run by Executor.verify_block)
+    valid: torch.Tensor | None = None   # PARTIAL under context parallelism: (B, k) bool, False on padding rows
+    #                                     (a global token choice leaves each sample a different count in a
+    #                                     shard: rows are padded to the most, and padding keeps its cached value)
 
     @property
     def n_tokens(self) -> int:
@@ -47,6 +53,29 @@ class Plan:
 FULL = Plan(Action.FULL)
 REUSE = Plan(Action.REUSE)
 SKIP = Plan(Action.SKIP)
+
+
+@dataclass(frozen=True)
+class Holds:
+    """What a method keeps for one site from a full step to the next, stated by the method (``holds(site)``)
+    so that ``memory.predict`` prices each part from one full call's shapes without knowing the method."""
+
+    output: bool = False     # the site's last full output (every stream)
+    history: int = 0         # its forecaster's history up to this order (0: none)
+    refreshed: bool = False  # a copy of stream 0 that partial steps edit and keep (write-back)
+    staleness: bool = False  # per-token staleness counts (B, N), in the output's dtype (ToCa)
+    inputs: bool = False     # the full call's inputs, kept for token scores (ToCa's attention sites)
+    keys: bool = False       # the full call's raw key projections (ToCa's reused keys)
+
+
+@dataclass(frozen=True)
+class SharedHolds:
+    """What a method keeps once per run and CFG branch, beside its sites (``holds_shared()``)."""
+
+    probe_clusters: int = 0  # k-means on the probe block's output with this many clusters (per frame with
+    #                          frame_wise): the probe output, int64 labels and float32 centroids (ClusCa)
+    frame_wise: bool = False
+    final: int | None = None  # the final layer's input and this many high-band differences (FreqCa)
 
 
 @dataclass
@@ -75,6 +104,8 @@ class StepContext:
     branch: int          # 0 for the first call of a step, 1, 2, ... for repeated (split CFG) calls
     batch_size: int
     grid: tuple[int, int, int] | None  # (frames, H, W) of the image tokens, when the adapter knows it
+    #                                    (of the whole sequence under context parallelism)
+    shards: ContextGroup = SOLO  # the context-parallel group the tokens are sharded over (SOLO: none)
     extra: dict = field(default_factory=dict)
 
 
@@ -99,6 +130,30 @@ def counter_full(step: int, first_enhance: int, interval: int) -> bool:
     counter, reset at every full step, triggers a full step when it reaches ``interval - 1``. So the
     full steps are 0..W-1 and W-1+N, W-1+2N, ...: with W = 2, N = 4 and 50 steps, 0, 1, 5, 9, ..., 49."""
     return step < first_enhance or (step - first_enhance + 1) % interval == 0
+
+
+def leading(warmup: int | float, num_steps: int) -> int:
+    """The leading full steps of a run of ``num_steps``: ``warmup`` itself when an int; a float in (0, 1) is that
+    share of the run, rounded to the nearest step and at least 1, so one setting serves 50 steps and 8 (0.06: 3 of
+    50 steps, the references' first_enhance, and 1 of 8)."""
+    return max(1, round(warmup * num_steps)) if isinstance(warmup, float) else warmup
+
+
+def check_warmup(method: str, warmup) -> None:
+    """A warm-up of TaylorSeer's schedule: an int >= 1, or a float in (0, 1), a share of the run (``leading``)."""
+    whole = isinstance(warmup, int) and not isinstance(warmup, bool) and warmup >= 1
+    if not (whole or (isinstance(warmup, float) and 0.0 < warmup < 1.0)):
+        raise ValueError(f"{method}.warmup must be an int >= 1 (leading full steps; step 0 has nothing to forecast "
+                         f"from) or a float in (0, 1) (that share of the run, at least one step), got {warmup!r}")
+
+
+def kept_order(step: int, warmup: int, order: int) -> int:
+    """TaylorSeer's derivative guard (and every method on its schedule): a full step before the last warm-up
+    step keeps only its output (order 0), so the first differences span the last warm-up step and the first
+    full step after it; from the last warm-up step on it extends the differences up to ``order``. The
+    reference writes it ``s < T - first_enhance + 1`` counting down (DiT) and ``s > first_enhance - 2``
+    counting up (FLUX): both are ``step >= warmup - 1`` here."""
+    return 0 if step < warmup - 1 else order
 
 
 def countdown_full(step: int, num_steps: int, interval: int) -> bool:

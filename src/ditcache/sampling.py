@@ -51,6 +51,9 @@ FAMILIES: dict[str, Family] = {
     # CogVideoX's pipelines use DDIM with v-prediction; this loop serves random-weight tests and speed runs,
     # for which plain DDIM calls the model the same way
     "CogVideoXTransformer3DModel": Family("ddim"),
+    # the models written here from their papers (ditcache.models.uvit, .mdt): DDPM epsilon, as DiT
+    "UViT": Family("ddim"),
+    "MDT": Family("ddim"),
 }
 
 
@@ -115,7 +118,7 @@ def sample(
             before_call(i, t, steps)
         xin = torch.cat([x, x]) if use_cfg else x                   # (2B, ...) with CFG
         xin = scheduler.scale_model_input(xin, t) if hasattr(scheduler, "scale_model_input") else xin
-        tt = torch.full((xin.shape[0],), float(t) * fam.timestep_scale, dtype=x.dtype)
+        tt = torch.full((xin.shape[0],), float(t) * fam.timestep_scale, dtype=x.dtype, device=x.device)
         if fam.scheduler == "ddim":
             tt = tt.long() if fam.timestep_scale == 1.0 else tt
         out = model(hidden_states=xin, timestep=tt, return_dict=False, **kwargs)[0]

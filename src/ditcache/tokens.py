@@ -278,7 +278,8 @@ def scatter_tokens(base: torch.Tensor, idx: torch.Tensor, fresh: torch.Tensor) -
 
 
 def refresh(anchor: torch.Tensor, base: torch.Tensor, idx: torch.Tensor, fresh: torch.Tensor,
-            propagate: tuple | None = None, keep_anchor: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+            propagate: tuple | None = None, keep_anchor: bool = True, valid: torch.Tensor | None = None,
+            reduce=None) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Put fresh rows into a forecast; returns (edited anchor or None, output), each (B, N, D).
 
     anchor (B, N, D): the order-0 values the forecast ``base`` (B, N, D) is built on (``base is anchor``
@@ -289,10 +290,17 @@ def refresh(anchor: torch.Tensor, base: torch.Tensor, idx: torch.Tensor, fresh: 
     no fresh row stay), which moves its output by the same amount: output = base + (edited - anchor).
     Full-size work: two passes without propagation, four with (a gather, a subtraction, two adds), where
     materialising rise and the edited anchor and adding them back took five; ``keep_anchor=False`` (the
-    caller will not keep the edit) skips building the edited anchor."""
+    caller will not keep the edit) skips building the edited anchor.
+
+    Under context parallelism (a token choice made over the whole sequence): ``valid`` (B, k) marks the rows
+    this rank holds of the choice (the rest pad it and keep their forecast: as not chosen), and ``reduce``
+    sums the (B, K, D + 1) cluster sums and counts over the ranks, so a cluster's fresh mean is the whole
+    sequence's."""
     b, n, d = anchor.shape
     reuse = base is anchor
     fresh = fresh.to(anchor.dtype)
+    if valid is not None:  # padding rows: their forecast, so they change as the rows not chosen do
+        fresh = torch.where(valid.unsqueeze(-1), fresh, gather_tokens(base, idx))
     if reuse:
         value = fresh                                                           # (B, k, D) new anchor rows
     else:
@@ -304,10 +312,15 @@ def refresh(anchor: torch.Tensor, base: torch.Tensor, idx: torch.Tensor, fresh: 
         return edited, out
     labels, k, _ = propagate
     fresh_labels = labels.gather(1, idx)                                        # (B, k)
+    weight = torch.ones_like(fresh_labels, dtype=anchor.dtype) if valid is None else valid.to(anchor.dtype)
+    weighted = value if valid is None else value * weight.unsqueeze(-1)
     sums = torch.zeros(b * k, d, dtype=anchor.dtype, device=anchor.device).index_add_(
-        0, _flat_rows(fresh_labels, k), value.reshape(-1, d)).view(b, k, d)     # (B, K, D)
+        0, _flat_rows(fresh_labels, k), weighted.reshape(-1, d)).view(b, k, d)  # (B, K, D)
     counts = torch.zeros(b, k, dtype=anchor.dtype, device=anchor.device).scatter_add_(
-        1, fresh_labels, torch.ones_like(fresh_labels, dtype=anchor.dtype))    # (B, K)
+        1, fresh_labels, weight)                                                # (B, K)
+    if reduce is not None:  # the whole sequence's fresh rows: one collective of (B, K, D + 1)
+        both = reduce(torch.cat([sums, counts.unsqueeze(-1)], -1))
+        sums, counts = both[..., :d], both[..., d]
     mean = sums / counts.clamp_min(1).unsqueeze(-1)                             # (B, K, D) fresh means
     step = (counts > 0).to(anchor.dtype) * gamma                                # (B, K): 0 where no fresh row
     delta = gather_tokens(mean, labels).sub_(anchor)                            # (B, N, D) towards the mean

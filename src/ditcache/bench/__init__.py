@@ -10,9 +10,11 @@ so every image is computed exactly as in one process) and gathered on rank 0, wh
 
 The parts, each readable on its own: ``settings`` (what is swept, budgets), ``subjects`` (the model and
 its inputs), ``running`` (generations and timing), ``quality`` (measures and intervals), ``report``
-(rows, markdown, plots, grids).
+(rows, markdown, plots, grids); ``pipeline``: the same on a user's own diffusers pipeline,
+``compare(pipe, prompts, methods=..., peers=..., seeds=..., steps=...)``.
 """
 
+from .pipeline import compare
 from .quality import Quality
 from .report import Row, best_under_budget, markdown_table, meets, pareto_front, pareto_plot, report_markdown
 from .running import generate, median, relative_error, run_bench, time_interleaved
@@ -20,7 +22,7 @@ from .settings import BenchConfig, method_settings, parse_budget, sweeps
 from .subjects import Subject, load_subject
 
 __all__ = [
-    "BenchConfig", "Quality", "Row", "Subject", "best_under_budget", "generate", "load_subject", "markdown_table",
-    "median", "meets", "method_settings", "pareto_front", "pareto_plot", "parse_budget", "relative_error",
-    "report_markdown", "run_bench", "sweeps", "time_interleaved",
+    "BenchConfig", "Quality", "Row", "Subject", "best_under_budget", "compare", "generate", "load_subject",
+    "markdown_table", "median", "meets", "method_settings", "pareto_front", "pareto_plot", "parse_budget",
+    "relative_error", "report_markdown", "run_bench", "sweeps", "time_interleaved",
 ]

@@ -144,7 +144,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
         row = Row(kind, name, setting)
         rows.append(row)
         try:
-            parts, flops, cache, plan_s, wall_s = {}, 0, 0, 0.0, 0.0
+            parts, flops, plan_flops, cache, plan_s, wall_s = {}, 0, 0, 0, 0.0, 0.0
             trace: list | None = [] if cfg.trace and kind == "ditcache" else None
             peer = None
             if kind == "peer":
@@ -162,7 +162,8 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
                     else:
                         method = replace(thing, start=batches.index(b)) if name == "replay" else thing
                         images, stats = generate(subject, b, cfg.steps, method=method, trace=trace)
-                        flops += stats.flops
+                        flops += stats.flops  # planning included
+                        plan_flops += stats.plan_flops
                         cache = max(cache, stats.peak_cache_bytes)
                         plan_s += sum(r.plan_s for r in stats.records)
                         wall_s += stats.wall_s
@@ -176,6 +177,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
             row.gflops_per_image = flops / 1e9 / n_mine
             row.flop_speedup = ref_flops / max(flops, 1)
             if kind != "peer":
+                row.plan_gflops_per_image = plan_flops / 1e9 / n_mine
                 row.cache_mib = cache / 2**20
                 row.extra["planning_share"] = plan_s / max(wall_s, 1e-9)  # host-side planning (k-means, scores)
             if trace is not None and rank == 0:
@@ -256,6 +258,7 @@ def _report(cfg: BenchConfig, subject: Subject, rows: list[Row], world: int) -> 
     report = {
         "config": asdict(cfg), "model": subject.name, "transformer": type(subject.transformer).__name__,
         "processes": world, "threads": torch.get_num_threads(),
+        "flops_include_planning": True,  # FLOP x counts planning (scores, k-means, verification)
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "versions": _versions(), "rows": [asdict(r) for r in rows],
     }

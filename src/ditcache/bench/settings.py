@@ -32,7 +32,7 @@ def sweeps(family: str) -> dict[str, list]:
     can). Presets follow the model family. HiCache and FoCa are forecasters: their rows are TaylorSeer's
     schedule with that forecaster (and ClusCa with HiCache: the paper's "Hi-ClusCa")."""
     from ..forecast import FoCa, HiCache
-    from ..methods import FORA, L2C, ClusCa, FreqCa, HyCa, SpeCa, TaylorSeer, ToCa, TokenCache
+    from ..methods import FORA, L2C, L2P, ClusCa, FreqCa, HyCa, MeanCache, SpeCa, TaylorSeer, ToCa, TokenCache
 
     toca = {"pixart": "pixart", "flux": "flux", "latte": "opensora"}.get(family, "dit")
     return {
@@ -56,6 +56,9 @@ def sweeps(family: str) -> dict[str, list]:
         "hyca": [HyCa(artifact=family), HyCa(artifact=family, interval=7)],
         "freqca": [FreqCa(interval=n) for n in (6, 9)],
         "speca": [SpeCa(), SpeCa(threshold=0.4, max_drafts=10)],
+        # issue 27's frontier: one feature for the whole model, full every 5th / 7th step after 3 (4.1x, 5.5x FLOPs)
+        "l2p": [L2P(artifact=family, interval=n) for n in (5, 7)],
+        "meancache": [MeanCache(interval=n) for n in (5, 7)],
     }
 
 
@@ -103,7 +106,7 @@ def names(text: str) -> list[str]:
 
 # --------------------------------------------------------------------------- budgets
 
-METRICS = ("psnr", "ssim", "fd", "accuracy", "featerr")
+METRICS = ("psnr", "ssim", "fd", "accuracy", "featerr", "latent_err", "lpips", "clip_score")  # last 3: pipelines
 
 
 def parse_budget(text: str) -> list[tuple[str, str, float, bool]]:

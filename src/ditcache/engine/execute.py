@@ -17,6 +17,7 @@ from torch import nn
 
 from .. import adapters
 from ..forecast.common import Coords
+from ..parallel import SOLO, ContextGroup
 from ..plan import Action, Plan, Site
 from ..store import Store, as_tuple, from_tuple
 from ..tokens import gather_tokens, refresh
@@ -43,7 +44,10 @@ class Executor:
         self.shapes: dict = {}  # (branch, site) -> ((shape, dtype, device) per stream, single) of unkept FULLs
         self.meter: list[int] | None = None  # per site FLOPs, while a call's FLOPs are counted
         self.counter = None             # torch's FlopCounterMode, while a call's FLOPs are counted
+        self.verify_flops = 0           # of those, the FLOPs of sites computed only to check a forecast (planning)
         self.passthrough = False        # this call is outside any generation: every site computes, nothing kept
+        self.real: frozenset[int] = frozenset()  # sites rerun for real to check their block's forecast (SpeCa)
+        self.shards = SOLO              # the context-parallel group this call's tokens are sharded over
 
     def begin(self, plans: list[Plan], branch: int, coords: Coords, passthrough: bool = False) -> None:
         """A model call starts: its plans, branch and coordinates; no site has run yet."""
@@ -57,6 +61,15 @@ class Executor:
         before = self.counter.get_total_flops()
         out = fn(*args)
         self.meter[site.index] += self.counter.get_total_flops() - before
+        return out
+
+    def _verifying(self, orig, *args, **kwargs):
+        """``orig`` run to check a forecast (SpeCa): while FLOPs are counted, its FLOPs are planning's."""
+        if self.counter is None:
+            return orig(*args, **kwargs)
+        before = self.counter.get_total_flops()
+        out = orig(*args, **kwargs)
+        self.verify_flops += self.counter.get_total_flops() - before
         return out
 
     def _claim(self, site: Site) -> Plan:
@@ -75,6 +88,8 @@ class Executor:
         @host_side
         @functools.wraps(orig)
         def forward(*args, **kwargs):
+            if site.index in self.real:  # its block's real pass (verify_block): computed, nothing stored
+                return orig(*args, **kwargs)
             plan = self._claim(site)
             if self.meter is not None:
                 return self._metered(site, self._run_branch, site, orig, plan, args, kwargs)
@@ -107,11 +122,7 @@ class Executor:
                 single = self.store.single(key)
             return from_tuple(zeros, single)
         order = 0 if action is Action.REUSE else plan.order
-        base = self.store.predict(key, self.coords, order)
-        if plan.verify:  # compute it for real too: the forecast's error decides the next steps (SpeCa)
-            real, _ = as_tuple(orig(*args, **kwargs))
-            self.store.shared[("verify", self.branch)] = _relative_l1(base, real)
-            base = real
+        base = self.store.predict(key, self.coords, order)  # (a verified branch is checked by verify_block)
         if action is Action.BLEND:
             fresh, _ = as_tuple(orig(*args, **kwargs))
             base = tuple(None if b is None else b + plan.weight * (f - b) for f, b in zip(fresh, base))
@@ -152,10 +163,42 @@ class Executor:
         row towards its cluster's fresh mean there, leaving the higher-order terms unscaled; with
         ``write_back`` the edited anchor is kept until the next full step (``tokens.refresh``)."""
         anchor = self.store.entries[key].anchor[0]                 # (B, N, D)
-        edited, out = refresh(anchor, base, plan.tokens, fresh, plan.propagate, keep_anchor=plan.write_back)
+        reduce = self.shards.all_reduce if plan.valid is not None and plan.propagate is not None else None
+        edited, out = refresh(anchor, base, plan.tokens, fresh, plan.propagate, keep_anchor=plan.write_back,
+                              valid=plan.valid, reduce=reduce)
         if plan.write_back:
             self.store.edit(key, 0, edited)
         return out
+
+    def verify_block(self, sites: list[Site], orig):
+        """The forward of a block whose branch sites a method checks (SpeCa: the reference checks its last
+        block's output hidden state). On a call where one of ``sites`` is planned with ``verify``, the block
+        runs as planned (the draft), then again with every one of its branches computed and nothing stored
+        (the real pass, its FLOPs counted as the check's). The error, sum |draft - real| / sum |real - x|
+        over the image stream (x the block's input hidden state), goes to ``store.shared[("verify",
+        branch)]`` and the real output is returned. The difference of the outputs is the reference's; it is
+        taken relative to what the block adds to x rather than to the whole hidden state, so that one
+        threshold serves this check and a whole-block site's check of its pre-gate output alike."""
+        indices = frozenset(s.index for s in sites)
+        image_out = adapters.block_spec(sites[0].block).image_out
+
+        @host_side
+        @functools.wraps(orig)
+        def forward(*args, **kwargs):
+            if self.passthrough or not any(self.plans[i].verify for i in indices):
+                return orig(*args, **kwargs)
+            draft = orig(*args, **kwargs)
+            self.real = indices
+            try:
+                real = self._verifying(orig, *args, **kwargs)
+            finally:
+                self.real = frozenset()
+            x = args[0] if args else kwargs["hidden_states"]                  # (B, N, D)
+            d, r = (out if isinstance(out, torch.Tensor) else out[image_out] for out in (draft, real))
+            self.store.shared[("verify", self.branch)] = _relative_l1((d - x,), (r - x,), self.shards)
+            return real
+
+        return forward
 
     # ----------------------------------------------------------------- whole-block sites
     def block_forward(self, site: Site, orig):
@@ -196,9 +239,9 @@ class Executor:
         order = 0 if action is Action.REUSE else plan.order
         value = self.store.predict(key, self.coords, order)
         if plan.verify:
-            real = as_tuple(orig(*args, **kwargs))[0]
+            real = as_tuple(self._verifying(orig, *args, **kwargs))[0]
             real = (self.captured.pop(site.index),) if gated else tuple(o - x for o, x in zip(real, xs))
-            self.store.shared[("verify", self.branch)] = _relative_l1(value, real)
+            self.store.shared[("verify", self.branch)] = _relative_l1(value, real, self.shards)
             value = real
         if action is Action.BLEND:
             out = as_tuple(orig(*args, **kwargs))[0]
@@ -218,8 +261,16 @@ def _twice(site: Site) -> str:
             "(ditcache.register_block(cls, Branch('', 'block'), outputs=...))")
 
 
-def _relative_l1(forecast, real) -> float:
-    """sum |forecast - real| / sum |real| over every stream: one host sync (SpeCa's verification)."""
+def _relative_l1(forecast, real, shards: ContextGroup = SOLO) -> float:
+    """sum |forecast - real| / sum |real| over every stream: one host sync (SpeCa's verification). Under
+    context parallelism both sums are reduced over the ranks' shards first: every rank gets the whole
+    sequence's error, so every rank takes the same next step (a rank that computed it while another reused
+    it would deadlock both in the attention's collectives)."""
+    if shards.active:
+        sums = torch.stack([sum((f - r).abs().sum() for f, r in zip(forecast, real) if r is not None),
+                            sum(r.abs().sum() for r in real if r is not None)]).double()
+        num, den = shards.all_reduce(sums).tolist()
+        return num / max(den, 1e-12)
     num = sum(float((f - r).abs().sum()) for f, r in zip(forecast, real) if r is not None)
     den = sum(float(r.abs().sum()) for r in real if r is not None)
     return num / max(den, 1e-12)

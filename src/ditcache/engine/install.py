@@ -22,16 +22,31 @@ _ABSENT = object()  # sentinel: the attribute was not in the instance dict befor
 _HANDLE = object()  # sentinel: the entry is a hook handle to .remove()
 
 
-def _unpatch(patches: list[tuple[object, str, object]]) -> None:
+def _unpatch(patches: list[tuple]) -> None:
     """Undo ``Installer.patch`` entries, last first, and empty the list."""
-    for obj, attr, old in reversed(patches):
+    for obj, attr, old, *new in reversed(patches):
         if old is _HANDLE:
             obj.remove()
+        elif new and obj.__dict__.get(attr) is not new[0] and _unwrap_diffusers(obj, attr, new[0], old):
+            pass  # diffusers hooks registered after ours stay, now wrapping what ours replaced
         elif old is _ABSENT:
             obj.__dict__.pop(attr, None)
         else:
             setattr(obj, attr, old)
     patches.clear()
+
+
+def _unwrap_diffusers(obj, attr: str, ours, old) -> bool:
+    """Our ``forward`` was wrapped afterwards by a diffusers hook (``enable_parallelism`` after ``apply``: its
+    context-parallel split hook): point the hook chain at what ours replaced, leaving the hook in place.
+    False when no diffusers hook holds ours (the caller then restores the attribute)."""
+    registry = getattr(obj, "_diffusers_hook", None)
+    for ref in getattr(registry, "_fn_refs", ()):
+        for name in ("forward", "original_forward"):
+            if getattr(ref, name, None) is ours:
+                setattr(ref, name, getattr(type(obj), attr).__get__(obj) if old is _ABSENT else old)
+                return True
+    return False
 
 
 class Installer:
@@ -42,7 +57,7 @@ class Installer:
         self.restore: list[tuple[object, str, object]] = []  # (object, attribute, old value) or hook handles
 
     def patch(self, obj, attr: str, fn) -> None:
-        self.restore.append((obj, attr, obj.__dict__.get(attr, _ABSENT)))
+        self.restore.append((obj, attr, obj.__dict__.get(attr, _ABSENT), fn))
         setattr(obj, attr, fn)
 
     def remove(self) -> None:
@@ -61,6 +76,12 @@ class Installer:
             spec = adapters.block_spec(site.block)
             if site.kind == "block" and spec.finish is not None:
                 self._capture(site, getattr(site.module, spec.pre_gate))
+        verified = getattr(run.method, "verified_site", None)
+        site = verified(run.sites) if callable(verified) and run.sites else None
+        if site is not None and site.kind != "block":  # (a whole-block site checks its pre-gate output itself)
+            block = site.block
+            self.patch(block, "forward", run.executor.verify_block([s for s in run.sites if s.block is block],
+                                                                   block.forward))
         if scheduler is not None:
             self.hook_scheduler(scheduler)
         probe = getattr(run.method, "probe_layer", None)

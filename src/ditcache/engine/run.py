@@ -21,13 +21,16 @@ from torch import nn
 from .. import adapters
 from ..forecast.common import Coords
 from ..methods import resolve_method
+from ..parallel import SOLO, context_group, whole_grid
 from ..plan import Action, Plan, Site, StepContext, plan_to_dict
 from ..store import Store
 from .checks import check_memory, check_schedule, predict_bytes
 from .clock import _CONCURRENT, Clock, ConcurrentCall
 from .execute import Executor
 from .install import Installer
+from .profile import as_profile
 from .stats import CallRecord, RunStats, flop_counter
+from .targets import _denoisers, _find_model, _is_compiled, _uncompiled  # noqa: F401 (re-exported)
 
 
 class Run:
@@ -66,7 +69,7 @@ class Run:
             # no per-model state (their state lives in the run's store), so they are used as given.
             self.method = copy.copy(self.method)
         self.sites: list[Site] = adapters.find_sites(self.model)
-        self._no_flops = (0, [0] * len(self.sites))  # what a call records when count_flops is False
+        self._no_flops = (0, [0] * len(self.sites), 0)  # what a call records when count_flops is False
         self._passthrough = [Plan(Action.FULL, keep=False)] * len(self.sites)  # calls outside a generation
         self.spec = adapters.model_spec(self.model)
         self._signature = inspect.signature(self.model.forward)
@@ -94,8 +97,11 @@ class Run:
         self.executor = Executor(self.sites, self.store, compiled=self._compiler is not None)
         self._warned: set[int] = set()  # step counts the schedule warning was given for
         self._ctx: StepContext | None = None
-        self._flop_memo: dict = {}  # (plans' shape, inputs' shapes) -> (FLOPs, FLOPs per site)
+        self.shards = SOLO  # the context-parallel group of the last call (ditcache.parallel)
+        self._flop_memo: dict = {}  # (plans' shape, inputs' shapes) -> (FLOPs, FLOPs per site, verification FLOPs)
         self._plan_s = 0.0
+        self._plan_flops = 0  # FLOPs of the last call's plan() (counted every call when count_flops)
+        self.guards: list = []  # (ctx, inputs) -> None, at each generation's first call: a profile's checks
         self._installer = Installer(self)
         try:
             self._installer.install(scheduler)
@@ -170,6 +176,8 @@ class Run:
         fresh = self._seen.get(clock.branch) != shapes
         self._seen[clock.branch] = shapes
         step = 0 if fresh else clock.step
+        shards = self.shards = context_group(self.model, self.shards)  # SOLO unless context-parallel
+        self.executor.shards = shards
         self._ctx = StepContext(
             step=step,
             num_steps=T,
@@ -177,10 +185,20 @@ class Run:
             timestep=t,
             branch=clock.branch,
             batch_size=int(x.shape[0]) if isinstance(x, torch.Tensor) else 0,
-            grid=adapters.token_grid(self.model, inputs),
+            grid=whole_grid(adapters.token_grid(self.model, inputs), shards),
+            shards=shards,
         )
+        if clock.step == 0 and clock.branch == 0:
+            for guard in self.guards:
+                guard(self._ctx, inputs)
         start = time.perf_counter()
-        plans = self.method.plan(self._ctx, self.sites, self.store)
+        if self.count_flops:  # planning (scores, k-means) differs call by call: counted every call, not memoised
+            with flop_counter() as counter:
+                plans = self.method.plan(self._ctx, self.sites, self.store)
+            self._plan_flops = counter.get_total_flops()
+        else:
+            plans = self.method.plan(self._ctx, self.sites, self.store)
+            self._plan_flops = 0
         self._plan_s = time.perf_counter() - start
         if len(plans) != len(self.sites):
             raise RuntimeError(
@@ -227,11 +245,13 @@ class Run:
         key = (tuple((p.action, p.n_tokens, p.verify) for p in plans), shapes)
         memo = self._flop_memo.get(key) if self.count_flops else self._no_flops
         if memo is None:  # first call of this plan shape: count its FLOPs, per site too
-            executor.meter = [0] * len(self.sites)
+            executor.meter, executor.verify_flops = [0] * len(self.sites), 0
             try:
                 with flop_counter() as executor.counter:
                     out = orig(*args, **kwargs)
-                memo = self._flop_memo[key] = (executor.counter.get_total_flops(), executor.meter)
+                # the sites computed only to check a forecast (SpeCa) are planning: kept apart from the call's
+                memo = self._flop_memo[key] = (executor.counter.get_total_flops() - executor.verify_flops,
+                                               executor.meter, executor.verify_flops)
             finally:
                 executor.counter = executor.meter = None
         else:
@@ -248,40 +268,9 @@ class Run:
             step / (self.clock.num_steps - 1) if self.clock.num_steps > 1 else 0.0,
             [p.action.value for p in plans], [p.n_tokens for p in plans],
             memo[0], list(memo[1]), wall, self._plan_s, self.store.nbytes(),
+            self._plan_flops + memo[2],
         ))
         return out
-
-
-def _is_compiled(model) -> bool:
-    return isinstance(model, nn.Module) and hasattr(model, "_orig_mod")
-
-
-def _find_model(target) -> tuple[nn.Module, object | None, object | None]:
-    """(transformer, pipeline, scheduler): a bare transformer, or a pipeline holding one as
-    ``.transformer`` whose scheduler delimits generations and steps."""
-    if isinstance(target, nn.Module):
-        return _uncompiled(target), None, None
-    model = getattr(target, "transformer", None)
-    if isinstance(model, nn.Module):
-        scheduler = getattr(target, "scheduler", None)
-        return _uncompiled(model), target, scheduler if hasattr(scheduler, "set_timesteps") else None
-    raise TypeError(
-        f"ditcache needs a diffusers transformer or a pipeline with a .transformer, got {type(target).__name__}"
-    )
-
-
-def _uncompiled(model: nn.Module) -> nn.Module:
-    """The module torch.compile wrapped (hooks go on it: the compiled wrapper calls it), or the model itself."""
-    return getattr(model, "_orig_mod", model)
-
-
-def _denoisers(target) -> list[str]:
-    """The pipeline attributes holding its transformers: ``transformer``, ``transformer_2``, ... (Wan 2.2's
-    high- and low-noise experts); [] for a bare model."""
-    if isinstance(target, nn.Module):
-        return []
-    components = getattr(target, "components", None) or {"transformer": getattr(target, "transformer", None)}
-    return [n for n, c in components.items() if n.startswith("transformer") and isinstance(c, nn.Module)]
 
 
 class PipelineRun:
@@ -317,6 +306,10 @@ class PipelineStats:
     def flops(self) -> int:
         return sum(s.flops for s in self.per_model.values())
 
+    @property
+    def plan_flops(self) -> int:
+        return sum(s.plan_flops for s in self.per_model.values())
+
     def summary(self) -> str:
         return "\n".join(f"{name}: " + stats.summary().replace("\n", f"\n{name}: ")
                          for name, stats in self.per_model.items())
@@ -334,10 +327,19 @@ def apply(target, method, *, steps: int | None = None, trace: bool = False, sche
     max_cache_bytes: refuse (MemoryError) after the first step of a generation when its predicted peak cache
     exceeds it (checked in every generation).
     count_flops: count each plan shape's FLOPs on its first call (torch's counter slows those calls; timing
-    runs switch it off and record 0 FLOPs)."""
+    runs switch it off and record 0 FLOPs).
+
+    method may be a profile (``ditcache tune``'s JSON file, or a ``ditcache.profile.Profile``): its method,
+    once the transformers are the ones it was measured on; its step count and resolution are checked at
+    each generation's first call."""
+    profile = as_profile(method)
+    if profile is not None:
+        method = profile.bind(target)
     names = _denoisers(target)
     first = Run(target, method, steps=steps, trace=trace, scheduler=scheduler, max_cache_bytes=max_cache_bytes,
                 count_flops=count_flops)
+    if profile is not None:
+        first.guards.append(profile.check_call)
     if len(names) <= 1:
         return first
     runs = {"transformer": first}

@@ -7,6 +7,9 @@ A forecaster is a small config dataclass with two functions over a per-site ``hi
   extend the history up to ``order`` (order 0: keep nothing beyond the output itself).
 - ``predict(history, anchor, coords, order) -> Output``: the forecast at the current step, built on
   ``anchor`` (the last full output, or its token-refreshed copy on partial steps).
+- ``held(order) -> (outputs, differences)``: what the history keeps beside the last output, in
+  output-sized tensors (in the output's dtype, and in float32 for half-precision differences), so
+  ``memory.predict`` prices it without knowing the forecaster.
 
 and optionally ``commit(history, out, coord)`` (see FoCa), called once with the output a step returned,
 and ``new_history(key)``, the first history of a site (see HyCa's per-site channel solvers).

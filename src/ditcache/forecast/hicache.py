@@ -45,6 +45,9 @@ class HiCache:
             raise ValueError(f"HiCache.sigma must be in (0, 1], got {self.sigma}")
         check_units("HiCache", self.units)
 
+    def held(self, order: int) -> tuple[int, int]:
+        return self._taylor.held(order)
+
     def update(self, history: dict, prev: Output | None, fresh: Output, coords, order: int) -> None:
         self._taylor.update(history, prev, fresh, coords, order)
 

@@ -42,6 +42,10 @@ class Taylor:
             raise ValueError(f"Taylor.differences must be one of {DIFFERENCES}, got {self.differences!r}")
         check_units("Taylor", self.units)
 
+    def held(self, order: int) -> tuple[int, int]:
+        """(outputs, differences) the history keeps beside the last output: ``order`` differences."""
+        return 0, order
+
     def update(self, history: dict, prev: Output | None, fresh: Output, coords: tuple[Coords, Coords | None],
                order: int) -> None:
         """history["factors"]: [F1, ..., Fk] (k <= order); history["nodes"]: coordinates of the full

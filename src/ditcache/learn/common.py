@@ -23,10 +23,14 @@ class Trajectory:
 
 @torch.no_grad()
 def record_trajectory(default_model, labels, steps: int, seed: int, guidance_scale: float | None = None) -> Trajectory:
-    """Sample once without caching and keep what the transformer saw and returned at each step."""
+    """Sample once without caching and keep what the transformer saw and returned at each step. A source that
+    records its own (``learn.pipeline.PipelineSource``: a pipeline's calls) serves its trajectory instead."""
     from ..adapters import timestep_value
     from ..sampling import make_scheduler, sample
 
+    own = getattr(default_model, "record_trajectory", None)
+    if callable(own):
+        return own(labels, steps, seed)
     transformer = default_model.transformer
     if getattr(transformer, "_ditcache_run", None) is not None or "forward" in transformer.__dict__:
         raise RuntimeError("record_trajectory needs the plain model: remove ditcache (or other hooks) first")

@@ -2,12 +2,13 @@
 
 Once per model, offline ("one-time choosing"): the uncached model samples a few generations; along
 that trajectory every site's output is forecast at each step the planned schedule (full every
-``interval`` steps after ``warmup``) would skip, by every solver of the pool (``forecast/hyca.py``), and
-the squared error of each channel summed: the whole skip window is scored, not only the next step.
-Each site's channels are then clustered into ``clusters`` groups by their temporal indicators (log
-mean |F|, |dF|, |d2F|, |d3F| over the steps, standardised: scale, slope, curvature, jerk), and each
-cluster takes the solver with the least summed error over its channels. The artifact records, per site
-and channel, the chosen solver (and the cluster), with the usual fingerprint and sampler checks.
+``interval`` steps after ``warmup``) would skip, by every solver of the paper's pool (``forecast/hyca.py``),
+and the squared error of each channel summed: the whole skip window is scored, not only the next step.
+Each site's channels are then clustered into ``clusters`` groups by the paper's temporal indicators
+(``DESCRIPTORS``: mean |first| and |second| differences over the steps, energy, jerk ratio, curvature
+ratio and spectral flatness; logs, standardised), and each cluster takes the solver with the least
+summed error over its channels. The artifact records, per site and channel, the chosen solver (and the
+cluster) and the names of the pool the indices refer to, with the usual fingerprint and sampler checks.
 """
 
 from __future__ import annotations
@@ -21,9 +22,17 @@ from ..artifact import Artifact, fingerprint
 from ..forecast.common import Coords
 from ..forecast.hyca import POOL, coefficients
 from ..forecast.taylor import Taylor
-from ..plan import counter_full
+from ..plan import counter_full, kept_order
 from ..tokens import kmeans
 from .common import AllFull, record_trajectory
+
+# The per-channel indicators the paper lists (its exact definitions were not retrieved; these are the plain
+# ones): d1, d2, d3 = mean |first, second, third backward difference| over steps and rows, energy = mean F^2,
+# and the spectral flatness (geometric over arithmetic mean of the power spectrum) of the first differences
+# of the channel's mean over rows, step by step.
+DESCRIPTORS = ("first_difference", "second_difference", "energy", "jerk_ratio", "curvature_ratio",
+               "spectral_flatness")
+EPS = 1e-12
 
 
 @dataclass
@@ -42,9 +51,81 @@ class HyCaTrainConfig:
                 raise ValueError(f"HyCaTrainConfig.{name} must be an int >= 1, got {getattr(self, name)!r}")
 
 
-def _channel_sum(t: tuple) -> torch.Tensor:
-    """Sum over every dimension but the last, over all streams: (D,) float64."""
-    return sum(x.double().reshape(-1, x.shape[-1]).sum(0) for x in t if x is not None)
+def _rows(t: tuple) -> torch.Tensor:
+    """Every stream's rows (all dimensions but the last) stacked: (R, D) float64."""
+    return torch.cat([x.double().reshape(-1, x.shape[-1]) for x in t if x is not None])
+
+
+class SiteCalibration:
+    """One site along the calibration trajectories: each pool solver's summed squared error per channel on
+    the steps the schedule skips, and the sums the channel descriptors are made of."""
+
+    def __init__(self, pool: tuple[str, ...] = POOL) -> None:
+        self.pool = pool
+        self.errors: torch.Tensor | None = None          # (P, D)
+        self.sums: list = [0.0, 0.0, 0.0, 0.0]           # per channel: sum of mean F^2, |dF|, |d2F|, |d3F|
+        self.counts = [0, 0, 0, 0]                       # steps each sum covers
+        self.spectra: list[torch.Tensor] = []            # per trajectory: (D,) log spectral flatness
+        self._taylor = Taylor(differences="backward", units="step")
+        self.start()
+
+    def start(self) -> None:
+        """A new trajectory: no history, no recent outputs."""
+        self.history: dict = {}
+        self.last_full: tuple | None = None
+        self.recent: list[torch.Tensor] = []             # the last four outputs' rows, newest last
+        self.means: list[torch.Tensor] = []              # per step: (D,) mean over rows
+
+    def observe(self, step: int, true: tuple, full: bool, order: int) -> None:
+        """The real output at ``step``; ``full``: the planned schedule computes this step (its differences
+        extended up to ``order``), else every solver's forecast is scored against it."""
+        rows = _rows(true)                                                     # (R, D)
+        self._moments(rows)
+        if full:
+            self._taylor.update(self.history, self.last_full, true, (Coords(float(step), step), None), order)
+            self.last_full = true
+            return
+        factors = self.history.get("factors", [])
+        nodes = self.history["nodes"]
+        gap = nodes[0] - nodes[1] if len(nodes) > 1 else 1.0
+        anchor = _rows(self.last_full)
+        terms = [_rows(f) for f in factors]
+        errs = []
+        for c in coefficients(step - nodes[0], gap, self.pool).tolist():      # (c1, c2) per solver
+            pred = anchor + sum(ci * t for ci, t in zip(c, terms))
+            errs.append(((pred - rows) ** 2).sum(0))
+        self.errors = (0.0 if self.errors is None else self.errors) + torch.stack(errs)   # (P, D)
+
+    def finish(self) -> None:
+        """A trajectory ends: its channels' spectral flatness joins the descriptors."""
+        if len(self.means) > 2:
+            diffs = torch.stack(self.means).diff(dim=0)                        # (T - 1, D)
+            power = torch.fft.rfft(diffs, dim=0).abs() ** 2 + EPS              # (F, D)
+            self.spectra.append(power.log().mean(0) - power.mean(0).log())     # log(geometric / arithmetic)
+
+    def _moments(self, rows: torch.Tensor) -> None:
+        self.means.append(rows.mean(0))
+        self.recent = (self.recent + [rows])[-4:]
+        self.sums[0] = self.sums[0] + (rows ** 2).mean(0)
+        self.counts[0] += 1
+        diffs = self.recent[::-1]                                              # newest first
+        for k in range(1, len(diffs)):  # backward differences of order k at this step
+            diffs = [a - b for a, b in zip(diffs[:-1], diffs[1:])]
+            self.sums[k] = self.sums[k] + diffs[0].abs().mean(0)
+            self.counts[k] += 1
+
+    def descriptors(self) -> torch.Tensor:
+        """(D, 6) the channels' indicators (``DESCRIPTORS``), log-scaled."""
+        energy, d1, d2, d3 = (torch.as_tensor(s, dtype=torch.float64) / max(c, 1) + EPS
+                              for s, c in zip(self.sums, self.counts))
+        flatness = torch.stack(self.spectra).mean(0) if self.spectra else torch.zeros_like(d1)
+        return torch.stack([d1.log(), d2.log(), energy.log(), (d3 / d2).log(), (d2 / d1).log(), flatness], -1)
+
+    def assign(self, clusters: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(D,) solver per channel (indices into ``pool``) and (D,) cluster per channel: the channels clustered
+        by their standardised descriptors, each cluster given the solver with the least summed error."""
+        labels = _cluster_channels(self.descriptors(), clusters, seed)
+        return _assign(self.errors, labels, clusters), labels
 
 
 @torch.no_grad()
@@ -55,35 +136,26 @@ def train_hyca(default_model, config: HyCaTrainConfig | None = None) -> tuple[Ar
     transformer = default_model.transformer
     sites = find_sites(transformer)
     labels_in = [i % 10 for i in range(cfg.labels_per_batch)]
-    errors: dict[int, torch.Tensor] = {}            # site -> (P, D) summed squared error of each solver
-    moments: dict[int, list[torch.Tensor]] = {}     # site -> [sum |F|, |dF|, |d2F|, |d3F|] per channel
-    taylor = Taylor(differences="backward", units="step")
+    calibration = {s.index: SiteCalibration() for s in sites}
     for b in range(cfg.batches):
         traj = record_trajectory(default_model, labels_in, cfg.steps, seed=cfg.seed + b)
         run = apply(transformer, AllFull(), steps=cfg.steps)
-        history: dict[int, dict] = {s.index: {} for s in sites}
-        last_full: dict[int, tuple] = {}
-        recent: dict[int, list[tuple]] = {s.index: [] for s in sites}
+        for cal in calibration.values():
+            cal.start()
         try:
             for step in range(cfg.steps):
                 transformer(**traj.inputs[step], return_dict=False)
-                coords = Coords(traj.timesteps[step], step)
+                full = counter_full(step, cfg.warmup, cfg.interval)
                 for site in sites:
-                    true = run.store.entries[(0, site.index)].out
-                    _moments(moments, site.index, recent[site.index], true)
-                    h = history[site.index]
-                    if counter_full(step, cfg.warmup, cfg.interval):
-                        order = 0 if step < cfg.warmup - 1 else 2
-                        taylor.update(h, last_full.get(site.index), true, (coords, None), order)
-                        last_full[site.index] = true
-                        continue
-                    _score(errors, site.index, h, last_full[site.index], true, step)
+                    calibration[site.index].observe(step, run.store.entries[(0, site.index)].out, full,
+                                                    kept_order(step, cfg.warmup, 2))
         finally:
             run.remove()
+        for cal in calibration.values():
+            cal.finish()
     solvers, clusters = {}, {}
     for site in sites:
-        clusters[site.index] = _cluster_channels(moments[site.index], cfg.clusters, cfg.seed)
-        solvers[site.index] = _assign(errors[site.index], clusters[site.index], cfg.clusters)
+        solvers[site.index], clusters[site.index] = calibration[site.index].assign(cfg.clusters, cfg.seed)
     width = max(len(v) for v in solvers.values())
     pad = lambda d: torch.stack([torch.nn.functional.pad(d[s.index], (0, width - len(d[s.index])), value=-1)  # noqa: E731
                                  for s in sites])
@@ -94,40 +166,10 @@ def train_hyca(default_model, config: HyCaTrainConfig | None = None) -> tuple[Ar
     return art, summary
 
 
-def _moments(moments: dict, site: int, recent: list, true: tuple) -> None:
-    """Accumulate per-channel sums of |F| and of its first three finite differences over steps."""
-    recent.append(true)
-    del recent[:-4]
-    acc = moments.setdefault(site, [0.0, 0.0, 0.0, 0.0])
-    diffs = [true]
-    seq = recent[::-1]                                                        # newest first
-    for order in range(1, len(seq)):  # backward differences of increasing order at this step
-        prev = [tuple(a - b for a, b in zip(x, y) if a is not None) for x, y in zip(seq[:-1], seq[1:])]
-        diffs.append(prev[0])
-        seq = prev
-    for k, d in enumerate(diffs):
-        acc[k] = acc[k] + _channel_sum(tuple(x.abs() for x in d if x is not None))
-
-
-def _score(errors: dict, site: int, history: dict, anchor: tuple, true: tuple, step: int) -> None:
-    """Add every solver's squared error per channel at a skipped step."""
-    factors = history.get("factors", [])
-    nodes = history["nodes"]
-    delta, gap = step - nodes[0], (nodes[0] - nodes[1] if len(nodes) > 1 else 1.0)
-    coef = coefficients(delta, gap)                                          # (P, 2)
-    rows = []
-    for c1, c2 in coef.tolist():
-        pred = anchor
-        for c, f in zip((c1, c2), factors):
-            pred = tuple(None if a is None else a + c * b for a, b in zip(pred, f))
-        rows.append(_channel_sum(tuple(None if p is None else (p - t) ** 2 for p, t in zip(pred, true))))
-    errors[site] = errors.get(site, 0.0) + torch.stack(rows)                  # (P, D)
-
-
-def _cluster_channels(sums: list, clusters: int, seed: int) -> torch.Tensor:
-    """(D,) cluster of each channel by its standardised log indicators (scale, slope, curvature, jerk)."""
-    feats = torch.stack([torch.log(torch.as_tensor(s, dtype=torch.float64) + 1e-12) for s in sums], -1)  # (D, 4)
-    feats = (feats - feats.mean(0)) / feats.std(0).clamp_min(1e-12)
+def _cluster_channels(descriptors: torch.Tensor, clusters: int, seed: int) -> torch.Tensor:
+    """(D,) cluster of each channel by its standardised descriptors (D, K)."""
+    feats = descriptors.double()
+    feats = (feats - feats.mean(0)) / feats.std(0).clamp_min(EPS)
     k = min(clusters, feats.shape[0])
     labels, _, _ = kmeans(feats.float().unsqueeze(0), k, generator=torch.Generator().manual_seed(seed),
                           distance="l2")

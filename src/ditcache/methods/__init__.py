@@ -9,6 +9,8 @@ from .fora import FORA
 from .freqca import FreqCa
 from .hyca import HyCa
 from .l2c import L2C
+from .l2p import L2P
+from .meancache import MeanCache
 from .nocache import NoCache
 from .replay import Replay
 from .speca import SpeCa
@@ -27,6 +29,8 @@ METHODS: dict[str, type] = {
     "freqca": FreqCa,
     "speca": SpeCa,
     "hyca": HyCa,
+    "l2p": L2P,
+    "meancache": MeanCache,
 }
 
 
@@ -58,6 +62,8 @@ def parse_method(text: str):
             kind = next((t for t in (bool, int, float, str) if t.__name__ in str(fields[key].type)), kind)
         if kind not in (int, float, str, bool):
             raise ValueError(f"{name}.{key} cannot be set from the command line; use the Python API")
+        if kind is int and "float" in str(fields[key].type) and not value.strip().lstrip("-").isdigit():
+            kind = float  # int | float (a warm-up as a share of the run): "3" is steps, "0.06" a share
         try:
             kwargs[key] = {bool: lambda v: v.lower() in ("1", "true", "yes")}.get(kind, kind)(value)
         except ValueError:
@@ -96,7 +102,7 @@ def resolve_method(method):
 
 
 __all__ = [
-    "FORA", "L2C", "METHODS", "ClusCa", "FreqCa", "HyCa", "NoCache", "Replay", "SpeCa", "TaylorSeer", "ToCa",
-    "TokenCache",
+    "FORA", "L2C", "L2P", "METHODS", "ClusCa", "FreqCa", "HyCa", "MeanCache", "NoCache", "Replay", "SpeCa",
+    "TaylorSeer", "ToCa", "TokenCache",
     "describe", "parse_method", "resolve_method",
 ]

@@ -39,16 +39,30 @@ import torch
 
 from .. import tokens as T
 from ..forecast import Taylor, check_forecaster
-from ..plan import Action, Plan, Site, StepContext, check_order, counter_full
+from ..plan import (
+    Action,
+    Holds,
+    Plan,
+    SharedHolds,
+    Site,
+    StepContext,
+    check_order,
+    check_warmup,
+    counter_full,
+    kept_order,
+    leading,
+)
 
 REFRESH = ("persist", "step")
+SHARDINGS = ("global", "shard")
 
 
 @dataclass
 class ClusCa:
     interval: int = 5        # N: one full step every N steps (authors' FLUX setting)
     order: int = 1           # Taylor order of the forecast base (authors' FLUX setting)
-    warmup: int = 3          # first_enhance: leading full steps (authors' FLUX setting); >= 1
+    warmup: int | float = 3  # first_enhance: leading full steps (authors' FLUX setting); >= 1, or a float in
+    #                          (0, 1): that share of the run (plan.leading)
     clusters: int = 16       # K: clusters, so K tokens recomputed per image MLP per step (DiT and FLUX)
     gamma: float = 0.005     # propagation ratio towards the cluster's fresh value (authors' FLUX value)
     refresh: str = "persist"  # "persist": refreshed tokens last until the next full step (the reference);
@@ -61,9 +75,13 @@ class ClusCa:
     seed: int = 0            # random representatives and the first k-means initialisation
     frame_wise: bool = False  # video: k-means within each frame, `clusters` per frame (the reference's T-wise)
     forecast: object = field(default_factory=Taylor)  # the forecaster under the refresh (HiCache: "Hi-ClusCa")
+    sharding: str = "global"  # under context parallelism: "global" clusters the whole sequence (probe tokens gathered:
+    #                          the single-process clusters and draws) and sums each cluster's fresh rows over the ranks;
+    #                          "shard": each rank clusters its own tokens into clusters // ranks (README, measured)
 
     name: ClassVar[str] = "clusca"
-    ranges: ClassVar[str] = ("interval >= 1, order 0..4, warmup >= 1 (caches when < steps), 1 <= clusters <= "
+    ranges: ClassVar[str] = ("interval >= 1, order 0..4, warmup >= 1 or a run share in (0, 1) (caches when < steps), "
+                             "1 <= clusters <= "
                              "image tokens, gamma 0..1")
 
     def __post_init__(self) -> None:
@@ -83,15 +101,15 @@ class ClusCa:
                 raise ValueError(f"ClusCa.{name} must be an int >= 1, got {getattr(self, name)!r}")
         check_order("ClusCa", self.order)
         check_forecaster("ClusCa", self.forecast)
-        if not isinstance(self.warmup, int) or self.warmup < 1:
-            raise ValueError(f"ClusCa.warmup must be an int >= 1 (step 0 has nothing to forecast from), "
-                             f"got {self.warmup!r}")
+        check_warmup("ClusCa", self.warmup)
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"ClusCa.gamma must be in [0, 1], got {self.gamma}")
         if self.refresh not in REFRESH:
             raise ValueError(f"ClusCa.refresh must be one of {REFRESH}, got {self.refresh!r}")
         if self.distance not in T.DISTANCES:
             raise ValueError(f"ClusCa.distance must be one of {T.DISTANCES}, got {self.distance!r}")
+        if self.sharding not in SHARDINGS:
+            raise ValueError(f"ClusCa.sharding must be one of {SHARDINGS}, got {self.sharding!r}")
 
     def probe_layer(self, sites: list[Site]) -> int:
         layers = [s.layer for s in sites if _refreshed(s) and s.stream == "image"]
@@ -100,19 +118,27 @@ class ClusCa:
         return max(layers)
 
     def full_steps(self, num_steps: int) -> list[int]:
-        return [s for s in range(num_steps) if counter_full(s, self.warmup, self.interval)]
+        w = leading(self.warmup, num_steps)
+        return [s for s in range(num_steps) if counter_full(s, w, self.interval)]
+
+    def holds(self, site: Site) -> Holds:
+        return Holds(output=True, history=self.order, refreshed=_refreshed(site) and self.refresh == "persist")
+
+    def holds_shared(self) -> SharedHolds:
+        return SharedHolds(probe_clusters=self.clusters, frame_wise=self.frame_wise)
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
         state = store.shared.setdefault(("clusca", ctx.branch), {})
-        if counter_full(ctx.step, self.warmup, self.interval):
+        w = leading(self.warmup, ctx.num_steps)
+        if counter_full(ctx.step, w, self.interval):
             state["labels"] = None  # recluster on the next partial step, from this step's probe
-            keep = 0 if ctx.step < self.warmup - 1 else self.order  # TaylorSeer's derivative guard
-            return [Plan(Action.FULL, order=keep)] * len(sites)
+            return [Plan(Action.FULL, order=kept_order(ctx.step, w, self.order))] * len(sites)
         gen = state.setdefault("generator", torch.Generator().manual_seed(self.seed))
         if state.get("labels") is None:
             state["labels"] = {stream: self._cluster(state, stream, store.shared.get((probe, ctx.branch)), gen,
-                                                     ctx.grid if stream == "image" else None)
+                                                     ctx.grid if stream == "image" else None, ctx.shards)
                                for stream, probe in (("image", "probe"), ("text", "probe-text"))}
+        whole = ctx.shards.active and self.sharding == "global"  # labels and draws over the whole sequence
         forecast = Plan(Action.FORECAST, order=self.order)
         persist = self.refresh == "persist"
         plans = []
@@ -123,22 +149,32 @@ class ClusCa:
                 continue
             k = state[("k", site.stream)]
             idx = T.one_per_cluster(labels, k, gen)                             # (B, k)
+            valid = None
+            if whole:  # this rank's rows of the whole sequence's draw; its clusters' means summed over ranks
+                n = state[("n", site.stream)]
+                labels = ctx.shards.shard_of(labels, n)                         # (B, n)
+                idx, valid = ctx.shards.localize(idx, n)                        # (B, m), (B, m)
             propagate = (labels, k, self.gamma) if site.stream == "image" else None
             plans.append(Plan(Action.PARTIAL, tokens=idx, order=self.order, write_back=persist,
-                              propagate=propagate))
+                              propagate=propagate, valid=valid))
         return plans
 
-    def _cluster(self, state: dict, stream: str, x: torch.Tensor | None, gen, grid) -> torch.Tensor | None:
+    def _cluster(self, state: dict, stream: str, x: torch.Tensor | None, gen, grid, shards) -> torch.Tensor | None:
         """(B, N) labels of one stream's tokens, warm-started from its last centroids; None if absent.
-        Frame-wise: each frame's tokens are clustered apart and frame f's labels are offset by f * K."""
+        Frame-wise: each frame's tokens are clustered apart and frame f's labels are offset by f * K.
+        Context parallelism: "global" clusters every rank's tokens (gathered; labels of the whole sequence),
+        "shard" this rank's own into clusters // ranks (labels of its shard)."""
         if x is None:
             return None
-        x = x.float()                                                           # (B, N, D)
+        state[("n", stream)] = x.shape[1]                                       # this rank's tokens
+        whole = self.sharding == "global"
+        x = (shards.all_gather(x, 1) if whole else x).float()                   # (B, N, D)
         b, n, d = x.shape
         frames = grid[0] if self.frame_wise and grid is not None and math.prod(grid) == n else 1
         x = x.reshape(b * frames, n // frames, d)                              # (B * F, S, D)
         # image tokens: K as asked (k-means refuses K > N); text (Flux's 4 class tokens): at most one per token
-        k = self.clusters if stream == "image" else min(self.clusters, x.shape[1])
+        k = self.clusters if whole else max(1, self.clusters // shards.size)
+        k = k if stream == "image" else min(k, x.shape[1])
         state[("k", stream)] = k * frames
         init = state.get(("centroids", stream))
         if init is not None and init.shape[:2] != (x.shape[0], k):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..plan import FULL, REUSE, Plan, Site, StepContext, countdown_full
+from ..plan import FULL, REUSE, Holds, Plan, Site, StepContext, countdown_full
 
 
 @dataclass
@@ -33,6 +33,9 @@ class FORA:
 
     def full_steps(self, num_steps: int) -> list[int]:
         return [s for s in range(num_steps) if s < self.warmup or countdown_full(s, num_steps, self.interval)]
+
+    def holds(self, site: Site) -> Holds:
+        return Holds(output=True)
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
         full = ctx.step < self.warmup or countdown_full(ctx.step, ctx.num_steps, self.interval)

@@ -24,7 +24,19 @@ import torch
 
 from ..forecast import HiCache
 from ..forecast.common import Coords
-from ..plan import SKIP, Action, Plan, Site, StepContext, check_order, counter_full
+from ..plan import (
+    SKIP,
+    Action,
+    Plan,
+    SharedHolds,
+    Site,
+    StepContext,
+    check_order,
+    check_warmup,
+    counter_full,
+    kept_order,
+    leading,
+)
 
 
 def dct_matrix(n: int) -> torch.Tensor:
@@ -54,31 +66,37 @@ def low_band(x: torch.Tensor, grid: tuple[int, int, int], cutoff: float) -> torc
 @dataclass
 class FreqCa:
     interval: int = 6         # N: one full step every N steps (reference default; 9 is its aggressive setting)
-    warmup: int = 3           # leading full steps (first_enhance, reference)
+    warmup: int | float = 3   # leading full steps (first_enhance, reference); or a float in (0, 1): that share
+    #                           of the run (plan.leading)
     order: int = 2            # Hermite order of the high band's forecast (reference max_order)
     cutoff: float = 0.1       # low band: DCT radius <= cutoff * the largest radius (reference)
     sigma: float = 0.71       # Hermite scale of the high band (reference, hard-coded there)
 
     name: ClassVar[str] = "freqca"
-    ranges: ClassVar[str] = "interval >= 1, warmup >= 1 (caches when < steps), order 0..4, cutoff 0..1, sigma (0, 1]"
+    ranges: ClassVar[str] = ("interval >= 1, warmup >= 1 or a run share in (0, 1) (caches when < steps), "
+                             "order 0..4, cutoff 0..1, sigma (0, 1]")
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        for name in ("interval", "warmup"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"FreqCa.{name} must be an int >= 1, got {getattr(self, name)!r}")
+        if not isinstance(self.interval, int) or self.interval < 1:
+            raise ValueError(f"FreqCa.interval must be an int >= 1, got {self.interval!r}")
+        check_warmup("FreqCa", self.warmup)
         check_order("FreqCa", self.order)
         if not 0.0 <= self.cutoff <= 1.0:
             raise ValueError(f"FreqCa.cutoff must be in [0, 1], got {self.cutoff}")
         HiCache(sigma=self.sigma)  # checks sigma
 
     def full_steps(self, num_steps: int) -> list[int]:
-        return [s for s in range(num_steps) if counter_full(s, self.warmup, self.interval)]
+        w = leading(self.warmup, num_steps)
+        return [s for s in range(num_steps) if counter_full(s, w, self.interval)]
+
+    def holds_shared(self) -> SharedHolds:
+        return SharedHolds(final=self.order)  # the CRF and its high-band differences; nothing per site
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
-        full = counter_full(ctx.step, self.warmup, self.interval)
+        full = counter_full(ctx.step, leading(self.warmup, ctx.num_steps), self.interval)
         store.shared[("freqca-full", ctx.branch)] = full
         return [Plan(Action.FULL, keep=False) if full else SKIP] * len(sites)
 
@@ -91,8 +109,8 @@ class FreqCa:
             high = self._high(store, ctx, x)                                    # (B, N, D)
             prev = state.get("crf")
             prev_high = (self._high(store, ctx, prev),) if prev is not None else None
-            order = 0 if ctx.step < self.warmup - 1 else self.order             # TaylorSeer's derivative guard
-            hermite.update(state["history"], prev_high, (high,), (coords, state.get("coords")), order)
+            hermite.update(state["history"], prev_high, (high,), (coords, state.get("coords")),
+                           kept_order(ctx.step, leading(self.warmup, ctx.num_steps), self.order))
             state["crf"], state["coords"] = x, coords
             return None
         if "crf" not in state:
@@ -100,11 +118,15 @@ class FreqCa:
         return hermite.predict(state["history"], (state["crf"],), coords, self.order)[0].to(x.dtype)
 
     def _high(self, store, ctx: StepContext, x: torch.Tensor) -> torch.Tensor:
-        """x minus its low DCT band, over the token axis (rows of one frame each, as Latte's: per frame)."""
+        """x minus its low DCT band, over the token axis (rows of one frame each, as Latte's: per frame).
+        Under context parallelism x is this rank's shard: the band is taken over the whole sequence (gathered)
+        and this rank's rows of it returned, so the kept state stays in the shard's layout."""
+        n = x.shape[1]
+        x = ctx.shards.all_gather(x, 1)                                         # (B, N, D)
         grid = ctx.grid
         if grid is not None and math.prod(grid) != x.shape[1] and grid[1] * grid[2] == x.shape[1]:
             grid = (1, grid[1], grid[2])
         if grid is None or math.prod(grid) != x.shape[1]:
             raise ValueError(f"FreqCa needs the image-token grid of {x.shape[1]} tokens; the model's adapter "
                              f"gives {ctx.grid}")
-        return x - low_band(x, grid, self.cutoff)
+        return ctx.shards.shard_of(x - low_band(x, grid, self.cutoff), n)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..forecast.hyca import ChannelMix
-from ..plan import Action, Plan, Site, StepContext, counter_full
+from ..plan import Action, Holds, Plan, Site, StepContext, counter_full, kept_order
 from .artifacts import load_artifact
 
 
@@ -45,16 +45,19 @@ class HyCa:
         if solvers.shape[0] != len(sites):
             raise ValueError(f"calibration has {solvers.shape[0]} sites, the model {len(sites)}")
         self._art = art
-        self.forecast = ChannelMix({s.index: row[row >= 0] for s, row in zip(sites, solvers)})
+        pool = tuple(art.config["pool"])  # the solver names the calibration chose from (indices refer to it)
+        self.forecast = ChannelMix({s.index: row[row >= 0] for s, row in zip(sites, solvers)}, pool)
         self._interval = self.interval or art.config["interval"]
         self._warmup = self.warmup or art.config["warmup"]
 
     def full_steps(self, num_steps: int) -> list[int]:
         return [s for s in range(num_steps) if counter_full(s, self._warmup, self._interval)]
 
+    def holds(self, site: Site) -> Holds:
+        return Holds(output=True, history=2)
+
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
         self._art.check_step(ctx.step, ctx.num_steps, ctx.timestep)
         if counter_full(ctx.step, self._warmup, self._interval):
-            keep = 0 if ctx.step < self._warmup - 1 else 2  # TaylorSeer's derivative guard
-            return [Plan(Action.FULL, order=keep)] * len(sites)
+            return [Plan(Action.FULL, order=kept_order(ctx.step, self._warmup, 2))] * len(sites)
         return [Plan(Action.FORECAST, order=2)] * len(sites)

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import torch
 
-from ..plan import FULL, REUSE, Plan, Site, StepContext, periodic_full
+from ..plan import FULL, REUSE, Holds, Plan, Site, StepContext, periodic_full
 from .artifacts import load_artifact
 
 
@@ -54,6 +54,9 @@ class L2C:
 
     def full_steps(self, num_steps: int) -> list[int]:
         return [s for s in range(num_steps) if periodic_full(s, 0, self.interval)]
+
+    def holds(self, site: Site) -> Holds:
+        return Holds(output=True)
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
         self._art.check_step(ctx.step, ctx.num_steps, ctx.timestep)

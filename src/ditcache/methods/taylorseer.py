@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ..forecast import Taylor, check_forecaster
-from ..plan import Action, Plan, Site, StepContext, check_order, counter_full
+from ..plan import Action, Holds, Plan, Site, StepContext, check_order, check_warmup, counter_full, kept_order, leading
 
 
 @dataclass
@@ -22,12 +22,13 @@ class TaylorSeer:
     interval: int = 4  # N: one full step every N steps (the authors' DiT-XL/2 DDIM-50 setting is 4)
     order: int = 2     # m: Taylor order of the forecast (DiT code recommends up to 4, FLUX uses 1; 2 is the
     #                    authors' FLUX.1-dev "N=4 O=2" point and was stable on our small models)
-    warmup: int = 2    # first_enhance: leading full steps (authors' DiT value; FLUX uses 3); >= 1
+    warmup: int | float = 2  # first_enhance: leading full steps (authors' DiT value; FLUX uses 3); >= 1, or a
+    #                    float in (0, 1): that share of the run (0.06 is 3 of 50 steps and 1 of 8)
     forecast: object = field(default_factory=Taylor)  # the forecaster (ditcache.forecast): Taylor series by
     #                    default; HiCache(), FoCa() or any other plugs in here
 
     name: ClassVar[str] = "taylorseer"
-    ranges: ClassVar[str] = "interval >= 1, order 0..4, warmup >= 1; caches when warmup < steps"
+    ranges: ClassVar[str] = "interval >= 1, order 0..4, warmup >= 1 or a run share in (0, 1)"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -37,15 +38,17 @@ class TaylorSeer:
             raise ValueError(f"TaylorSeer.interval must be an int >= 1, got {self.interval!r}")
         check_order("TaylorSeer", self.order)
         check_forecaster("TaylorSeer", self.forecast)
-        if not isinstance(self.warmup, int) or self.warmup < 1:
-            raise ValueError(f"TaylorSeer.warmup must be an int >= 1 (step 0 has nothing to forecast from), "
-                             f"got {self.warmup!r}")
+        check_warmup("TaylorSeer", self.warmup)
 
     def full_steps(self, num_steps: int) -> list[int]:
-        return [s for s in range(num_steps) if counter_full(s, self.warmup, self.interval)]
+        w = leading(self.warmup, num_steps)
+        return [s for s in range(num_steps) if counter_full(s, w, self.interval)]
+
+    def holds(self, site: Site) -> Holds:
+        return Holds(output=True, history=self.order)
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
-        if counter_full(ctx.step, self.warmup, self.interval):
-            keep = 0 if ctx.step < self.warmup - 1 else self.order  # the reference's derivative guard
-            return [Plan(Action.FULL, order=keep)] * len(sites)
+        w = leading(self.warmup, ctx.num_steps)
+        if counter_full(ctx.step, w, self.interval):
+            return [Plan(Action.FULL, order=kept_order(ctx.step, w, self.order))] * len(sites)
         return [Plan(Action.FORECAST, order=self.order)] * len(sites)

@@ -12,9 +12,13 @@ progress p and normalised layer depth l, and the full interval is ``round(interv
 
 Scores are computed on a separate path from the kept inputs of FULL steps, so the model's attention
 keeps its fused kernel. Differences from the reference code, on purpose: full steps are placed by a
-counter (next full = this full + interval(p)) rather than a modulo test on a changing interval; an
-empty token choice (r = 0) is a plain reuse; grids not divisible by the cell get no bonus past the
-last whole cell.
+counter (next full = this full + interval(p)); the reference's DiT code tests ``s % N_t == 0`` on its
+count-down index s with N_t recomputed at each full step from p = 1 - s/T (``schedule="modulo"``), so a
+gap follows the residue of s rather than N_t: with the dit preset on 50 steps its full steps 4 and 5 are
+back to back and its gaps run 4, 1, 4, 4, 4, 2, 3 where the counter's are 5, 4, 4, 4, 3, 3 (both
+computing about as many steps; the reference also recomputes N_t per layer within a full step, which lets
+later layers of a step disagree with its first: not copied). An empty token choice (r = 0) is a plain
+reuse; grids not divisible by the cell get no bonus past the last whole cell.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import torch
 from .. import tokens as T
 from ..adapters import block_spec
 from ..forecast import Taylor, check_forecaster
-from ..plan import Action, Plan, Site, StepContext, check_order
+from ..plan import Action, Holds, Plan, Site, StepContext, check_order
 
 
 @dataclass
@@ -61,13 +65,22 @@ class ToCa:
     tie_cfg: bool = False             # [uncond; cond] halves take the same tokens (PixArt's code does;
     #                                   DiT's does not, and per-sample choice is the default here)
     warmup: int = 1                   # leading full steps (Flux code: 3)
+    schedule: str = "counter"         # "counter": next full = this full + interval(p); "modulo": the reference
+    #                                   DiT code's s % N_t == 0 (module doc: why the counter is the default)
     order: int = 0                    # the base the fresh tokens go into between full steps: 0 reuses the
     #                                   last output (ToCa); >= 1 forecasts it with `forecast`
     forecast: object = field(default_factory=Taylor)  # forecaster of the base when order >= 1
+    sharding: str = "global"          # under context parallelism: "global" takes the top k of the whole sequence's
+    #                                   scores (gathered), so each rank refreshes exactly the single-process tokens
+    #                                   of its shard (padded to one count per rank at attention sites, whose
+    #                                   collectives need it); "shard" the top ceil(k / ranks) of each rank's own
+    #                                   tokens (README, context parallelism: both measured)
     name: ClassVar[str] = "toca"
     ranges: ClassVar[str] = ("interval >= 1, fresh_ratio 0..1, order 0..4, warmup >= 0, cell >= 1, bonus >= 0, "
                              "score attention | key_norm | random")
     SCORES: ClassVar[tuple[str, ...]] = ("attention", "key_norm", "random")
+    SCHEDULES: ClassVar[tuple[str, ...]] = ("counter", "modulo")
+    SHARDINGS: ClassVar[tuple[str, ...]] = ("global", "shard")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -90,6 +103,10 @@ class ToCa:
                              f"got {self.fresh_ratio}")
         if self.score not in self.SCORES:
             raise ValueError(f"ToCa.score must be one of {self.SCORES}, got {self.score!r}")
+        if self.schedule not in self.SCHEDULES:
+            raise ValueError(f"ToCa.schedule must be one of {self.SCHEDULES}, got {self.schedule!r}")
+        if self.sharding not in self.SHARDINGS:
+            raise ValueError(f"ToCa.sharding must be one of {self.SHARDINGS}, got {self.sharding!r}")
         if self.cell < 1 or self.bonus < 0 or self.staleness_weight < 0 or self.warmup < 0 or self.layer_span < 0:
             raise ValueError("ToCa.cell must be >= 1 and bonus, staleness_weight, warmup, layer_span >= 0")
         unknown = {k.removeprefix("temporal:") for k, _ in self.module_factor} - {"attn", "cross_attn", "mlp", "block"}
@@ -124,6 +141,23 @@ class ToCa:
         a, b = self.interval_curve
         return max(1, round(self.interval / max(a + b * progress, 1e-6)))
 
+    def full_step(self, step: int, num_steps: int, progress: float, schedule: dict) -> bool:
+        """Whether ``step`` is full, updating ``schedule`` (the interval in force) when it is. Counter: the
+        warm-up, then every interval(p) steps after the last full one, and the last step. Modulo (the
+        reference's DiT rule): the first step and every step whose count-down index s = T - 1 - step is a
+        multiple of the interval set at the last full step, at the reference's p = 1 - s / T (so the last
+        step, s = 0, is always full)."""
+        if self.schedule == "modulo":
+            s = num_steps - 1 - step
+            if step >= self.warmup and step > 0 and s % schedule["interval"] != 0:
+                return False
+            schedule["interval"] = self.step_interval(1 - s / num_steps)
+            return True
+        if step < self.warmup or step >= schedule["next_full"] or step == num_steps - 1:
+            schedule["next_full"] = step + self.step_interval(progress)
+            return True
+        return False
+
     def module_factor_of(self, kind: str, role: str = "spatial") -> float:
         """f_module of a branch kind, the temporal-block entry first where there is one."""
         factors = dict(self.module_factor)
@@ -138,9 +172,7 @@ class ToCa:
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
         state = store.shared.setdefault(("toca", ctx.branch), {"scores": {}, "stale": {}})
         schedule = store.shared.setdefault("toca-schedule", {"next_full": 0})
-        if ctx.branch == 0 and (ctx.step < self.warmup or ctx.step >= schedule["next_full"]
-                                or ctx.step == ctx.num_steps - 1):  # the reference always computes the last step
-            schedule["next_full"] = ctx.step + self.step_interval(ctx.progress)
+        if ctx.branch == 0 and self.full_step(ctx.step, ctx.num_steps, ctx.progress, schedule):
             schedule["full_step"] = ctx.step
         if schedule.get("full_step") == ctx.step or ctx.step == 0:  # step 0: also a branch's first call
             state["scores"].clear()
@@ -151,6 +183,7 @@ class ToCa:
         if depth is None:
             depth = store.shared["toca-depth"] = self.layer_positions(sites)
         between = Plan(Action.FORECAST, order=self.order) if self.order else Plan(Action.REUSE)
+        shards = ctx.shards  # context parallelism: this rank holds n of the sequence's N tokens (SOLO: n = N)
         plans = []
         for site in sites:
             r = self.fresh_ratio_at(ctx.progress, depth[site.index], site.kind, site.role)
@@ -158,26 +191,40 @@ class ToCa:
             if not site.partial or key not in store.entries:  # (a site this branch skips: SLG's skipped layers)
                 plans.append(between)
                 continue
-            base = store.entries[key].out[0]                                      # (B, N, D)
-            stale = state["stale"].setdefault(site.index, base.new_zeros(base.shape[:2]))  # (B, N)
-            k = int(r * base.shape[1])
+            base = store.entries[key].out[0]                                      # (B, n, D)
+            n = base.shape[1]
+            whole = shards.span(n)[1]                                             # N
+            per_shard = shards.active and self.sharding == "shard"
+            stale = state["stale"].setdefault(site.index, base.new_zeros(base.shape[0], n if per_shard else whole))
+            k = int(r * whole)
             if k == 0:
                 stale += 1  # nothing recomputed: every token grows staler
                 plans.append(between)
                 continue
             if self.score == "random":
                 gen = state.setdefault("generator", torch.Generator().manual_seed(self.seed))
-                score = torch.rand(base.shape[:2], generator=gen).to(base.device)  # (B, N)
+                score = torch.rand((base.shape[0], whole), generator=gen).to(base.device)  # (B, N)
             else:
                 score = self._score(ctx, sites, site, store, state)              # (B, N)
+            if per_shard:  # this rank's own tokens, the same count on every rank
+                score, k = shards.shard_of(score, n), min(-(-k // shards.size), n)  # (B, n)
             score = score + self.staleness_weight * stale / self.interval
             if site.stream == "image" and ctx.grid is not None and score.shape[1] == math.prod(ctx.grid):
                 score = T.spatial_bonus(score, ctx.grid, self.cell, self.bonus)
             idx = T.top_k(score, k, self.tie_cfg and score.shape[0] % 2 == 0)   # (B, k)
             stale += 1
             stale.scatter_(1, idx, 0.0)
+            if shards.active and not per_shard:  # the whole sequence's choice, as this rank's rows
+                idx, valid = shards.localize(idx, n, same=site.kind != "mlp")     # (B, m), (B, m)
+                plans.append(Plan(Action.PARTIAL, tokens=idx, order=self.order, valid=valid))
+                continue
             plans.append(Plan(Action.PARTIAL, tokens=idx, order=self.order))
         return plans
+
+    def holds(self, site: Site) -> Holds:
+        refreshed = bool(site.partial) and self.module_factor_of(site.kind, site.role) > 0
+        return Holds(output=True, history=self.order, refreshed=refreshed, staleness=refreshed,
+                     inputs=site.kind in ("attn", "cross_attn"), keys=self.keeps_keys(site))
 
     def keeps_keys(self, site: Site) -> bool:
         """Whether a full step keeps ``site``'s raw key projections: the self-attention's keys, as the full
@@ -202,7 +249,10 @@ class ToCa:
 
     # ------------------------------------------------------------------ scores
     def _score(self, ctx: StepContext, sites: list[Site], site: Site, store, state: dict) -> torch.Tensor:
-        """(B, N) L2-normalised importance for the tokens ``site`` sees, from its layer's last full step."""
+        """(B, N) L2-normalised importance for the tokens ``site`` sees, from its layer's last full step.
+        Under context parallelism each rank scores its own tokens (attention received: from its queries, over
+        every rank's keys, summed over the ranks), and the scores are gathered: (B, N) of the whole sequence,
+        the same on every rank."""
         cache_key = (site.layer, site.stream)
         if cache_key not in state["scores"]:
             layer_sites = [s for s in sites if s.layer == site.layer]
@@ -225,10 +275,14 @@ class ToCa:
                 else:
                     text_first = block_spec(attn.block).text_first
                     rotary = kwargs.get("image_rotary_emb")
-                    stride = x.shape[1] // self.score_queries if self.score_queries else 1
-                    q, k = T.query_key(attn.module, x, context if joint else None, rotary=rotary, joint=joint,
-                                       text_first=text_first, query_stride=max(stride, 1), keys=keys)
-                    received = T.attention_received(q, k, kwargs.get("attention_mask"), self.score_queries)
+                    if ctx.shards.active:
+                        received = self._received_sharded(ctx.shards, attn.module, x, context if joint else None,
+                                                          rotary, text_first, keys, kwargs.get("attention_mask"))
+                    else:
+                        stride = x.shape[1] // self.score_queries if self.score_queries else 1
+                        q, k = T.query_key(attn.module, x, context if joint else None, rotary=rotary, joint=joint,
+                                           text_first=text_first, query_stride=max(stride, 1), keys=keys)
+                        received = T.attention_received(q, k, kwargs.get("attention_mask"), self.score_queries)
                     n_text = context.shape[1] if joint else 0
                     n_image = received.shape[1] - n_text
                     if text_first:
@@ -238,8 +292,28 @@ class ToCa:
             else:
                 raise ValueError(f"ToCa needs an attention site in layer {site.layer} to score tokens")
             for stream, s in scores.items():
-                state["scores"][(site.layer, stream)] = T.l2_normalise(s.float())
+                state["scores"][(site.layer, stream)] = T.l2_normalise(ctx.shards.all_gather(s.float(), 1))
         return state["scores"][cache_key]
+
+    def _received_sharded(self, shards, module, x: torch.Tensor, context: torch.Tensor | None, rotary, text_first: bool,
+                          keys: dict | None, mask: torch.Tensor | None) -> torch.Tensor:
+        """(B, s) attention received by this rank's s tokens (its joint sequence) under context parallelism,
+        as one process scores them: the query rows it samples (every max(S // score_queries, 1)-th row of the
+        whole joint sequence) that live on this rank attend to every rank's keys (gathered), and the
+        rows' sums are added over the ranks (score scale aside, which l2_normalise removes)."""
+        q, k = T.query_key(module, x, context, rotary=rotary, joint=context is not None, text_first=text_first,
+                           keys=keys)                                           # (B, s, H, d) each
+        image_at, n_image = shards.span(x.shape[1])
+        text_at, n_text = shards.span(context.shape[1]) if context is not None else (0, 0)
+        image = torch.arange(x.shape[1], device=x.device) + image_at            # whole-image positions
+        text = torch.arange(q.shape[1] - x.shape[1], device=x.device) + text_at
+        rows = torch.cat([text, image + n_text]) if text_first else torch.cat([image, text + n_image])  # (s,)
+        stride = max((n_image + n_text) // self.score_queries, 1) if self.score_queries else 1
+        n_keys = k.shape[1]
+        k = shards.all_gather(k, 1)                                             # (B, S, H, d): every rank's keys
+        mask = None if mask is None else shards.all_gather(mask, -1)
+        received = T.attention_received(q[:, rows % stride == 0], k, mask)      # (B, S) from this rank's rows
+        return shards.shard_of(shards.all_reduce(received), n_keys)             # (B, s) from every rank's rows
 
 
 def _kept(store, branch: int, site: Site) -> tuple[tuple, dict]:

@@ -3,9 +3,10 @@
 A trained predictor gives each (step, site, token) an importance that does not depend on the input.
 Full steps follow the Two-Phase Round-Robin schedule: every ``k1`` steps before progress ``boundary``
 and every ``k2`` steps after it (early, noisy steps are more alike, so the early phase is sparser; the
-paper's talk summary). Which order is better depends on the model (benchmarks/learned_choices.py, 20
-images, equal FLOPs): on the `dit` default the paper's (k1 4, k2 2: 40.0 dB vs 38.1 reversed, 1.63x), on
-`flux` the reverse (k1 2, k2 4: 42.7 dB vs 36.8, 1.67x); the defaults follow the paper.
+paper's talk summary). Which order is ahead differs by model in one run (benchmarks/learned_choices.py,
+20 images, equal FLOPs, no interval, so neither lead is shown): on the `dit` default the paper's (k1 4, k2 2:
+40.0 dB vs 38.1 reversed, 1.63x), on `flux` the reverse (k1 2, k2 4: 42.7 dB vs 36.8, 1.67x); the defaults
+follow the paper.
 On the steps between, ``ratio`` bounds the compute of every site together
 (each site counted by its FLOPs, measured when the predictor was trained): sites without a token-subset
 path (joint attention, whole blocks) are computed iff their learned weight exceeds ``site_threshold``
@@ -21,7 +22,7 @@ from typing import ClassVar
 
 import torch
 
-from ..plan import FULL, REUSE, Action, Plan, Site, StepContext
+from ..plan import FULL, REUSE, Action, Holds, Plan, Site, StepContext
 from .artifacts import load_artifact
 
 
@@ -65,6 +66,9 @@ class TokenCache:
     def full_steps(self, num_steps: int) -> list[int]:
         return [s for s in range(num_steps) if self.full_step(s, num_steps)]
 
+    def holds(self, site: Site) -> Holds:
+        return Holds(output=True, refreshed=site.partial is not None)  # partial steps write back
+
     def full_step(self, step: int, num_steps: int) -> bool:
         """TPRR: full at step 0, then every k1 steps in the early phase, every k2 in the late one."""
         last = 0
@@ -90,7 +94,12 @@ class TokenCache:
             else:
                 idx = w[site.index, :n].topk(k).indices                      # (k,) the same for every sample
                 rows = store.entries[(ctx.branch, site.index)].out[0]       # (B, N, D): its rows and device
-                plans.append(Plan(Action.PARTIAL, tokens=idx.to(rows.device).expand(rows.shape[0], -1)))
+                idx = idx.to(rows.device).expand(rows.shape[0], -1)         # (B, k)
+                if ctx.shards.active:  # context parallelism: this rank's rows of the whole sequence's choice
+                    idx, valid = ctx.shards.localize(idx, rows.shape[1], same=site.kind != "mlp")
+                    plans.append(Plan(Action.PARTIAL, tokens=idx, valid=valid))
+                    continue
+                plans.append(Plan(Action.PARTIAL, tokens=idx))
         return plans
 
     def _allocate(self, w: torch.Tensor, tokens: list[int]) -> tuple[list[bool], list[int]]:

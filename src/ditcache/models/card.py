@@ -157,12 +157,32 @@ def _video_sweep_table(name: str) -> str:
             f"{lines}\n")
 
 
+# The models written here from their papers: what each card says first ({p}: patch side, {n}: patch tokens).
+PAPER_MODELS = {
+    "uvit": ("U-ViT (Bao et al. 2023; `ditcache.models.uvit.UViT`, a plain torch module mapped with "
+             "`register_block`): {p}x{p} patches -> {n} tokens, with the timestep and the class label prepended as "
+             "two more tokens; pre-LN blocks without AdaLN; long skips (concatenate, then a linear layer) from each "
+             "in-block to its out-block; a 3x3 convolution after unpatchify."),
+    "mdt": ("MDT (Gao et al. 2023; `ditcache.models.mdt.MDT`, a plain torch module mapped with `register_block`): "
+            "{p}x{p} patches -> {n} tokens; adaLN-Zero DiT blocks split into an encoder and a decoder, with a "
+            "side-interpolater between them that is run in training only: half of each batch is trained with "
+            "30% of the tokens masked before the encoder (MDT's masked objective), half without."),
+}
+
+
 def _card(name: str, meta: dict, ev: dict, sanity: dict, gen_seconds: float) -> str:
     tr = meta["training"]
     arch = "\n".join(f"| `{k}` | {v} |" for k, v in meta["transformer_kwargs"].items())
     per_class = ", ".join(f"{a:.2f}" for a in ev["per_class_accuracy"])
     arch_ = meta["architecture"]
-    if name.startswith("dit"):
+    if name in PAPER_MODELS:
+        p = arch_["patch_size"]
+        what = PAPER_MODELS[name].format(p=p, n=(32 // p) ** 2) + (
+            " In pixel space: 28x28 images scaled to [-1, 1], padded with -1 to 32x32. DDPM epsilon objective, "
+            "linear betas 1e-4..0.02 over 1000 timesteps; sampled with DDIM (eta 0). Label 10 is the null class "
+            "for classifier-free guidance (10% label dropout in training, applied once per sample).")
+        cond = "`class_labels` (B,) int64; unconditional = 10"
+    elif name.startswith("dit"):
         p = arch_["patch_size"]
         n = (32 // p) ** 2
         what = ("`diffusers.DiTTransformer2DModel` in pixel space: 28x28 images scaled to [-1, 1], padded with -1 "
@@ -189,7 +209,8 @@ def _card(name: str, meta: dict, ev: dict, sanity: dict, gen_seconds: float) -> 
                  "(progressive resolution, as SD3 and PixArt train).")
     command = (f"ditcache train-default --model {name} --steps {tr['steps']} --batch-size {tr['batch_size']} "
                f"--seed {tr['seed']} --threads {tr['threads']}" + (f" --init-from {init['source'].split('.')[0]}"
-                                                                     if init else ""))
+                                                                     if init else "")
+               + (f" --lr {tr['lr']}" if tr["lr"] != 1e-3 else ""))  # 1e-3: TrainConfig's default
     return f"""# Default model `{name}`
 
 {what}
@@ -276,7 +297,7 @@ def generate_clips(model, per_class: int, steps: int, guidance_scale: float | No
 def sweep_video_guidance(model, scales=(1.5, 2.0, 3.0, 5.0), per_class: int = 3, steps: int = 50) -> list[dict]:
     """The video default's CFG-scale sweep: per-frame accuracy, frame FD (few clips, so biased up) and label
     consistency at each scale, on the same seeds (1000, ...) for every scale and none of the card's."""
-    from ditcache.bench.quality import Quality
+    from ditcache.quality import Quality
 
     trained = json.loads((WEIGHTS_DIR / f"{model.name}.json").read_text())["trained_steps"]  # which weights
     rows = []
@@ -293,8 +314,8 @@ def sweep_video_guidance(model, scales=(1.5, 2.0, 3.0, 5.0), per_class: int = 3,
 def video_card(model, per_class: int, steps: int, out: Path) -> dict:
     """The video default's card: a sample strip and GIF, per-frame accuracy and FD in classifier space, label
     consistency across each clip's frames, and the same measures on real moving clips for reference."""
-    from ditcache.bench.quality import Quality
     from ditcache.data import load_fashion_mnist, moving_clips
+    from ditcache.quality import Quality
     from ditcache.viz import labelled_animation, labelled_grid, save_gif
 
     name, spec, meta = model.name, model.spec, json.loads((out / f"{model.name}.json").read_text())
@@ -399,7 +420,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["dit", "flux"],
-                        choices=["dit", "flux", "dit256", "flux256", "video"])
+                        choices=["dit", "flux", "dit256", "flux256", "video", "uvit", "mdt"])
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)

@@ -11,6 +11,11 @@ on 2 CPU threads, and so that training fits in ~45 minutes on 1 thread; see the 
 DiT (Peebles & Xie 2023): DDPM epsilon objective, linear betas 1e-4..0.02 over 1000 timesteps, sampled
 with DDIM. Flux (Black Forest Labs 2024; rectified flow, Esser et al. 2024): velocity objective
 v = noise - x0, sampled with flow-matching Euler. Flux's "text" is a learned 4-token sequence per class.
+
+The seed methods' own architectures, at the 256-token layout: U-ViT (Learning-to-Cache's) and MDT
+(TokenCache's) are plain torch modules written from their papers (``models/uvit.py``, ``models/mdt.py``)
+in DiT's layout and objective; ``latte`` is diffusers' LatteTransformer3DModel (spatial and temporal blocks
+alternating, OpenSora's STDiT shape, ToCa's video model) on the video default's clips, with DDPM epsilon.
 """
 
 from __future__ import annotations
@@ -20,8 +25,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from diffusers import DiTTransformer2DModel, FluxTransformer2DModel, WanTransformer3DModel
+from diffusers import DiTTransformer2DModel, FluxTransformer2DModel, LatteTransformer3DModel, WanTransformer3DModel
 from torch import nn
+
+from ..engine import cached
+from ..sampling import sample  # the shared sampler: DDIM for DiT, flow Euler for Flux
+from .mdt import MDT, MDTConfig
+from .uvit import UViT, UViTConfig
 
 # Label id that means "unconditional"; classes are 0..9, so the embedding tables have 11 rows.
 NULL_CLASS = 10
@@ -113,10 +123,38 @@ class VideoSpec:
         )
 
 
+@dataclass
+class LatteSpec:
+    """Architecture of the Latte video mini (LatteTransformer3DModel: spatial and temporal blocks alternating, the
+    STDiT shape of OpenSora that ToCa's video results are on) on the moving clips of the ``video`` default."""
+
+    num_attention_heads: int = 2  # 2 heads x 64 = width 128, as the other defaults
+    attention_head_dim: int = 64  # head width
+    num_layers: int = 3           # spatial + temporal block pairs: 3 spatial (attn1, attn2, ff sites) and 3
+    #                               temporal (attn1, ff); counted per token, about 0.85 of the video default's
+    #                               4 Wan blocks (which attend over all 648 tokens at once)
+    text_dim: int = 64            # width of the learned class "text" tokens (Latte's caption_channels)
+    patch: int = 4                # 4 x 4 patches per frame: 9 x 9 tokens per frame
+    frames: int = 8               # clip length (Latte's video_length: its temporal position table)
+    canvas: int = 36              # frame side in pixels, as the video default
+    item: int = 28                # the Fashion-MNIST item at its own size, as the video default
+    text_tokens: int = 4          # L: length of the class "text" sequence
+
+    def transformer_kwargs(self) -> dict:
+        return dict(
+            num_attention_heads=self.num_attention_heads, attention_head_dim=self.attention_head_dim,
+            in_channels=1, out_channels=1,  # grey pixels; epsilon only, no learned sigma
+            num_layers=self.num_layers, sample_size=self.canvas, patch_size=self.patch,
+            cross_attention_dim=self.num_attention_heads * self.attention_head_dim,  # caption projected to width
+            caption_channels=self.text_dim, norm_type="ada_norm_single",  # Latte's (PixArt's) timestep adaLN
+            activation_fn="gelu-approximate", num_embeds_ada_norm=1000, video_length=self.frames,
+        )
+
+
 class ClassText(nn.Module):
     """Class label -> a learned "text" sequence (B, L, text_dim) for cross-attention; id 10 = null."""
 
-    def __init__(self, spec: VideoSpec):
+    def __init__(self, spec: VideoSpec | LatteSpec):
         super().__init__()
         self.text_tokens, self.text_dim = spec.text_tokens, spec.text_dim
         self.text = nn.Embedding(NUM_CLASSES + 1, spec.text_tokens * spec.text_dim)
@@ -232,6 +270,21 @@ class DefaultModel:
     def latent_shape(self, batch: int) -> tuple[int, ...]:
         raise NotImplementedError
 
+    @classmethod
+    def make_transformer(cls, spec) -> nn.Module:
+        """A freshly initialised transformer for the architecture ``spec``."""
+        transformer = cls.transformer_class(**spec.transformer_kwargs())
+        zero_init_modulation(transformer)
+        return transformer
+
+    def prepare_training(self) -> None:
+        """Set the transformer up for the trainer (which drops class labels itself, once per sample)."""
+
+    def train_prediction(self, x_t: torch.Tensor, timestep: torch.Tensor, labels: torch.Tensor,
+                         generator: torch.Generator) -> torch.Tensor:
+        """The transformer's prediction for a training batch (B, ...), scored against the target."""
+        return self.transformer(x_t, timestep=timestep, **self.model_kwargs(labels)).sample
+
     # --- shared -------------------------------------------------------------------------------
     def _labels(self, labels) -> torch.Tensor:
         labels = torch.as_tensor(labels, dtype=torch.long, device=self.device).reshape(-1)  # (B,)
@@ -260,8 +313,6 @@ class DefaultModel:
         """Images (B, 1, 28, 28) in [-1, 1] for class labels (B,). guidance_scale None -> the
         model's default_guidance_scale; 1.0 disables CFG. With a method, sampling runs inside
         ditcache.cached(...) and the run is kept in self.last_run (and returned if return_run)."""
-        from ditcache.sampling import sample  # the shared sampler: DDIM for DiT, flow Euler for Flux
-
         scale = self.default_guidance_scale if guidance_scale is None else float(guidance_scale)
         labels = self._labels(labels)
         if labels.numel() == 0:
@@ -275,9 +326,7 @@ class DefaultModel:
             latents = sample(self.transformer, noise, cond, uncond if scale != 1.0 else None,
                              steps=steps, guidance_scale=scale, progress=progress)
         else:
-            import ditcache
-
-            with ditcache.cached(self.transformer, method, steps=steps, count_flops=count_flops) as run:
+            with cached(self.transformer, method, steps=steps, count_flops=count_flops) as run:
                 latents = sample(self.transformer, noise, cond, uncond if scale != 1.0 else None,
                                  steps=steps, guidance_scale=scale, progress=progress)
             self.last_run = run
@@ -303,6 +352,47 @@ class DiTDefault(DefaultModel):
 
     def model_kwargs(self, labels: torch.Tensor) -> dict:
         return {"class_labels": labels}
+
+    def prepare_training(self) -> None:
+        # diffusers' DiT drops labels inside every block's own LabelEmbedding, independently per block
+        # (each block has its own embedder); the trainer drops once per sample, so switch theirs off.
+        for block in self.transformer.transformer_blocks:
+            block.norm1.emb.class_embedder.dropout_prob = 0.0
+
+
+class PaperDiTDefault(DiTDefault):
+    """A model written here from its paper (U-ViT, MDT) in the DiT default's layout: pixels (B, 1, 32, 32),
+    DDPM epsilon, ``class_labels`` with 10 = null. Its config dataclass is the spec; it initialises itself."""
+
+    default_guidance_scale = 3.0  # as the DiT defaults; the model card's sweep checks it
+
+    @classmethod
+    def make_transformer(cls, spec) -> nn.Module:
+        return cls.transformer_class(spec)
+
+    def prepare_training(self) -> None:
+        """Nothing to switch off: these embed labels once, without dropout of their own."""
+
+
+class UViTDefault(PaperDiTDefault):
+    transformer_class = UViT
+
+
+class MDTDefault(PaperDiTDefault):
+    transformer_class = MDT
+
+    def train_prediction(self, x_t: torch.Tensor, timestep: torch.Tensor, labels: torch.Tensor,
+                         generator: torch.Generator) -> torch.Tensor:
+        """MDT's two objectives on one batch: the first half unmasked, the second with ``mask_ratio`` of the
+        tokens dropped before the encoder (MDT sums both over the whole batch; halving keeps a step's cost
+        at about one DiT step). Returns (B, 1, 32, 32) in batch order. The noise at a masked position never
+        reaches the model, so its best prediction there is 0 at squared error 1: the training loss reads about
+        0.15 + 0.85 x the unmasked loss (15% of the batch's tokens masked), higher than a DiT's."""
+        half = x_t.shape[0] // 2
+        full = self.transformer(x_t[:half], timestep=timestep[:half], class_labels=labels[:half]).sample
+        masked = self.transformer(x_t[half:], timestep=timestep[half:], class_labels=labels[half:],
+                                  mask_ratio=self.spec.mask_ratio, generator=generator).sample
+        return torch.cat([full, masked])
 
 
 class FluxDefault(DefaultModel):
@@ -369,6 +459,16 @@ class VideoDefault(DefaultModel):
         return {"encoder_hidden_states": self.conditioner(labels)}  # (B, L, text_dim)
 
 
+class LatteDefault(VideoDefault):
+    """The video default's clips and class "text", on Latte's spatial/temporal blocks with Latte's own objective
+    (DDPM epsilon, as DiT; sampled with DDIM) instead of the Wan default's rectified flow."""
+
+    family = "latte"              # method presets: ToCa's OpenSora one
+    objective = "ddpm"
+    transformer_class = LatteTransformer3DModel
+    default_guidance_scale = 3.0  # as the other defaults; a card's sweep checks it
+
+
 # name -> (model class, architecture). The 64-token pair is the fast main job and the test models;
 # the 256-token pair (DiT-XL/2's token count) is where token-level methods are meant to pay off.
 MODELS = {
@@ -377,6 +477,10 @@ MODELS = {
     "dit256": (DiTDefault, DiTSpec(patch_size=2)),  # 2x2 patches of 32x32 -> 16x16 = 256 tokens
     "flux256": (FluxDefault, FluxSpec(patch=2)),    # 2x2 pixels packed per token -> 256 tokens of 4 channels
     "video": (VideoDefault, VideoSpec()),           # 8 frames x 9 x 9 = 648 tokens
+    # the seed methods' own architectures, written from their papers, at dit256's layout and width:
+    "uvit": (UViTDefault, UViTConfig()),            # 256 patch tokens + a time and a label token (L2C's U-ViT)
+    "mdt": (MDTDefault, MDTConfig()),               # 256 tokens; encoder, side-interpolater, decoder (TokenCache's)
+    "latte": (LatteDefault, LatteSpec()),           # 8 frames x 9 x 9 tokens, spatial and temporal blocks (ToCa's)
 }
 
 
@@ -390,11 +494,10 @@ def build(name: str, spec=None, device: str | torch.device = "cpu") -> DefaultMo
     """A freshly initialised (untrained) default model; spec None -> the shipped architecture."""
     cls, default_spec = _family(name)
     spec = default_spec if spec is None else spec
-    transformer = cls.transformer_class(**spec.transformer_kwargs())
-    zero_init_modulation(transformer)
+    transformer = cls.make_transformer(spec)
     if cls is FluxDefault:
         model = cls(transformer.to(device), spec, ClassConditioner(spec).to(device), device)
-    elif cls is VideoDefault:
+    elif issubclass(cls, VideoDefault):  # the video default and Latte: a learned class "text"
         model = cls(transformer.to(device), spec, ClassText(spec).to(device), device)
     else:
         model = cls(transformer.to(device), spec, device)

@@ -67,7 +67,7 @@ def _ddpm_loss(model: DiTDefault, scheduler, x0, labels, gen):
     t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen)  # (B,)
     noise = torch.randn(x0.shape, generator=gen)  # (B, 1, 32, 32)
     x_t = scheduler.add_noise(x0, noise, t)
-    pred = model.transformer(x_t, timestep=t, class_labels=labels).sample  # (B, 1, 32, 32)
+    pred = model.train_prediction(x_t, t, labels, gen)  # (B, 1, 32, 32)
     return torch.nn.functional.mse_loss(pred, noise)
 
 
@@ -124,11 +124,7 @@ def train_default(
     scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.0001, beta_end=0.02)
     for m in _modules(model):
         m.train()
-    if model.objective == "ddpm":
-        # diffusers' DiT drops labels inside every block's own LabelEmbedding, independently per block
-        # (each block has its own embedder); we drop once per sample below, so switch theirs off.
-        for block in model.transformer.transformer_blocks:
-            block.norm1.emb.class_embedder.dropout_prob = 0.0
+    model.prepare_training()  # e.g. diffusers' DiT: its per-block label dropout off (we drop once per sample)
 
     images, labels = load_fashion_mnist("train")
     images = torch.from_numpy(images.copy())  # (60000, 28, 28) uint8
