@@ -178,3 +178,12 @@ def test_generate_loads_the_chosen_models_artifact(capsys):
     assert not (SHIPPED / "hyca_flux256.safetensors").exists()  # every default ships L2C and TokenCache now
     _fails(capsys, ["generate", "--model", "flux256", "--method", "hyca"], "no shipped hyca artifact",
            "--model flux256")
+
+
+def test_context_parallel_bench_needs_torchrun_with_that_many_ranks(capsys, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    _fails(capsys, ["bench", "--context-parallel", "2", "--model", "flux"], "torchrun --nproc-per-node 2",
+           "WORLD_SIZE is unset")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    _fails(capsys, ["bench", "--context-parallel", "2", "--model", "flux"], "needs 2 processes", "WORLD_SIZE is 4")
+    _fails(capsys, ["bench", "--context-parallel", "1"], ">= 2 ranks")

@@ -134,6 +134,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from .cli_pipeline import bench
 
         return bench(args)
+    if args.context_parallel is not None:
+        from .bench.context_parallel import check_launch, run
+
+        check_launch(args.context_parallel)
+        _positive(steps=args.steps, threads=args.threads)
+        out = None if args.out == "bench-out" else _out_file(args.out, (".md",))
+        run(args.model, args.seeds or 4, args.steps, args.threads or 1, str(out) if out else None)
+        return 0
     from .bench import BenchConfig, run_bench
 
     if args.config and not args.random_weights:
@@ -299,6 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--speed-only", action="store_true", help="no quality columns")
     b.add_argument("--out", default="bench-out")
     b.add_argument("--threads", type=int, default=None)
+    b.add_argument("--context-parallel", type=int, default=None, metavar="N",
+                   help="under `torchrun --nproc-per-node N`: each method on the model sharded by sequence over N "
+                        "ranks (diffusers' Ulysses), beside one process and data-parallel seed sharding; --seeds "
+                        "(default 4) in one batch, --out a .md file for the table")
     b.set_defaults(fn=cmd_bench)
 
     tu = sub.add_parser("tune", help="on your pipeline: the fastest setting of each method within a quality "
