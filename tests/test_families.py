@@ -159,6 +159,23 @@ def test_token_methods_run_or_are_refused(name, method, built):
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
+def test_toca_default_attention_score_runs_or_is_refused_by_name(name, built):
+    """ToCa's default score recomputes each refreshed block's attention (rotary, GQA, joint streams as the
+    family's processor does them): it runs, or it is refused before any step with the reason, never with a shape
+    error mid-generation."""
+    case, model = CASES[name], _model(built, name)
+    if not any(s.partial for s in adapters.find_sites(model)):
+        return  # no token path at all: the test above covers the refusal
+    kwargs = _inputs(case, model)
+    try:
+        _, run = _cached(case, model, kwargs, ditcache.ToCa(interval=3, fresh_ratio=0.3))
+    except ValueError as e:
+        assert "ToCa(score='attention')" in str(e) and _patched(model) == []
+        return
+    assert run.stats.counts()["partial"] > 0
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_remove_restores_every_forward(name, built):
     model = _model(built, name)
     originals = {n: m.forward for n, m in model.named_modules()}

@@ -221,3 +221,34 @@ def test_query_key_are_the_modules_own(name, path, joint, text_first):
         img, txt = (o[:, n_txt:], o[:, :n_txt]) if text_first else (o[:, :-n_txt], o[:, -n_txt:])
         torch.testing.assert_close(module.to_out[0](img), out[0], rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(module.to_add_out(txt), out[1], rtol=1e-4, atol=1e-5)
+
+
+def test_query_key_on_qwen_image_rotates_each_stream_with_its_complex_table():
+    """Qwen-Image hands its attention (image freqs, text freqs) as complex tables and rotates each stream on its
+    own before joining [text, image]: ditcache's q and k then reproduce the module's output as above."""
+    from ditcache.pipelines import tiny_pipeline
+
+    pipe = tiny_pipeline("qwenimage")
+    module = pipe.transformer.transformer_blocks[0].attn
+    seen = {}
+
+    def hook(m, args, kwargs, out):
+        seen.setdefault("call", (args, kwargs, out))
+
+    h = module.register_forward_hook(hook, with_kwargs=True)
+    with torch.no_grad():
+        pipe(prompt="a red shirt", height=16, width=16, num_inference_steps=2, output_type="latent",
+             true_cfg_scale=1.0, max_sequence_length=8)
+    h.remove()
+    args, kwargs, out = seen["call"]
+    x, context, rotary = kwargs["hidden_states"], kwargs["encoder_hidden_states"], kwargs["image_rotary_emb"]
+    assert all(r.is_complex() for r in rotary)
+    q, k = T.query_key(module, x, context, rotary=rotary, joint=True, text_first=True)
+    heads = lambda t: t.unflatten(-1, (module.heads, -1))  # noqa: E731
+    v = torch.cat([heads(module.add_v_proj(context)), heads(module.to_v(x))], 1)
+    with torch.no_grad():
+        probs = torch.softmax(torch.einsum("bqhd,bkhd->bhqk", q, k) * q.shape[-1] ** -0.5, -1)
+        o = torch.einsum("bhqk,bkhd->bqhd", probs, v).flatten(2)
+    n_txt = context.shape[1]
+    torch.testing.assert_close(module.to_out[0](o[:, n_txt:]), out[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(module.to_add_out(o[:, :n_txt]), out[1], rtol=1e-4, atol=1e-5)

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import torch
 from diffusers.models.embeddings import apply_rotary_emb
+from diffusers.models.transformers.transformer_qwenimage import apply_rotary_emb_qwen
 from torch import nn
 
 
 def _heads(module: nn.Module, t: torch.Tensor) -> torch.Tensor:
-    """(B, N, H*d) -> (B, N, H, d)."""
-    return t.unflatten(-1, (module.heads, -1))
+    """(B, N, H*d) -> (B, N, H, d), d the query heads' width: keys of grouped-query attention (AceStep,
+    Stable Audio) have fewer heads of the same width."""
+    to_q = getattr(module, "to_q", None)
+    width = to_q.out_features // module.heads if isinstance(to_q, nn.Linear) else t.shape[-1] // module.heads
+    return t.unflatten(-1, (-1, width))
 
 
 def _project(module: nn.Module, linear: str, norm: str, x: torch.Tensor, done: dict | None = None) -> torch.Tensor:
@@ -35,7 +39,18 @@ def _project(module: nn.Module, linear: str, norm: str, x: torch.Tensor, done: d
 def query_key(module: nn.Module, x: torch.Tensor, context: torch.Tensor | None = None, rotary=None,
               joint: bool = False, text_first: bool = True, query_stride: int = 1,
               keys: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Queries and keys (B, S, H, d) as a diffusers attention module computes them.
+    """Queries and keys (B, S, H, d) as a diffusers attention module computes them (``_query_key``); under
+    grouped-query attention each key head is repeated for the query heads it serves, as torch's attention
+    does (query head i reads key head i // (H / H_kv))."""
+    q, k = _query_key(module, x, context, rotary, joint, text_first, query_stride, keys)
+    if k.shape[2] != q.shape[2] and q.shape[2] % k.shape[2] == 0:
+        k = k.repeat_interleave(q.shape[2] // k.shape[2], dim=2)
+    return q, k
+
+
+def _query_key(module: nn.Module, x: torch.Tensor, context: torch.Tensor | None, rotary, joint: bool,
+               text_first: bool, query_stride: int, keys: dict | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Queries and keys as a diffusers attention module computes them.
 
     joint: ``context`` is a second stream attended jointly: placed before the image tokens with the
     rotary table covering both (Flux, SD3: ``text_first``), or after them with the rotary table covering
@@ -46,6 +61,16 @@ def query_key(module: nn.Module, x: torch.Tensor, context: torch.Tensor | None =
     the keys then cost no projection, only their norm and rotation.
     """
     kv_source = x if joint or context is None else context
+    if _per_stream(rotary):  # Qwen-Image: (image freqs, text freqs), complex, each stream rotated on its own
+        q = apply_rotary_emb_qwen(_project(module, "to_q", "norm_q", x), rotary[0], use_real=False)
+        k = apply_rotary_emb_qwen(_project(module, "to_k", "norm_k", x, keys), rotary[0], use_real=False)
+        if not (joint and context is not None):
+            return q, k
+        cq = apply_rotary_emb_qwen(_project(module, "add_q_proj", "norm_added_q", context), rotary[1], use_real=False)
+        ck = apply_rotary_emb_qwen(_project(module, "add_k_proj", "norm_added_k", context, keys), rotary[1],
+                                   use_real=False)
+        return (torch.cat([cq, q], 1), torch.cat([ck, k], 1)) if text_first else (torch.cat([q, cq], 1),
+                                                                                  torch.cat([k, ck], 1))
     if query_stride > 1 and not joint and rotary is None:
         x = x[:, ::query_stride]
     q = _project(module, "to_q", "norm_q", x)
@@ -65,6 +90,13 @@ def query_key(module: nn.Module, x: torch.Tensor, context: torch.Tensor | None =
         q = apply_rotary_emb(q, rotary, sequence_dim=1)
         k = apply_rotary_emb(k, rotary, sequence_dim=1)
     return q, k
+
+
+def _per_stream(rotary) -> bool:
+    """A rotary table given per stream as complex frequencies (Qwen-Image's (image (S_img, d/2), text (S_txt,
+    d/2))), not one real (cos, sin) pair over the joined sequence."""
+    return (isinstance(rotary, (tuple, list)) and len(rotary) == 2
+            and all(isinstance(r, torch.Tensor) and r.is_complex() for r in rotary))
 
 
 def key_bias(mask: torch.Tensor | None, batch: int, keys: int) -> torch.Tensor | None:

@@ -22,5 +22,6 @@ MODELS = {
     # rows than it holds. No final layer: norm_out (HeliosOutputNorm) takes every row, history included, and
     # keeps the current ones itself, so its input is not the grid's tokens (the pipeline always passes
     # history) and FreqCa's low band of it is not defined.
-    "HeliosTransformer3DModel": ModelSpec(grid="patch3d", final=None),
+    "HeliosTransformer3DModel": ModelSpec(grid="patch3d", final=None, no_attention_score=(
+        "its attention joins history rows to the image tokens, which the score does not see")),
 }

@@ -26,7 +26,8 @@ MODELS = {
     # The timestep argument is `timesteps` (raw scheduler value, 0..1000); hidden_states are (B, C, H, W) latents
     # patchified inside (square latents; non-square ones are padded to max_resolution and passed pre-patched).
     # final_layer takes the image tokens sliced out of the joined stream.
-    "HiDreamImageTransformer2DModel": ModelSpec(timestep_arg="timesteps", grid="patch2d", final="final_layer"),
+    "HiDreamImageTransformer2DModel": ModelSpec(timestep_arg="timesteps", grid="patch2d", final="final_layer",
+                                                    no_attention_score="its rotary table has its own layout"),
 }
 
 META = {

@@ -15,4 +15,5 @@ BLOCKS = {
     ), image_out=0, text_first=False),
 }
 
-MODELS = {"HunyuanVideo15Transformer3DModel": ModelSpec(grid="patch3d")}
+MODELS = {"HunyuanVideo15Transformer3DModel": ModelSpec(grid="patch3d", no_attention_score=(
+    "its attention masks and orders the text stream its own way"))}

@@ -14,4 +14,5 @@ BLOCKS = {
     ), image_out=0, text_first=False),
 }
 
-MODELS = {"MochiTransformer3DModel": ModelSpec(grid="patch3d")}
+MODELS = {"MochiTransformer3DModel": ModelSpec(grid="patch3d", no_attention_score=(
+    "its rotary embedding is applied by its own processor"))}

@@ -59,5 +59,8 @@ class ModelSpec:
     temporal: str | None = None      # module-path prefix of blocks whose rows are token positions and whose
     #                                  tokens are frames (Latte's temporal_transformer_blocks): their sites get
     #                                  role "temporal", every other site "spatial"
+    no_attention_score: str = ""     # why ToCa's attention score cannot be recomputed for this class (its
+    #                                  attention rotates or masks in a way the score does not reproduce);
+    #                                  "" when it can. ToCa(score="attention") is then refused before any step
     uncached: tuple[str, ...] = ()   # module-path prefixes of known blocks left uncached: refiners that run on
     #                                  one stream before the main blocks (Z-Image's, Lumina 2's), side branches

@@ -30,7 +30,7 @@ from typing import ClassVar
 import torch
 
 from .. import tokens as T
-from ..adapters import block_spec
+from ..adapters import block_spec, model_spec
 from ..forecast import Taylor, check_forecaster
 from ..plan import Action, Holds, Plan, Site, StepContext, check_order
 
@@ -124,6 +124,10 @@ class ToCa:
                 f"between full steps; use FORA(interval={self.interval}) for that")
         if self.score == "random":
             return
+        reason = model_spec(model).no_attention_score
+        if reason and self.score == "attention":
+            raise ValueError(f"ToCa(score='attention') cannot score {type(model).__name__}'s tokens: {reason}. Use "
+                             "ToCa(score='key_norm') or ToCa(score='random') (DuCa's attention-free choice)")
         for site in sites:
             if not site.partial or self.module_factor_of(site.kind, site.role) <= 0:
                 continue
