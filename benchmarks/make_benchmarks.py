@@ -260,6 +260,8 @@ def main() -> None:
              "excludes 0. FLOP x counts everything a run executes, the methods' planning included (token scores, "
              "k-means, SpeCa's verification: the plan GFLOPs/img column), in reports that record it; older reports "
              "say they leave planning out. Sections list the command that regenerates them.", ""]
+    changed = _md("changed_defaults.md")  # defaults that moved after some reports below were measured
+    parts += ["## Rows measured before the 2026-12-04 changes", "", changed, ""] if changed else []
     main_reports = {m: _load(m) for m in ("dit", "flux")}
     largest = max((r for r in [*main_reports.values(), _load("claims_dit256")] if r),
                   key=lambda r: r["config"]["seeds"], default=None)
@@ -293,7 +295,9 @@ def main() -> None:
                         ("Learned methods: architecture, schedule and router choices", "learned_choices.md"),
                         ("Token-level methods keep their FLOP savings? (256 tokens)", "token_paths.md"),
                         ("Speed at DiT-XL/2's size on the CPU", "speed_dit-xl-2.md"),
-                        ("torch.compile on the CPU", "compile.md")):
+                        ("torch.compile on the CPU", "compile.md"),
+                        ("Few-step runs: 8 steps on `flux`", "fewstep_flux.md"),
+                        ("The Taylor time axis: step indices against timestep values", "time_axis.md")):
         text = _md(file)
         parts += [f"## {title}", "", text if text else "Not yet run.", ""]
     for model in ("dit256", "flux256"):
