@@ -13,7 +13,13 @@ from typing import ClassVar
 
 import pytest
 import torch
-from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler, HeunDiscreteScheduler
+from diffusers import (
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    HeunDiscreteScheduler,
+    UniPCMultistepScheduler,
+)
 from torch import nn
 
 import ditcache
@@ -341,6 +347,43 @@ def test_forecasts_measure_time_in_step_indices_by_default():
     outs = _ramp_loop(ditcache.TaylorSeer(interval=3, order=1, warmup=2, forecast=Taylor(units="timestep")),
                       FlowMatchEulerDiscreteScheduler(shift=3.0), 8)
     assert torch.allclose(outs[2], torch.full((1, 4, 2), t[2]), atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [
+    HeunDiscreteScheduler,
+    lambda: UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0),
+    lambda: DPMSolverMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0),
+], ids=["heun", "unipc", "dpm"])
+def test_taylorseer_forecasts_by_hand_under_heun_unipc_and_dpm(make):
+    """TaylorSeer(interval=3, order=2, warmup=2) on the ramp site F(k) = t_k / 1000 (t_k: the scheduler's k-th
+    model-call timestep; Heun calls the model 2 * 6 - 1 = 11 times, each call a step). Full steps 0, 1, 4, 7, 10
+    (warm-up, then every 3rd after step 1) return F(k). Backward differences in step indices, taken at each full
+    step from step 1 (the last warm-up step) on: D1 = (F1 - F0) / 1 at step 1; at step 4 D1' = (F4 - F1) / 3 and
+    D2 = (D1' - D1) / 3; at step 7 D1'' = (F7 - F4) / 3 and D2' = (D1'' - D1') / 3. Forecasts:
+    steps 2, 3: F1 + D1 (k - 1); steps 5, 6: F4 + D1' (k - 4) + D2 (k - 4)^2 / 2; steps 8, 9: the same from step 7.
+    The schedules are uneven (Heun repeats timesteps, UniPC and DPM here use flow shift 3), so these values differ
+    from the true F(k) and from plain reuse."""
+    sched = make()
+    outs = _ramp_loop(ditcache.TaylorSeer(interval=3, order=2, warmup=2), sched, 6)
+    f = [float(t) / 1000 for t in sched.timesteps]
+    n = len(f)
+    assert n == (11 if isinstance(sched, HeunDiscreteScheduler) else 6) == len(outs)
+    want = {k: f[k] for k in (0, 1, 4, 7, 10) if k < n}
+    d1 = f[1] - f[0]
+    want.update({k: f[1] + d1 * (k - 1) for k in (2, 3)})
+    for j, i in ((4, 1), (7, 4)):  # full step j, the full step before it i
+        if j >= n:
+            break
+        d1_new = (f[j] - f[i]) / (j - i)
+        d2 = (d1_new - d1) / (j - i)
+        want.update({k: f[j] + d1_new * (k - j) + d2 * (k - j) ** 2 / 2 for k in (j + 1, j + 2) if k < n})
+        d1 = d1_new
+    assert sorted(want) == list(range(n))
+    for k in range(n):
+        assert torch.allclose(outs[k], torch.full((1, 4, 2), want[k]), rtol=0, atol=1e-6), (k, want[k])
+    # the forecasts are neither the truth nor a reuse of the last full step, and the second-order term counts
+    assert abs(want[2] - f[2]) > 1e-3 and abs(want[5] - f[5]) > 1e-4
+    assert abs(want[5] - (f[4] + (f[4] - f[1]) / 3)) > 1e-3
 
 
 def test_a_call_between_set_timesteps_and_the_loop_shifts_no_branch():

@@ -355,9 +355,50 @@ def test_user_registered_plain_torch_block():
     assert run2.stats.full_steps() == 3 and torch.equal(cached[1], ref[1]) and not torch.equal(cached[2], ref[2])
 
 
-@pytest.mark.parametrize("method", [ditcache.ToCa(fresh_ratio=0.5), ditcache.ClusCa(clusters=3, warmup=1, interval=3),
-                                    ditcache.TaylorSeer(interval=3)])
-def test_trace_replays_exactly(method):
+# What each traced method must plan on pixart-tiny (7 steps, 16 tokens; sites attn1, attn2, ff in 2 blocks), from
+# its schedule rule worked out by hand: per step, one (action, tokens) per site.
+_SITES = 6
+
+
+def _toca_expected(step):
+    """ToCa(fresh_ratio=0.5) on its counter schedule, DiT defaults: interval(p) = round(3 / (0.6 + 0.8 p)), 2 inside
+    p in [0.6, 0.8), p = step / 6. Step 0 is full (warm-up) and sets the next at 0 + round(3 / 0.6) = 5; step 5
+    (p = 5/6) sets 5 + round(3 / 1.267) = 7; the last step (6) is always full. Between, r = 0.5 (4p - 1) f_layer
+    f_module clamped to [0, 1], k = floor(16 r); f_layer 0.8, 1.2 for the two blocks; f_module 0 for attn1 (reused
+    whole), 0.6 for attn2, 2.5 for ff. Step 1 (4p - 1 < 0) reuses everything; steps 2, 3, 4 (4p - 1 = 1/3, 1, 5/3):
+    attn2: 16 * 0.24 * (1/3, 1, 5/3) = 1.28, 3.84, 6.4 and 16 * 0.36 * (...) = 1.92, 5.76, 9.6;
+    ff: 16 * (1/3, 1, 1) = 5.3, 16, 16 and 16 * (0.5, 1, 1) = 8, 16, 16, except that the 8 is 7.999999999999999
+    in floating point (0.5 * (4 * 2/6 - 1) * 1.2 * 2.5 * 16), which the floor takes to 7."""
+    if step in (0, 5, 6):
+        return [("full", 0)] * _SITES
+    if step == 1:
+        return [("reuse", 0)] * _SITES
+    attn2_0, ff_0, attn2_1, ff_1 = {2: (1, 5, 1, 7), 3: (3, 16, 5, 16), 4: (6, 16, 9, 16)}[step]
+    return [("reuse", 0), ("partial", attn2_0), ("partial", ff_0),
+            ("reuse", 0), ("partial", attn2_1), ("partial", ff_1)]
+
+
+def _clusca_expected(step):
+    """ClusCa(clusters=3, warmup=1, interval=3): full on step 0 (warm-up), then every 3rd step after it: 3, 6;
+    between, each image MLP (ff) computes one token per cluster (3) and the other branches are forecast."""
+    if step in (0, 3, 6):
+        return [("full", 0)] * _SITES
+    return [("forecast", 0), ("forecast", 0), ("partial", 3)] * 2
+
+
+def _taylorseer_expected(step):
+    """TaylorSeer(interval=3), warm-up 2: full on 0, 1, then every 3rd step after step 1: 4 (7 is past the end);
+    forecast between."""
+    return [("full" if step in (0, 1, 4) else "forecast", 0)] * _SITES
+
+
+@pytest.mark.parametrize("method,expected", [
+    (ditcache.ToCa(fresh_ratio=0.5, schedule="counter"), _toca_expected),
+    (ditcache.ClusCa(clusters=3, warmup=1, interval=3), _clusca_expected),
+    (ditcache.TaylorSeer(interval=3), _taylorseer_expected)], ids=["toca", "clusca", "taylorseer"])
+def test_trace_replays_exactly(method, expected):
+    """A replay reproduces its recording; and the recording itself is what the method's rule says, so a wrong plan
+    cannot replay its way through."""
     from ditcache.methods import Replay
 
     model = zoo.build("pixart-tiny")
@@ -371,6 +412,11 @@ def test_trace_replays_exactly(method):
         b2 = sample(model, noise * 0.5, cond, uncond, steps=7, guidance_scale=3.0)
     assert torch.equal(a, a2) and torch.equal(b, b2)
     assert [r.actions for r in replay.stats.records] == [r.actions for r in run.stats.records]
+    assert [r.tokens for r in replay.stats.records] == [r.tokens for r in run.stats.records]
+    assert [s.name.split(".")[-1] for s in run.sites] == ["attn1", "attn2", "ff"] * 2
+    for r in run.stats.records:
+        plan = expected(r.step)
+        assert (r.actions, r.tokens) == ([a for a, _ in plan], [k for _, k in plan]), (r.generation, r.step)
 
 
 def test_cogvideox_sites_grid_and_methods():

@@ -2,6 +2,7 @@
 remove() restores the model exactly, misses and misfits fail loudly."""
 
 import importlib.util
+import itertools
 import warnings
 
 import pytest
@@ -11,7 +12,7 @@ import ditcache
 from ditcache import zoo
 from ditcache.engine import flop_counter
 from ditcache.peers import PEERS, PeerError, generate_with_peer, make_peer, peer_versions
-from ditcache.sampling import sample
+from ditcache.sampling import make_scheduler, sample
 
 STEPS = 10
 CFG = 3.0
@@ -37,6 +38,25 @@ TINY = {
 }
 REFUSED = {"textkv": "found no module to hook"}  # peers that cannot run on dit-tiny and flux-tiny, and why
 
+# Which steps (= model calls: one per step, CFG batched) each peer changes, from its TINY setting and the rules in
+# its own documentation, given the sampler's timesteps ts. A changed step's output differs from the uncached
+# model's on the same input; every other step must give that output exactly.
+# - diffusers TaylorSeer computes s < D or (s - D - 1) % N == 0 (D = 2, N = 2): 0, 1, 3, 5, 7, 9; forecasts the rest.
+# - PAB reuses attention on iteration i > 0 iff 100 < t < 800 (its default window) and i % 2 != 0 (range 2).
+# - FasterCache (attention-only mode) extrapolates attention iff -1 < t < 681 (its default window) and not
+#   (i > 0 and i % 2 == 0) (range 2).
+RULES = {
+    "diffusers-taylorseer": lambda ts: [s for s in range(len(ts)) if not (s < 2 or (s - 3) % 2 == 0)],
+    "pab": lambda ts: [i for i, t in enumerate(ts) if i > 0 and 100 < t < 800 and i % 2 != 0],
+    "fastercache": lambda ts: [i for i, t in enumerate(ts) if -1 < t < 681 and not (i > 0 and i % 2 == 0)],
+}
+# The dynamic peers decide from the model's features; what their settings fix is the leading steps they always
+# compute (FBCache and SeaCache: step 0, with nothing cached; MagCache: retention_ratio 0.2 of 10 steps; DBCache:
+# max_warmup_steps 2), and the steps they change must be exactly the ones they report as skipped.
+ALWAYS_COMPUTED = {"fbcache": 1, "seacache": 1, "magcache": 2, "dbcache": 2, "dbcache-taylorseer": 2,
+                   "dbcache-foca": 2, "dbcache-dmd": 2}
+MOST_IN_A_ROW = {"magcache": 3, "seacache": 6}  # max_skip_steps, max_consecutive_cached
+
 
 def _needs(peer: str) -> None:
     """cache-dit is in the peers extra, which the README's test command installs: a missing one fails loudly."""
@@ -58,6 +78,29 @@ def _flops(fn) -> int:
     with flop_counter() as counter:
         fn()
     return counter.get_total_flops()
+
+
+def _recorded(model, fn) -> list[tuple]:
+    """Runs fn, keeping every top-level model call: (args, kwargs, output)."""
+    calls = []
+
+    def keep(module, args, kwargs, output):
+        out = output[0] if isinstance(output, tuple) else output.sample
+        calls.append((args, dict(kwargs), out.clone()))
+
+    handle = model.register_forward_hook(keep, with_kwargs=True)
+    try:
+        fn()
+    finally:
+        handle.remove()
+    return calls
+
+
+def _changed_steps(model, calls) -> list[int]:
+    """The calls whose output differs from the (now uncached) model's output on the same input."""
+    with torch.no_grad():
+        return [i for i, (args, kwargs, out) in enumerate(calls)
+                if not torch.equal(model(*args, **kwargs)[0], out)]
 
 
 def _leftovers(model) -> list[str]:
@@ -98,15 +141,32 @@ def test_peer_skips_work_and_remove_restores(peer, name):
         out = generate_with_peer(run, model, noise, cond, uncond, STEPS, CFG)
 
     flops = _flops(gen)
-    again = generate_with_peer(run, model, noise, cond, uncond, STEPS, CFG)
+    again = None
+
+    def gen_again():
+        nonlocal again
+        again = generate_with_peer(run, model, noise, cond, uncond, STEPS, CFG)
+
+    calls = _recorded(model, gen_again)
     summary = run.summary()
     run.remove()
 
     assert flops < ref_flops, f"{peer} skipped no work on {name}"
-    assert not torch.equal(out, ref)
     assert torch.equal(again, out), "two generations in a row differ: reset() does not clear the peer's state"
-    if "skipped_calls" in summary:
-        assert summary["skipped_calls"] > 0
+    changed = _changed_steps(model, calls)
+    assert len(calls) == STEPS
+    if peer in RULES:
+        scheduler = make_scheduler(model)
+        scheduler.set_timesteps(STEPS)
+        expected = RULES[peer]([float(t) for t in scheduler.timesteps])
+        assert expected and changed == expected, (peer, name, changed, expected)
+    else:
+        assert changed and changed == summary["skipped_steps"], (peer, name, changed, summary)
+        assert min(changed) >= ALWAYS_COMPUTED[peer]
+        if peer in MOST_IN_A_ROW:
+            in_a_row = list(itertools.accumulate(range(STEPS), lambda n, s: n + 1 if s in changed else 0,
+                                                 initial=0))
+            assert max(in_a_row) <= MOST_IN_A_ROW[peer]
     assert torch.equal(_uncached(model, noise, cond, uncond), ref), "remove() did not restore the model"
     assert set(model.state_dict()) == state_keys
     assert _leftovers(model) == []
