@@ -310,6 +310,19 @@ def main() -> None:
         parts += model_section(f"claims_{model}", report)[2:] + claims_section(report, model)
         verdicts = _md(f"claims_{model}.md")  # a sentence per claim, written from the tables above
         parts += [f"**Verdicts on `{model}`:**", "", verdicts, ""] if verdicts else []
+    parts += ["## The seed methods on their own architectures", "",
+              "Learning-to-Cache on U-ViT and TokenCache on MDT, the architectures their papers showed them on "
+              "(`uvit` and `mdt`, written here from the papers and trained on Fashion-MNIST; their model cards "
+              "say what was simplified). Latte (ToCa's OpenSora preset) is not trained yet.", ""]
+    for model in ("uvit", "mdt"):
+        report = _load(f"claims_{model}")
+        if report is None:
+            parts += [f"`{model}`: not yet run.", ""]
+            continue
+        parts += [f"### `{model}`: every setting of the claims run", "", f"Command: `{command(report)}`", ""]
+        parts += model_section(f"claims_{model}", report)[2:] + claims_section(report, model)
+        verdicts = _md(f"claims_{model}.md")
+        parts += [f"**Verdicts on `{model}`:**", "", verdicts, ""] if verdicts else []
     video = _load("video")
     note = _md("video.md")  # which weights the run used, when they are not the shipped ones
     parts += ["## Video", "", *([note, ""] if note else [])] + (

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .cli_common import IMAGE_SUFFIXES, _out_file, _positive, _threads, user_dir  # noqa: F401
+from .cli_common import IMAGE_SUFFIXES, _out_file, _positive, _threads, train_config, user_dir  # noqa: F401
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -181,24 +181,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError("give --model (a shipped default) or --pipeline PATH_OR_ID")
     import json
 
-    from .learn.hyca import HyCaTrainConfig, train_hyca
-    from .learn.l2c import L2CTrainConfig, train_l2c
-    from .learn.l2p import L2PTrainConfig, train_l2p
-    from .learn.tokencache import TokenCacheTrainConfig, train_tokencache
+    from .learn.hyca import train_hyca
+    from .learn.l2c import train_l2c
+    from .learn.l2p import train_l2p
+    from .learn.tokencache import train_tokencache
     from .models import load_default
 
-    # --iters unset: each config's own default (L2P's 200 is the reference's; the others' 400)
-    given = {k: v for k, v in (("steps", args.steps), ("iters", args.iters), ("seed", args.seed)) if v is not None}
-    if args.method == "l2c":  # configs check their values here, before any model is loaded
-        cfg = L2CTrainConfig(**given, **({"lam": args.lam} if args.lam is not None else {}))
-    elif args.method == "l2p":
-        cfg = L2PTrainConfig(**given)
-    elif args.method == "tokencache":
-        extra = {k: v for k, v in (("ratio", args.ratio), ("architecture", args.architecture)) if v is not None}
-        cfg = TokenCacheTrainConfig(**given, **extra)
-    else:
-        extra = {k: v for k, v in (("interval", args.interval), ("clusters", args.clusters)) if v is not None}
-        cfg = HyCaTrainConfig(steps=args.steps, seed=args.seed, **extra)
+    cfg = train_config(args)
     out = _out_file(args.out or str(user_dir() / "artifacts" / f"{args.method}_{args.model}.safetensors"),
                     (".safetensors",), overwrite=args.overwrite)
     _threads(args.threads)

@@ -39,3 +39,23 @@ def _out_file(path: str, suffixes: tuple[str, ...], overwrite: bool = True) -> P
         raise ValueError(f"--out {path!r} exists; pass --overwrite to replace it, or name another path")
     p.parent.mkdir(parents=True, exist_ok=True)
     return p
+
+
+def train_config(args):
+    """The trainer config of ``ditcache train METHOD`` from its flags (each config checks its values, before any
+    model is loaded); --iters unset: each config's own default (L2P's 200 is the reference's; the others' 400)."""
+    from .learn.hyca import HyCaTrainConfig
+    from .learn.l2c import L2CTrainConfig
+    from .learn.l2p import L2PTrainConfig
+    from .learn.tokencache import TokenCacheTrainConfig
+
+    given = {k: v for k, v in (("steps", args.steps), ("iters", args.iters), ("seed", args.seed)) if v is not None}
+    if args.method == "l2c":
+        return L2CTrainConfig(**given, **({"lam": args.lam} if args.lam is not None else {}))
+    if args.method == "l2p":
+        return L2PTrainConfig(**given)
+    if args.method == "tokencache":
+        extra = {k: v for k, v in (("ratio", args.ratio), ("architecture", args.architecture)) if v is not None}
+        return TokenCacheTrainConfig(**given, **extra)
+    extra = {k: v for k, v in (("interval", args.interval), ("clusters", args.clusters)) if v is not None}
+    return HyCaTrainConfig(steps=args.steps, seed=args.seed, **extra)

@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .cli_common import IMAGE_SUFFIXES, _out_file, _positive, _threads, user_dir
+from .cli_common import IMAGE_SUFFIXES, _out_file, _positive, _threads, train_config, user_dir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -315,23 +315,12 @@ def _measured(m: dict) -> str:
 @_one_line_warnings
 def train(args: argparse.Namespace) -> int:
     from . import learn
-    from .learn.hyca import HyCaTrainConfig
-    from .learn.l2c import L2CTrainConfig
-    from .learn.tokencache import TokenCacheTrainConfig
 
     if args.method not in ("l2c", "tokencache", "hyca"):
         raise ValueError(f"train {args.method} does not take --pipeline yet (l2c, tokencache and hyca do)")
     if args.model:
         raise ValueError("give --model or --pipeline, not both")
-    given = {k: v for k, v in (("steps", args.steps), ("iters", args.iters), ("seed", args.seed)) if v is not None}
-    if args.method == "l2c":  # configs check their values here, before any weights are loaded
-        cfg = L2CTrainConfig(**given, **({"lam": args.lam} if args.lam is not None else {}))
-    elif args.method == "tokencache":
-        extra = {k: v for k, v in (("ratio", args.ratio), ("architecture", args.architecture)) if v is not None}
-        cfg = TokenCacheTrainConfig(**given, **extra)
-    else:
-        extra = {k: v for k, v in (("interval", args.interval), ("clusters", args.clusters)) if v is not None}
-        cfg = HyCaTrainConfig(steps=args.steps, seed=args.seed, **extra)
+    cfg = train_config(args)  # checks its values before any weights are loaded
     prompts, cls, options = _prepare(args)
     slug = Path(args.pipeline.rstrip("/")).name or "pipeline"
     out = _out_file(args.out or str(user_dir() / "artifacts" / f"{args.method}_{slug}.safetensors"),

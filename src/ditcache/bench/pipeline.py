@@ -27,7 +27,7 @@ from ..engine.profile import as_profile
 from ..userpipe import CallOptions, generate
 from .quality import _interval
 from .report import Row, _ci, _fmt, _slug, best_under_budget, markdown_table, pareto_plot
-from .running import median, time_interleaved
+from .running import median, peer_settings, time_interleaved
 from .settings import names
 
 # The measures a pipeline benchmark can report: per sample, against the uncached sample of the same prompt and
@@ -219,15 +219,7 @@ def setting_list(pipe, methods, peers) -> list[tuple[str, str, object]]:
                 chosen.append((m.name, m))
     out = [("ditcache", n, m) for n, m in chosen]
     peer_names = names(peers) if isinstance(peers, str) else list(peers)
-    if peer_names:
-        try:
-            from ..peers import PEERS
-        except ImportError as e:
-            raise ImportError(f"peers need the extra: pip install 'ditcache[peers]' ({e})") from None
-        for name in (list(PEERS) if peer_names == ["all"] else peer_names):
-            if name not in PEERS:
-                raise KeyError(f"unknown peer {name!r}; known: {sorted(PEERS)}")
-            out += [("peer", name, dict(s)) for s in PEERS[name].sweep]
+    out += [("peer", name, dict(s)) for name, s in peer_settings(peer_names)]
     return out
 
 

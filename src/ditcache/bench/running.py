@@ -79,6 +79,23 @@ def generate(subject: Subject, seeds: list[int], steps: int, method=None, peer=N
     return subject.decode(lat), run.stats
 
 
+
+def peer_settings(peer_names: list[str]) -> list[tuple[str, object]]:
+    """(peer name, setting) for each setting in the sweep of each named peer (["all"]: every peer); refused with
+    the known names on a miss, and with the install line when the peers extra is missing."""
+    if not peer_names:
+        return []
+    try:
+        from ..peers import PEERS
+    except ImportError as e:
+        raise ImportError(f"peers need the extra: pip install 'ditcache[peers]' ({e})") from None
+    out = []
+    for name in (list(PEERS) if peer_names == ["all"] else peer_names):
+        if name not in PEERS:
+            raise KeyError(f"unknown peer {name!r}; known: {sorted(PEERS)}")
+        out += [(name, s) for s in PEERS[name].sweep]
+    return out
+
 def _settings(cfg: BenchConfig, subject: Subject) -> list[tuple[str, str, object]]:
     """(kind, name, method or peer settings) for every setting the config asks for."""
     from ..methods import Replay
@@ -86,16 +103,7 @@ def _settings(cfg: BenchConfig, subject: Subject) -> list[tuple[str, str, object
     if cfg.replay:
         return [("ditcache", "replay", Replay(trace=cfg.replay))]
     settings = [("ditcache", name, m) for name, m in method_settings(cfg.methods, subject.family, subject.artifact)]
-    peer_names = names(cfg.peers)
-    if peer_names:
-        try:
-            from ..peers import PEERS
-        except ImportError as e:
-            raise ImportError(f"peers need the extra: pip install 'ditcache[peers]' ({e})") from None
-        for name in (list(PEERS) if peer_names == ["all"] else peer_names):
-            if name not in PEERS:
-                raise KeyError(f"unknown peer {name!r}; known: {sorted(PEERS)}")
-            settings += [("peer", name, s) for s in PEERS[name].sweep]
+    settings += [("peer", name, s) for name, s in peer_settings(names(cfg.peers))]
     return settings
 
 
