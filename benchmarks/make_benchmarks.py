@@ -312,8 +312,9 @@ def main() -> None:
         parts += [f"**Verdicts on `{model}`:**", "", verdicts, ""] if verdicts else []
     parts += ["## The seed methods on their own architectures", "",
               "Learning-to-Cache on U-ViT and TokenCache on MDT, the architectures their papers showed them on "
-              "(`uvit` and `mdt`, written here from the papers and trained on Fashion-MNIST; their model cards "
-              "say what was simplified). Latte (ToCa's OpenSora preset) is not trained yet.", ""]
+              "(`uvit` and `mdt`, written here from the papers and trained on Fashion-MNIST; the docstrings of "
+              "`ditcache.models.uvit` and `.mdt` say what was simplified). Not run yet: both minis are still short "
+              "of their quality target, and Latte (ToCa's OpenSora preset) is not trained.", ""]
     for model in ("uvit", "mdt"):
         report = _load(f"claims_{model}")
         if report is None:
