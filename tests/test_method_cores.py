@@ -237,8 +237,8 @@ def test_hyca_loads_a_calibration_made_with_the_old_pool():
 
 
 def test_hyca_binds_the_pool_its_calibration_recorded():
-    """The shipped `dit` calibration was made with the pool before the paper's (its index 4 is 'damped'): bound
-    to the model, its indices keep naming those solvers."""
+    """A calibration's indices name the pool it recorded: the shipped `dit` calibration, retrained on the paper's
+    pool, binds that pool (a calibration made with the former pool binds its own: the test above)."""
     from ditcache.adapters import find_sites
     from ditcache.methods.artifacts import load_artifact
     from ditcache.models import load_default
@@ -247,7 +247,23 @@ def test_hyca_binds_the_pool_its_calibration_recorded():
     method = ditcache.HyCa(artifact="dit")
     method.bind(model, find_sites(model))
     assert method.forecast.pool == tuple(load_artifact("dit", "hyca").config["pool"])
-    assert method.forecast.pool == ("reuse", "euler", "taylor2", "ab2", "damped", "hermite")
+    assert method.forecast.pool == ("reuse", "euler", "taylor2", "ab2", "rk2", "am2", "bdf2")
+
+
+def test_hyca_bind_reads_solver_names_from_the_calibration_not_the_current_pool(tmp_path):
+    """The same indices saved with the former pool's names (index 4 'damped', 5 'hermite') bind those names."""
+    from ditcache.adapters import find_sites
+    from ditcache.methods.artifacts import load_artifact
+    from ditcache.models import load_default
+
+    art = load_artifact("dit", "hyca")
+    old = ("reuse", "euler", "taylor2", "ab2", "damped", "hermite", "bdf2")
+    art.config["pool"] = list(old)
+    path = art.save(tmp_path / "hyca_old.safetensors")
+    model = load_default("dit").transformer
+    method = ditcache.HyCa(artifact=str(path))
+    method.bind(model, find_sites(model))
+    assert method.forecast.pool == old
 
 
 def test_hyca_calibration_picks_the_least_error_solver_per_cluster():
