@@ -132,6 +132,13 @@ def counter_full(step: int, first_enhance: int, interval: int) -> bool:
     return step < first_enhance or (step - first_enhance + 1) % interval == 0
 
 
+def counter_steps(num_steps: int, warmup: int | float, interval: int) -> list[int]:
+    """The full steps of TaylorSeer's schedule (``counter_full``) over a run of ``num_steps``, the warm-up read
+    by ``leading`` (an int, or a share of the run)."""
+    w = leading(warmup, num_steps)
+    return [s for s in range(num_steps) if counter_full(s, w, interval)]
+
+
 def leading(warmup: int | float, num_steps: int) -> int:
     """The leading full steps of a run of ``num_steps``: ``warmup`` itself when an int; a float in (0, 1) is that
     share of the run, rounded to the nearest step and at least 1, so one setting serves 50 steps and 8 (0.06: 3 of

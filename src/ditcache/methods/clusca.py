@@ -49,6 +49,7 @@ from ..plan import (
     check_order,
     check_warmup,
     counter_full,
+    counter_steps,
     kept_order,
     leading,
 )
@@ -118,8 +119,7 @@ class ClusCa:
         return max(layers)
 
     def full_steps(self, num_steps: int) -> list[int]:
-        w = leading(self.warmup, num_steps)
-        return [s for s in range(num_steps) if counter_full(s, w, self.interval)]
+        return counter_steps(num_steps, self.warmup, self.interval)
 
     def holds(self, site: Site) -> Holds:
         return Holds(output=True, history=self.order, refreshed=_refreshed(site) and self.refresh == "persist")

@@ -34,6 +34,7 @@ from ..plan import (
     check_order,
     check_warmup,
     counter_full,
+    counter_steps,
     kept_order,
     leading,
 )
@@ -89,8 +90,7 @@ class FreqCa:
         HiCache(sigma=self.sigma)  # checks sigma
 
     def full_steps(self, num_steps: int) -> list[int]:
-        w = leading(self.warmup, num_steps)
-        return [s for s in range(num_steps) if counter_full(s, w, self.interval)]
+        return counter_steps(num_steps, self.warmup, self.interval)
 
     def holds_shared(self) -> SharedHolds:
         return SharedHolds(final=self.order)  # the CRF and its high-band differences; nothing per site

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..forecast.hyca import ChannelMix
-from ..plan import Action, Holds, Plan, Site, StepContext, counter_full, kept_order
+from ..plan import Action, Holds, Plan, Site, StepContext, counter_full, counter_steps, kept_order
 from .artifacts import load_artifact
 
 
@@ -51,7 +51,7 @@ class HyCa:
         self._warmup = self.warmup or art.config["warmup"]
 
     def full_steps(self, num_steps: int) -> list[int]:
-        return [s for s in range(num_steps) if counter_full(s, self._warmup, self._interval)]
+        return counter_steps(num_steps, self._warmup, self._interval)
 
     def holds(self, site: Site) -> Holds:
         return Holds(output=True, history=2)

@@ -14,7 +14,19 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ..forecast import Taylor, check_forecaster
-from ..plan import Action, Holds, Plan, Site, StepContext, check_order, check_warmup, counter_full, kept_order, leading
+from ..plan import (
+    Action,
+    Holds,
+    Plan,
+    Site,
+    StepContext,
+    check_order,
+    check_warmup,
+    counter_full,
+    counter_steps,
+    kept_order,
+    leading,
+)
 
 
 @dataclass
@@ -41,8 +53,7 @@ class TaylorSeer:
         check_warmup("TaylorSeer", self.warmup)
 
     def full_steps(self, num_steps: int) -> list[int]:
-        w = leading(self.warmup, num_steps)
-        return [s for s in range(num_steps) if counter_full(s, w, self.interval)]
+        return counter_steps(num_steps, self.warmup, self.interval)
 
     def holds(self, site: Site) -> Holds:
         return Holds(output=True, history=self.order)
