@@ -198,3 +198,24 @@ def test_peer_flops_leave_out_magcache_calibration(tmp_path):
     rows = [r for r in rep["rows"] if r["method"] == "magcache"]
     assert rows and all(r["error"] is None for r in rows)
     assert all(r["flop_speedup"] >= 1.0 for r in rows)  # skipping can only remove FLOPs
+
+
+def test_compiled_timing_columns(tmp_path):
+    """--compile: the uncached model and each ditcache setting timed again on torch.compile(transformer) ('eager'
+    backend: dynamo's tracing without inductor's minutes of code generation), each ratio against the compiled
+    uncached time; peers stay eager; the plans changing every step make dynamo build no graph after the
+    warm-up round (each wrapped forward is compiled once, outside ditcache's decisions)."""
+    cfg = {**SMALL, "seeds": 2, "peers": "fbcache"}
+    rep = run_bench(BenchConfig(methods="fora,taylorseer:interval=3", out=str(tmp_path), speed_only=True,
+                                compile="eager", **cfg), log=lambda *a: None)
+    ref, *rest = (Row(**r) for r in rep["rows"])
+    assert ref.compiled_wall_speedup == 1.0 and ref.compiled_wall_s > 0
+    assert ref.extra["compiled_graphs_after_warmup"] == 0
+    ours = [r for r in rest if r.kind == "ditcache" and not r.error]
+    assert len(ours) == 4  # fora's three intervals and the one TaylorSeer setting
+    for r in ours:
+        assert r.compiled_wall_speedup == pytest.approx(ref.compiled_wall_s / r.compiled_wall_s)
+    peers = [r for r in rest if r.kind == "peer"]
+    assert peers and all(r.compiled_wall_s is None and r.wall_s is not None for r in peers)
+    md = (tmp_path / "report.md").read_text()
+    assert "| compiled s/batch | compiled x |" in md and "backend='eager'" in md

@@ -130,6 +130,15 @@ def cmd_train_default(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.compile is not None:
+        if args.pipeline or args.context_parallel is not None:
+            raise ValueError("--compile times the shipped defaults and model folders; not with --pipeline or "
+                             "--context-parallel")
+        import torch._dynamo
+
+        known = torch._dynamo.list_backends(exclude_tags=())
+        if args.compile not in known:
+            raise ValueError(f"--compile {args.compile!r}: torch.compile has no such backend; known: {known}")
     if args.pipeline:
         from .cli_pipeline import bench
 
@@ -158,7 +167,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                       batch=args.batch, repeats=args.repeats, budget=args.budget, trace=args.trace,
                       bootstrap=args.bootstrap,
                       replay=args.replay, config=args.config, speed_only=args.speed_only, out=args.out,
-                      threads=args.threads or min(2, os.cpu_count() or 1))
+                      threads=args.threads or min(2, os.cpu_count() or 1), compile=args.compile)
     from .bench import method_settings, parse_budget
 
     method_settings(cfg.methods, "dit")  # fail before hours of work, not after
@@ -296,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--speed-only", action="store_true", help="no quality columns")
     b.add_argument("--out", default="bench-out")
     b.add_argument("--threads", type=int, default=None)
+    b.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                   help="also time each ditcache setting on torch.compile(transformer) (backend inductor, or the "
+                        "one named), against the compiled uncached model, beside the eager columns")
     b.add_argument("--context-parallel", type=int, default=None, metavar="N",
                    help="under `torchrun --nproc-per-node N`: each method on the model sharded by sequence over N "
                         "ranks (diffusers' Ulysses), beside one process and data-parallel seed sharding; --seeds "

@@ -52,6 +52,8 @@ class Row:
     clip_score: float | None = None    # 100 x cosine(image, prompt) in CLIP space, when its weights are here
     clip_score_ci: tuple | None = None
     wall_speedup_range: tuple | None = None  # min and max of the per-round ratios to uncached
+    compiled_wall_s: float | None = None  # --compile: median wall-clock of one batch on the compiled transformer
+    compiled_wall_speedup: float | None = None  # against the compiled uncached model (not the eager one)
     error: str | None = None           # why this setting could not run
     extra: dict = field(default_factory=dict)
 
@@ -143,6 +145,10 @@ def report_markdown(report: dict) -> str:
         header += ["consistency", "motion err"]
         for line, r in zip(table, [r for r in rows if not r.error]):
             line += [_ci(r.consistency, r.consistency_ci, ".3f"), _fmt(r.motion_err, ".3f")]
+    if any(r.compiled_wall_s is not None for r in rows):  # --compile: beside the eager columns
+        header += ["compiled s/batch", "compiled x"]
+        for line, r in zip(table, [r for r in rows if not r.error]):
+            line += [_fmt(r.compiled_wall_s, ".3f"), _fmt(r.compiled_wall_speedup, ".2f")]
     cfg = report["config"]
     lines = [f"# ditcache bench: {report['model']} ({report['transformer']})", "",
              f"{cfg['seeds']} seeds, {cfg['steps']} steps, batch {cfg['batch']}, {report['processes']} process(es), "
@@ -157,6 +163,13 @@ def report_markdown(report: dict) -> str:
              "the uncached image in the classifier's feature space, relative. Versions: "
              + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".", "",
              markdown_table(header, table)]
+    if cfg.get("compile"):
+        ref = rows[0]
+        gain = (f"; the compiled uncached model is {ref.wall_s / ref.compiled_wall_s:.2f}x the eager one"
+                if ref.wall_s and ref.compiled_wall_s else "")
+        lines += ["", f"Compiled columns: `torch.compile(transformer, backend={cfg['compile']!r})`, median of "
+                  f"{cfg['repeats']} interleaved rounds after a warm-up round that pays the compilation; compiled x "
+                  f"is against the compiled uncached model{gain}. Peers are timed eager only."]
     failed = [r for r in rows if r.error]
     if failed:
         lines += ["", "## Settings that could not run", ""]

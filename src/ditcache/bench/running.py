@@ -211,6 +211,8 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
         row = rows[i + 1]
         row.wall_s = median(times[str(i)])
         row.wall_speedup = t_ref / row.wall_s
+    if cfg.compile:
+        _time_compiled(cfg, subject, mine[0] if mine else batches[0], settings, runnable, rows, rank == 0)
     if rank != 0:
         return {}
 
@@ -245,6 +247,38 @@ def _timer(subject: Subject, seeds: list[int], steps: int, kind: str, name: str,
                 peer.remove()
         return run_peer
     return lambda: generate(subject, seeds, steps, method=thing, count_flops=False)
+
+
+def _time_compiled(cfg: BenchConfig, subject: Subject, seeds: list[int], settings: list, runnable: dict,
+                   rows: list[Row], progress: bool) -> None:
+    """--compile: the uncached model and each ditcache setting that ran, timed round-robin on
+    ``torch.compile(transformer)``; the warm-up round pays the compilation (each wrapped forward is compiled on
+    its own, ``engine.install``). Peers stay eager: their hooks are diffusers', not compiled by ditcache."""
+    import torch._dynamo.utils as dynamo_utils
+
+    compiled = replace(subject, transformer=torch.compile(subject.transformer, backend=cfg.compile))
+    fns = {"ref": _timer(compiled, seeds, cfg.steps, "reference", "none", None)}
+    fns.update({str(i): _timer(compiled, seeds, cfg.steps, *settings[i]) for i in runnable
+                if settings[i][0] == "ditcache"})
+    graphs = []
+
+    def counted(fn):  # dynamo's graph count at each round's start: [before warm-up, after warm-up, ...]
+        def call():
+            graphs.append(dynamo_utils.counters["stats"]["unique_graphs"])
+            return fn()
+        return call
+
+    first = next(iter(fns))
+    fns[first] = counted(fns[first])
+    times = time_interleaved(fns, repeats=cfg.repeats, progress=progress)
+    t_ref = median(times["ref"])
+    rows[0].compiled_wall_s, rows[0].compiled_wall_speedup = t_ref, 1.0
+    rows[0].extra["compiled_graphs_after_warmup"] = dynamo_utils.counters["stats"]["unique_graphs"] - graphs[1]
+    for key, ts in times.items():
+        if key != "ref":
+            row = rows[int(key) + 1]
+            row.compiled_wall_s = median(ts)
+            row.compiled_wall_speedup = t_ref / row.compiled_wall_s
 
 
 def _versions() -> dict[str, str]:

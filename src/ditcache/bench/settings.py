@@ -25,6 +25,9 @@ class BenchConfig:
     bootstrap: int = 200               # bootstrap resamples for every interval (95%, percentile method)
     out: str = "bench-out"             # report folder
     threads: int | None = None         # torch threads (None: leave as set)
+    compile: str | None = None         # also time each ditcache setting on torch.compile(transformer, backend=this)
+    #                                    ('inductor': the real thing; 'eager': dynamo's tracing only, for tests);
+    #                                    None: eager timing only
 
 
 def sweeps(family: str) -> dict[str, list]:
