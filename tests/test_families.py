@@ -132,7 +132,10 @@ def test_taylorseer_forecasts(name, built):
     case, model = CASES[name], _model(built, name)
     kwargs = _inputs(case, model)
     outs, run = _cached(case, model, kwargs, ditcache.TaylorSeer(interval=2, order=1, warmup=2))
-    assert run.stats.counts()["forecast"] > 0
+    # the reference's counter: steps 0 and 1 warm up; the counter, reset at each full step, reaches
+    # interval - 1 = 1 at steps 3 and 5; every site forecasts at the two steps between (2 and 4)
+    assert {r.step: set(r.actions) for r in run.stats.records} == {
+        0: {"full"}, 1: {"full"}, 2: {"forecast"}, 3: {"full"}, 4: {"forecast"}, 5: {"full"}}
     ref = _loop(case, model, kwargs)
     assert all(o.shape == r.shape and torch.isfinite(o).all() for o, r in zip(outs, ref))
     assert not all(torch.equal(o, r) for o, r in zip(outs, ref))  # a forecast step is not the computed one
@@ -150,7 +153,16 @@ def test_token_methods_run_or_are_refused(name, method, built):
     token_any = any(s.partial for s in sites)
     if (method == "toca" and token_any) or (method == "clusca" and token_mlp):
         outs, run = _cached(case, model, kwargs, m)
-        assert run.stats.counts()["partial"] > 0
+        # full steps: ToCa's interval at progress 0 is round(3 / (0.6 + 0.8 * 0)) = 5, so steps 0 and 5; ClusCa
+        # runs TaylorSeer's counter with one warm-up step: 0 and 3. No site computes in full between them. ClusCa
+        # refreshes a token subset at every cached step; ToCa's step factor -1 + 4p is negative at p = 1/6 (step
+        # 1: every branch reused whole) and positive from step 2 on.
+        full = [0, 5] if method == "toca" else [0, 3]
+        by_step = {r.step: set(r.actions) for r in run.stats.records}
+        assert [s for s, a in by_step.items() if a == {"full"}] == full
+        partial = [s for s, a in by_step.items() if "partial" in a]
+        assert "full" not in set().union(*(by_step[s] for s in range(STEPS) if s not in full))
+        assert partial == ([2, 3, 4] if method == "toca" else [1, 2, 4, 5])
         assert all(torch.isfinite(o).all() for o in outs)
     else:
         with pytest.raises(ValueError, match="ToCa|ClusCa"):
@@ -172,7 +184,7 @@ def test_toca_default_attention_score_runs_or_is_refused_by_name(name, built):
     except ValueError as e:
         assert "ToCa(score='attention')" in str(e) and _patched(model) == []
         return
-    assert run.stats.counts()["partial"] > 0
+    assert [r.step for r in run.stats.records if "partial" in r.actions] == [2, 3, 4]  # as in the test above
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -195,5 +207,6 @@ def test_variant_inputs(name, variant, built):
     outs, _ = _cached(case, model, kwargs, ditcache.FORA(interval=1))
     assert all(torch.equal(o, r) for o, r in zip(outs, ref))
     outs, run = _cached(case, model, kwargs, ditcache.FORA(interval=3))
-    assert run.stats.counts()["reuse"] > 0
+    # FORA counts back from the last step: full at 5, 2 and the first step 0; every site reuses at 1, 3, 4
+    assert run.stats.counts()["reuse"] == 3 * len(run.sites) and run.stats.counts()["full"] == 3 * len(run.sites)
     assert all(o.shape == r.shape and torch.isfinite(o).all() for o, r in zip(outs, ref))
