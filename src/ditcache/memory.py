@@ -98,6 +98,10 @@ def predict(method, sites: list[Site], outputs: dict[int, tuple], inputs: dict[i
             kept.update((t.data_ptr(), _bytes(t)) for t in tensors_in((given, keys if h.keys else None)))
         per_site[site.name] = held * branches
     shared += sum(kept.values()) * branches
+    scored = {s.layer for s in sites if outputs.get(s.index) and holds(s).scores}
+    for site in sites:  # a scored layer's scores: one float32 per token of each stream its self-attention outputs
+        if site.layer in scored and site.kind == "attn" and outputs.get(site.index):
+            shared += sum(t.shape[0] * t.shape[1] * 4 for t in outputs[site.index] if t.dim() == 3) * branches
     if shared_holds.final is not None and final is not None:
         order = orders_reached(method, shared_holds.final, steps)
         shared += (_bytes(final) + order * _factor_bytes(final)) * branches

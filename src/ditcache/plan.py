@@ -66,6 +66,8 @@ class Holds:
     staleness: bool = False  # per-token staleness counts (B, N), in the output's dtype (ToCa)
     inputs: bool = False     # the full call's inputs, kept for token scores (ToCa's attention sites)
     keys: bool = False       # the full call's raw key projections (ToCa's reused keys)
+    scores: bool = False     # its layer's token scores, (B, N) float32 per stream of the layer's self-attention,
+    #                          held between full steps and shared by the layer's sites (ToCa's scores)
 
 
 @dataclass(frozen=True)

@@ -192,8 +192,8 @@ class ToCa:
         for site in sites:
             r = self.fresh_ratio_at(ctx.progress, depth[site.index], site.kind, site.role)
             key = (ctx.branch, site.index)
-            if not site.partial or key not in store.entries:  # (a site this branch skips: SLG's skipped layers)
-                plans.append(between)
+            if not site.partial or key not in store.entries or self.module_factor_of(site.kind, site.role) == 0:
+                plans.append(between)  # never refreshed (or skipped by this branch: SLG's layers): no staleness
                 continue
             base = store.entries[key].out[0]                                      # (B, n, D)
             n = base.shape[1]
@@ -228,7 +228,8 @@ class ToCa:
     def holds(self, site: Site) -> Holds:
         refreshed = bool(site.partial) and self.module_factor_of(site.kind, site.role) > 0
         return Holds(output=True, history=self.order, refreshed=refreshed, staleness=refreshed,
-                     inputs=site.kind in ("attn", "cross_attn"), keys=self.keeps_keys(site))
+                     inputs=site.kind in ("attn", "cross_attn"), keys=self.keeps_keys(site),
+                     scores=refreshed and self.score != "random")
 
     def keeps_keys(self, site: Site) -> bool:
         """Whether a full step keeps ``site``'s raw key projections: the self-attention's keys, as the full
