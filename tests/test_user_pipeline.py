@@ -265,6 +265,7 @@ def test_artifact_save_is_atomic(tmp_path, monkeypatch):
     art = Artifact("l2c", {"theta": torch.zeros(2, 3)}, "X:0", [1.0, 0.5], "S", {})
     path = art.save(tmp_path / "a.safetensors")
     before = path.read_bytes()
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by others, as a shipped artifact must be
 
     def half_written(tensors, filename, metadata=None):
         open(filename, "wb").write(b"half")

@@ -60,6 +60,7 @@ class Artifact:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             save_file({k: v.detach().contiguous().cpu() for k, v in self.tensors.items()}, str(tmp), metadata=meta)
+            os.chmod(tmp, 0o644)  # safetensors writes 0600: others on the machine could not load the artifact
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
