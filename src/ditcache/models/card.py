@@ -203,20 +203,33 @@ def _card(name: str, meta: dict, ev: dict, sanity: dict, gen_seconds: float) -> 
         cond = (f"`encoder_hidden_states` (B, 4, 64), `pooled_projections` (B, 64), `img_ids` ({n}, 3), "
                 "`txt_ids` (4, 3) zeros")
     init = tr.get("init_from")
-    if init:
+    stages = meta.get("stages")
+    if init and init["fresh"]:  # warm-started from a smaller default (progressive resolution), not its own stage
         what += (f" Warm-started from `{init['source']}` ({init['copied']} tensors whose name and shape match: the "
                  f"blocks, embeddings and conditioner); freshly initialised: {', '.join(init['fresh'])} "
                  "(progressive resolution, as SD3 and PixArt train).")
-    command = (f"ditcache train-default --model {name} --steps {tr['steps']} --batch-size {tr['batch_size']} "
-               f"--seed {tr['seed']} --threads {tr['threads']}" + (f" --init-from {init['source'].split('.')[0]}"
-                                                                     if init else "")
-               + (f" --lr {tr['lr']}" if tr["lr"] != 1e-3 else ""))  # 1e-3: TrainConfig's default
+    if stages:  # one command cannot reproduce a run continued from its own saved weights: the stages can
+        command = "the stage commands under \"Data and training\", in order, each from the previous one's weights"
+    else:
+        command = "`" + (f"ditcache train-default --model {name} --steps {tr['steps']} --batch-size {tr['batch_size']} "
+                         f"--seed {tr['seed']} --threads {tr['threads']}"
+                         + (f" --init-from {init['source'].split('.')[0]}" if init else "")
+                         + (f" --lr {tr['lr']}" if tr["lr"] != 1e-3 else "")) + "`"  # 1e-3: TrainConfig's default
+    decay = "then decaying linearly to 0" if tr.get("schedule") == "linear" else "then constant"
+    trained = (f"Trained {meta['trained_steps']} steps in {meta['train_seconds'] / 60:.1f} min; final train loss "
+               f"{meta['final_loss']:.4f}\n(mean of the last log interval).")
+    if stages:
+        trained = (f"Trained in {len(stages)} stages, {sum(st['trained_steps'] for st in stages)} steps and "
+                   f"{sum(st['train_seconds'] for st in stages) / 60:.1f} min in all; each continued from the "
+                   "previous stage's saved EMA weights with a fresh optimizer and lr warm-up (`stages` in the "
+                   "JSON; the settings above are the last stage's):\n\n" + _stage_list(stages)
+                   + f"\n\nFinal train loss {meta['final_loss']:.4f} (mean of the last log interval).")
     return f"""# Default model `{name}`
 
 {what}
 
 Load with `ditcache.load_default("{name}")`; weights `{name}.safetensors` (EMA), config `{name}.json`.
-Conditioning kwargs: {cond}. Reproduce the weights with `{command}`.
+Conditioning kwargs: {cond}. Reproduce the weights with {command}.
 
 ## Architecture (diffusers kwargs)
 
@@ -227,12 +240,11 @@ Conditioning kwargs: {cond}. Reproduce the weights with `{command}`.
 ## Data and training
 
 Fashion-MNIST train split (60k), no augmentation. AdamW lr {tr['lr']} (linear warmup {tr['warmup_steps']} steps,
-then constant), betas {tr['betas']}, weight decay {tr['weight_decay']}, grad-norm clip {tr['grad_clip']},
+{decay}), betas {tr['betas']}, weight decay {tr['weight_decay']}, grad-norm clip {tr['grad_clip']},
 EMA {tr['ema_decay']}, class dropout {tr['class_dropout']}, batch {tr['batch_size']}, seed {tr['seed']}, fp32 on CPU
 with {tr['threads']} thread
 (two trainings ran side by side on a 2-core machine).
-Trained {meta['trained_steps']} steps in {meta['train_seconds'] / 60:.1f} min; final train loss {meta['final_loss']:.4f}
-(mean of the last log interval).
+{trained}
 
 ![loss curve]({name}_loss.png)
 
@@ -344,10 +356,7 @@ def video_card(model, per_class: int, steps: int, out: Path) -> dict:
     if meta.get("stages"):  # a run stopped and continued: each stage's command, steps run and time
         resumed = (" Trained in stages, each continued from the previous stage's "
                    "saved EMA weights with a fresh optimizer and lr warm-up, most stopped where their time ran out "
-                   "(`stages` in the JSON):\n\n" + "\n".join(
-                       f"{i + 1}. `{st['command']}`: {_stage_extent(st)}, "
-                       f"{st['train_seconds'] / 60:.1f} min, loss {st['final_loss']:.4f}"
-                       for i, st in enumerate(meta["stages"])))
+                   "(`stages` in the JSON):\n\n" + _stage_list(meta["stages"]))
     (out / f"MODEL_CARD_{name}.md").write_text(f"""# Default model `{name}`
 
 `diffusers.WanTransformer3DModel` on moving Fashion-MNIST: each clip is {spec.frames} frames of
@@ -404,6 +413,12 @@ Every frame's item is cropped at its centre of brightness and judged by the ship
 Regenerate with `python -m ditcache.models.card --models video --per-class {per_class}`.
 """)
     return ev
+
+
+def _stage_list(stages: list[dict]) -> str:
+    """A numbered markdown list: each stage's command, how far it ran, its time and final loss."""
+    return "\n".join(f"{i + 1}. `{st['command']}`: {_stage_extent(st)}, {st['train_seconds'] / 60:.1f} min, "
+                     f"loss {st['final_loss']:.4f}" for i, st in enumerate(stages))
 
 
 def _stage_extent(stage: dict) -> str:

@@ -1,0 +1,75 @@
+"""Folding a training stage into a shipped default's files (ditcache.models.stages), on made-up files."""
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from ditcache.models.stages import fold_stage
+
+ARCH = {"width": 8}
+
+
+def _training(seed, steps, source=None, fresh=()):
+    tr = {"lr": 0.001, "schedule": "linear", "seed": seed, "steps": steps}
+    if source:
+        tr["init_from"] = {"source": source, "copied": 2, "fresh": list(fresh)}
+    return tr
+
+
+@pytest.fixture
+def shipped(tmp_path):
+    d = tmp_path / "weights"
+    d.mkdir()
+    meta = {"name": "toy", "architecture": ARCH, "training": _training(3, 100), "trained_steps": 100,
+            "train_seconds": 60.0, "final_loss": 0.5,
+            "stages": [{"command": "stage one", "trained_steps": 100, "train_seconds": 60.0, "final_loss": 0.5,
+                        "seed": 3, "lr": 0.001, "schedule": "linear"}]}
+    (d / "toy.json").write_text(json.dumps(meta))
+    (d / "toy_loss.csv").write_text("step,loss,seconds\n50,0.7,30.0\n100,0.5,60.0\n")
+    save_file({"w": torch.zeros(2, dtype=torch.float16)}, str(d / "toy.safetensors"), metadata={"name": "toy"})
+    return d
+
+
+def _run(tmp_path, source="toy.safetensors", fresh=(), name="toy"):
+    run = tmp_path / "run.safetensors"
+    save_file({"w": torch.tensor([1.0 / 3.0, 2.0]), "n": torch.tensor([7])}, str(run),
+              metadata={"name": name, "steps": "40"})
+    meta = {"name": name, "architecture": ARCH, "training": _training(4, 40, source, fresh), "trained_steps": 40,
+            "train_seconds": 20.0, "final_loss": 0.4}
+    run.with_suffix(".json").write_text(json.dumps(meta))
+    (tmp_path / "run_loss.csv").write_text("step,loss,seconds\n20,0.45,10.0\n40,0.4,20.0\n")
+    return run
+
+
+def test_a_stage_appends_its_record_curve_and_float16_weights(shipped, tmp_path):
+    new = fold_stage("toy", _run(tmp_path), "stage two", shipped)
+    assert new["stages"][-1] == {"command": "stage two", "trained_steps": 40, "train_seconds": 20.0,
+                                 "final_loss": 0.4, "seed": 4, "lr": 0.001, "schedule": "linear"}
+    assert new["stages"][0]["command"] == "stage one" and new["trained_steps"] == 40
+    assert new["training"]["init_from"]["source"].startswith("toy after stage 1")
+    assert json.loads((shipped / "toy.json").read_text()) == new
+    # the curve continues from step 100 and 60 s
+    assert (shipped / "toy_loss.csv").read_text() == (
+        "step,loss,seconds\n50,0.7,30.0\n100,0.5,60.0\n120,0.45,70.0\n140,0.4,80.0\n")
+    w = load_file(str(shipped / "toy.safetensors"))
+    assert w["w"].dtype == torch.float16 and w["w"].tolist() == [torch.tensor(1.0 / 3.0).half().item(), 2.0]
+    assert w["n"].tolist() == [7]  # integer tensors unchanged
+    with safe_open(str(shipped / "toy.safetensors"), "pt") as f:
+        assert f.metadata() == {"name": "toy", "steps": "40"}
+    assert not list(shipped.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"source": "other.safetensors"}, "not continued from the shipped toy"),
+    ({"source": None}, "not continued from the shipped toy"),
+    ({"fresh": ["proj"]}, "not continued from the shipped toy"),
+    ({"name": "other"}, "not of the shipped 'toy'"),
+])
+def test_a_run_from_elsewhere_is_refused_and_nothing_changes(shipped, tmp_path, kwargs, needle):
+    before = {p.name: p.read_bytes() for p in shipped.iterdir()}
+    with pytest.raises(ValueError, match=needle):
+        fold_stage("toy", _run(tmp_path, **kwargs), "stage two", shipped)
+    assert {p.name: p.read_bytes() for p in shipped.iterdir()} == before
