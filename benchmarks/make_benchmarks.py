@@ -4,7 +4,8 @@
 
 It reads, where present: results/<model>/report.json (`ditcache bench`, one per default model),
 results/extra_<model>/report.json (more settings on the same seeds), results/speed_<model>/report.json
-(wall-clock of the deciding settings over more rounds), results/claims_<model>/report.json (the
+(wall-clock of the deciding settings over more rounds), results/peers_<model>/report.json (every peer beside
+ditcache's fastest settings at 256 tokens; its timing run in results/speed_peers_<model>), results/claims_<model>/report.json (the
 seed methods' claims at 256 tokens, with results/claims_<model>.md: a verdict per claim), results/choices_*/ (seed
 choices), results/*.md (tables printed by the other scripts: token paths, learned choices, compile,
 speed at DiT-XL/2's width), and results/video/report.json. Missing parts are listed as not yet run.
@@ -310,6 +311,22 @@ def main() -> None:
         parts += model_section(f"claims_{model}", report)[2:] + claims_section(report, model)
         verdicts = _md(f"claims_{model}.md")  # a sentence per claim, written from the tables above
         parts += [f"**Verdicts on `{model}`:**", "", verdicts, ""] if verdicts else []
+    parts += ["## The lead over the peers at 256 tokens", "",
+              "ditcache's fastest settings on the 256-token defaults against every peer at each of its settings, on "
+              "the same 100 seeds (the sample size at which an FD difference of 5% is decidable, above). The quality "
+              "run's wall-clock is one round on one thread beside other work; the lead is decided by the timing run "
+              "below it (speed only: the same settings, interleaved, 2 threads, >= 3 rounds, on a quiet machine), "
+              "for the settings the quality run shows within the budget.", ""]
+    for model in ("dit256", "flux256"):
+        report = _load(f"peers_{model}")
+        if report is None:
+            parts += [f"`{model}`: not yet run.", ""]
+            continue
+        parts += [f"### `{model}`: ditcache's fastest settings and the peers", "", f"Command: `{command(report)}`", ""]
+        parts += model_section(f"peers_{model}", report)[2:]
+        speed = _load(f"speed_peers_{model}")  # titled `peers_<model>`: its quality is this section's report
+        if speed is not None:
+            parts += speed_section(f"peers_{model}", speed, [report])
     quality = []
     for model in ("uvit", "mdt"):
         ev_path = ROOT / "src" / "ditcache" / "models" / "weights" / f"{model}_eval.json"

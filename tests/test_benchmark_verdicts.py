@@ -42,6 +42,8 @@ def _sections() -> list[tuple[int, str]]:
             out.append((i, f"extra_{m.group(1)}"))
         elif (m := re.fullmatch(r"### `(\w+)`: wall-clock over \d+ timing rounds", line)):
             out.append((i, f"speed_{m.group(1)}"))
+        elif (m := re.fullmatch(r"### `(\w+)`: ditcache's fastest settings and the peers", line)):
+            out.append((i, f"peers_{m.group(1)}"))
         elif (m := re.fullmatch(r"### `(\w+)`: every setting of the claims run", line)):
             out.append((i, f"claims_{m.group(1)}"))
         elif line == "## Video":
