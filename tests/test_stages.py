@@ -73,3 +73,26 @@ def test_a_run_from_elsewhere_is_refused_and_nothing_changes(shipped, tmp_path, 
     with pytest.raises(ValueError, match=needle):
         fold_stage("toy", _run(tmp_path, **kwargs), "stage two", shipped)
     assert {p.name: p.read_bytes() for p in shipped.iterdir()} == before
+
+
+def test_card_text_only_lists_the_stages_of_a_staged_default(tmp_path, monkeypatch):
+    """`python -m ditcache.models.card --text-only` rewrites a card from the saved JSONs without sampling; for a
+    default trained in stages it lists each stage and the totals (here uvit's four stages, summed by hand)."""
+    import shutil
+
+    from ditcache.models import card
+
+    shipped = card.WEIGHTS_DIR
+    for f in ("uvit.json", "uvit_eval.json"):
+        shutil.copy(shipped / f, tmp_path / f)
+    stages = json.loads((shipped / "uvit.json").read_text())["stages"]
+    monkeypatch.setattr(card, "WEIGHTS_DIR", tmp_path)
+    card.main(["--models", "uvit", "--text-only", "--threads", "1"])
+    text = (tmp_path / "MODEL_CARD_uvit.md").read_text()
+    steps = 0
+    for i, st in enumerate(stages):
+        steps += st["trained_steps"]
+        assert f"{i + 1}. `{st['command']}`" in text
+    assert f"Trained in {len(stages)} stages, {steps} steps" in text
+    assert "--init-from uvit after" not in text  # no command built from the stage's description
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["MODEL_CARD_uvit.md", "uvit.json", "uvit_eval.json"]

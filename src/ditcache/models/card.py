@@ -269,7 +269,7 @@ Uncached, {ev['steps']} steps, CFG scale {ev['guidance_scale']}, one row per cla
 | FD, Gaussian noise images (1000) vs test (10k) | {sanity['fd_noise1000_vs_test']:.3f} |
 | class accuracy (classifier agrees with requested class) | {ev['class_accuracy']:.3f} |
 | per-class accuracy, classes 0..9 | {per_class} |
-| one 16-image generation, 50 steps, CFG, {torch.get_num_threads()} thread(s), median of 3 | {gen_seconds:.2f} s |
+| one 16-image generation, 50 steps, CFG, {ev.get('threads', torch.get_num_threads())} thread(s), median of 3 | {gen_seconds:.2f} s |
 {_sweep_table(name)}
 Regenerate with `python -m ditcache.models.card --models {name} --per-class {ev['samples'] // 10}`.
 """
@@ -441,9 +441,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--guidance-scale", type=float, default=None)
     parser.add_argument("--sweep", action="store_true", help="only run the CFG-scale sweep, write <name>_sweep.json")
+    parser.add_argument("--text-only", action="store_true",
+                        help="rewrite the image models' cards from their saved <name>_eval.json (no sampling)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = WEIGHTS_DIR
+    if args.text_only:  # the card's wording changed, not the model: nothing is sampled or timed again
+        for name in args.models:
+            if name == "video":
+                raise SystemExit("--text-only covers the image models; the video card is written by sampling")
+            meta, ev = (json.loads((out / f"{name}{suffix}.json").read_text()) for suffix in ("", "_eval"))
+            sanity = {k: v for k, v in ev.items() if k.startswith("fd_") and k != "fd_model_vs_test"}
+            (out / f"MODEL_CARD_{name}.md").write_text(
+                _card(name, meta, ev, sanity, ev["generation_seconds_16x50_cfg"]))
+            print(f"wrote {out / f'MODEL_CARD_{name}.md'}")
+        return
     classifier = load_classifier()
     if args.sweep:
         for name in args.models:
@@ -468,7 +480,7 @@ def main(argv: list[str] | None = None) -> None:
                   out / f"{name}_samples.png")
         gen_seconds = time_generation(model, steps=args.steps)
         ev = evaluate(model, classifier, args.per_class, args.steps, args.guidance_scale)
-        ev.update(sanity, generation_seconds_16x50_cfg=gen_seconds)
+        ev.update(sanity, generation_seconds_16x50_cfg=gen_seconds, threads=torch.get_num_threads())
         (out / f"{name}_eval.json").write_text(json.dumps(ev, indent=2) + "\n")
         (out / f"MODEL_CARD_{name}.md").write_text(_card(name, meta, ev, sanity, gen_seconds))
         print(name, json.dumps(ev))
