@@ -263,6 +263,8 @@ def main() -> None:
              "say they leave planning out. Sections list the command that regenerates them.", ""]
     changed = _md("changed_defaults.md")  # defaults that moved after some reports below were measured
     parts += ["## Rows measured before the 2026-12-04 changes", "", changed, ""] if changed else []
+    for moved in sorted(RESULTS.glob("rows_moved_*.md")):  # a regenerated report against the one it replaced
+        parts += [f"### Rows that moved: `{moved.stem.removeprefix('rows_moved_')}`", "", moved.read_text(), ""]
     main_reports = {m: _load(m) for m in ("dit", "flux")}
     largest = max((r for r in [*main_reports.values(), _load("claims_dit256")] if r),
                   key=lambda r: r["config"]["seeds"], default=None)
