@@ -100,7 +100,8 @@ def main() -> None:
                 continue
             rung_rows.append([name, rung, f"`{r.setting}`", f"{r.wall_speedup:.2f}", f"{r.flop_speedup:.2f}",
                               f"{r.fd_delta:+.2f} [{r.fd_delta_ci[0]:+.2f}, {r.fd_delta_ci[1]:+.2f}]",
-                              f"{r.accuracy_delta:+.3f} [{r.accuracy_delta_ci[0]:+.3f}, {r.accuracy_delta_ci[1]:+.3f}]"])
+                              f"{r.accuracy_delta:+.3f} "
+                              f"[{r.accuracy_delta_ci[0]:+.3f}, {r.accuracy_delta_ci[1]:+.3f}]"])
         fastest = rungs(rows)["fastest at all"]
         for label, method in (("uncached", None), (fastest.setting if fastest else None, fastest.setting
                                                    if fastest else None)):

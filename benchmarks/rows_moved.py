@@ -50,7 +50,8 @@ def main() -> None:
              f"{new['config']['seeds']} seeds, {new['config']['steps']} steps: FLOP x, PSNR [95% CI] and FD - uncached "
              "[paired 95% CI]; \"moved\" = the PSNR intervals do not overlap. Command: "
              f"`python benchmarks/rows_moved.py --report {args.report} --before {args.before}`", "",
-             "| kind | method | setting | FLOP x before | after | PSNR before | PSNR after | FD diff before | FD diff after | PSNR |",
+             "| kind | method | setting | FLOP x before | after | PSNR before | PSNR after | FD diff before "
+             "| FD diff after | PSNR |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for key in [k for k in after if k in before]:
         a, b = before[key], after[key]

@@ -172,6 +172,7 @@ PAPER_MODELS = {
 
 def _card(name: str, meta: dict, ev: dict, sanity: dict, gen_seconds: float) -> str:
     tr = meta["training"]
+    threads = ev.get("threads", torch.get_num_threads())  # of the timed generation (older evals: not recorded)
     arch = "\n".join(f"| `{k}` | {v} |" for k, v in meta["transformer_kwargs"].items())
     per_class = ", ".join(f"{a:.2f}" for a in ev["per_class_accuracy"])
     arch_ = meta["architecture"]
@@ -269,7 +270,7 @@ Uncached, {ev['steps']} steps, CFG scale {ev['guidance_scale']}, one row per cla
 | FD, Gaussian noise images (1000) vs test (10k) | {sanity['fd_noise1000_vs_test']:.3f} |
 | class accuracy (classifier agrees with requested class) | {ev['class_accuracy']:.3f} |
 | per-class accuracy, classes 0..9 | {per_class} |
-| one 16-image generation, 50 steps, CFG, {ev.get('threads', torch.get_num_threads())} thread(s), median of 3 | {gen_seconds:.2f} s |
+| one 16-image generation, 50 steps, CFG, {threads} thread(s), median of 3 | {gen_seconds:.2f} s |
 {_sweep_table(name)}
 Regenerate with `python -m ditcache.models.card --models {name} --per-class {ev['samples'] // 10}`.
 """
