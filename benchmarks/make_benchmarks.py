@@ -6,9 +6,10 @@ It reads, where present: results/<model>/report.json (`ditcache bench`, one per 
 results/extra_<model>/report.json (more settings on the same seeds), results/speed_<model>/report.json
 (wall-clock of the deciding settings over more rounds), results/peers_<model>/report.json (every peer
 beside ditcache's fastest settings at 256 tokens; its timing run in results/speed_peers_<model>),
-results/claims_<model>/report.json (the seed methods' claims at 256 tokens, with results/claims_<model>.md: a verdict per claim), results/choices_*/ (seed
-choices), results/*.md (tables printed by the other scripts: token paths, learned choices, compile,
-speed at DiT-XL/2's width), and results/video/report.json. Missing parts are listed as not yet run.
+results/claims_<model>/report.json (the seed methods' claims, with results/claims_<model>.md: a verdict
+per claim), results/choices_*/ (seed choices), results/*.md (tables printed by the other scripts: token
+paths, learned choices, compile, speed at DiT-XL/2's width, rows that moved), and results/video/report.json.
+Missing parts are listed as not yet run.
 """
 
 from __future__ import annotations
