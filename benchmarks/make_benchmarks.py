@@ -206,7 +206,9 @@ def command(report: dict) -> str:
     c = report["config"]
     return (f"ditcache bench --model {c['model']} --methods '{c['methods']}' --peers '{c['peers']}' "
             f"--seeds {c['seeds']} --steps {c['steps']} --batch {c['batch']} --repeats {c['repeats']}"
-            + (f" --budget '{c['budget']}'" if c.get("budget") else "") + f" --threads {c['threads']}")
+            + (f" --budget '{c['budget']}'" if c.get("budget") else "")
+            + (" --speed-only" if c.get("speed_only") else "")
+            + (f" --compile {c['compile']}" if c.get("compile") else "") + f" --threads {c['threads']}")
 
 
 def model_section(name: str, report: dict) -> list[str]:
@@ -301,9 +303,16 @@ def main() -> None:
                         ("Speed at DiT-XL/2's size on the CPU", "speed_dit-xl-2.md"),
                         ("torch.compile on the CPU", "compile.md"),
                         ("Few-step runs: 8 steps on `flux`", "fewstep_flux.md"),
-                        ("The Taylor time axis: step indices against timestep values", "time_axis.md")):
+                        ("The Taylor time axis: step indices against timestep values", "time_axis.md"),
+                        ("Moonshot: 6x wall-clock at 256 tokens with FD not shown worse", "moonshot.md")):
         text = _md(file)
         parts += [f"## {title}", "", text if text else "Not yet run.", ""]
+        if file == "compile.md":  # `ditcache bench --compile` runs: compiled columns beside the eager ones
+            for model in ("dit256", "flux256"):
+                report = _load(f"compiled_{model}")
+                if report is not None:
+                    parts += [f"### `{model}`: eager and compiled", "", f"Command: `{command(report)}`", "",
+                              *model_section(f"compiled_{model}", report)[2:]]
     for model in ("dit256", "flux256"):
         report = _load(f"claims_{model}")
         parts += ["## Token-level caching at 256 tokens", ""] if model == "dit256" else []
