@@ -26,10 +26,23 @@ def combine(a: Output, b: Output, fn) -> Output:
     return tuple(None if x is None else fn(x, y) for x, y in zip(a, b))
 
 
-def add_scaled(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
+def add_scaled(a: torch.Tensor, b: torch.Tensor, w: float, into: bool = False) -> torch.Tensor:
     """a + w b in a's dtype: one fused pass when the dtypes agree (a forecast term added to its base;
-    the multiply-then-add form allocated and wrote the (B, N, D) product first), else through float32 b."""
-    return torch.add(a, b, alpha=w) if a.dtype == b.dtype else a + (w * b).to(a.dtype)
+    the multiply-then-add form allocated and wrote the (B, N, D) product first), else through float32 b.
+    ``into``: a is a tensor the caller made for this sum (not a cached one), so the pass writes into it."""
+    if a.dtype != b.dtype:
+        return a + (w * b).to(a.dtype)
+    return a.add_(b, alpha=w) if into else torch.add(a, b, alpha=w)
+
+
+def add_channel_scaled(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor, into: bool = False) -> torch.Tensor:
+    """a + w * b with a weight per channel, w (D,) against a and b (..., D), in a's dtype: one fused pass
+    (addcmul) when the dtypes agree, where the multiply-then-add form made two and allocated the product;
+    ``into`` as in ``add_scaled``."""
+    if a.dtype != b.dtype:
+        return a + (w.to(b.device, lift(b).dtype) * lift(b)).to(a.dtype)
+    w = w.to(a.device, a.dtype)
+    return a.addcmul_(w, b) if into else torch.addcmul(a, w, b)
 
 
 def lift(t: torch.Tensor) -> torch.Tensor:

@@ -57,5 +57,5 @@ class HiCache:
         out = anchor
         for k, f in enumerate(factors, start=1):
             w = scaled_hermite(k, delta, self.sigma) / math.factorial(k)
-            out = combine(out, f, lambda a, b, w=w: add_scaled(a, b, w))
+            out = combine(out, f, lambda a, b, w=w, into=k > 1: add_scaled(a, b, w, into))  # first term: new
         return out

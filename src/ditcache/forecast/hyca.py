@@ -35,7 +35,7 @@ from typing import ClassVar
 
 import torch
 
-from .common import Coords, Output, combine, lift
+from .common import Coords, Output, add_channel_scaled, combine
 from .taylor import Taylor
 
 SOLVERS: dict[str, object] = {
@@ -93,9 +93,9 @@ class ChannelMix:
         delta = coords.step - nodes[0]
         gap = nodes[0] - nodes[1] if len(nodes) > 1 else 1.0
         per_solver = coefficients(delta, gap, self.pool)                       # (P, 2)
+        idx = self.solvers[history["site"]]                                    # (D,)
         out = anchor
         for k, f in enumerate(factors):
-            idx = self.solvers[history["site"]]                                # (D,)
             w = per_solver[:, k][idx]                                          # (D,) this order's weight per channel
-            out = combine(out, f, lambda a, b, w=w: a + (w.to(b.device, lift(b).dtype) * lift(b)).to(a.dtype))
+            out = combine(out, f, lambda a, b, w=w, into=k > 0: add_channel_scaled(a, b, w, into))  # first: new
         return out

@@ -81,5 +81,5 @@ class Taylor:
                 w = (x - nodes[0]) ** i / math.factorial(i)
             else:
                 w = math.prod(x - nodes[j] for j in range(i))
-            out = combine(out, f, lambda a, b, w=w: add_scaled(a, b, w))
+            out = combine(out, f, lambda a, b, w=w, into=i > 1: add_scaled(a, b, w, into))  # first term: new
         return out
