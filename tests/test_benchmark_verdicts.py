@@ -125,6 +125,7 @@ def test_lead_verdicts_follow_their_intervals(index, match):
     else:
         quality = timing = [_report(section)]
     rounds = min(r["config"]["repeats"] for r in timing)
+    threads = min(r["config"]["threads"] for r in timing)  # a lead is timed at 2 threads (issue 27)
     same = quality is timing  # the quality row is the timed row
     ours, ours_ref = _row(quality, match["ours"], "ditcache", match["w"] if same else None)
     peer, peer_ref = _row(quality, match["peer"], "peer", match["pw"] if same else None)
@@ -134,7 +135,7 @@ def test_lead_verdicts_follow_their_intervals(index, match):
     assert f"{ratio:.2f}" == match["ratio"]
     assert _within_budget(ours, ours_ref) and _within_budget(peer, peer_ref), \
         "a row named within the budget whose intervals are not inside it"
-    assert match["verdict"] == _word(ratio >= LEAD, rounds >= ROUNDS)
+    assert match["verdict"] == _word(ratio >= LEAD, rounds >= ROUNDS and threads >= 2)
     assert (match["few"] is not None) == (rounds < ROUNDS)  # "fastest" from fewer rounds says so
 
 
@@ -153,7 +154,9 @@ def test_speed_target_verdicts_follow_their_intervals(index, match):
 
 def test_timing_tables_say_which_settings_are_shown_within_the_budget():
     starts = [i for i, line in enumerate(LINES) if "| shown within the budget in the quality runs |" in line]
-    assert len(starts) == 2 and not any("| meets the budget in the quality runs |" in line for line in LINES)
+    timing_reports = list(RESULTS.glob("speed_*/report.json"))  # each timing run has its table
+    assert len(starts) == len(timing_reports) >= 2
+    assert not any("| meets the budget in the quality runs |" in line for line in LINES)
     for start in starts:
         quality = _quality(_section_of(start))
         for line in LINES[start + 2:]:
