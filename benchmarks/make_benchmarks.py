@@ -316,7 +316,7 @@ def main() -> None:
                 report = _load(f"compiled_{model}")
                 if report is not None:
                     parts += [f"### `{model}`: eager and compiled", "", f"Command: `{command(report)}`", "",
-                              *model_section(f"compiled_{model}", report)[2:]]
+                              report_body(report), ""]  # speed only: no quality, so no fronts or budget lines
     for model in ("dit256", "flux256"):
         report = _load(f"claims_{model}")
         parts += ["## Token-level caching at 256 tokens", ""] if model == "dit256" else []
