@@ -126,6 +126,7 @@ def test_lead_verdicts_follow_their_intervals(index, match):
         quality = timing = [_report(section)]
     rounds = min(r["config"]["repeats"] for r in timing)
     threads = min(r["config"]["threads"] for r in timing)  # a lead is timed at 2 threads (issue 27)
+    seeds = min(r["config"]["seeds"] for r in quality)  # its FD clause decided at 100 seeds (sample-size section)
     same = quality is timing  # the quality row is the timed row
     ours, ours_ref = _row(quality, match["ours"], "ditcache", match["w"] if same else None)
     peer, peer_ref = _row(quality, match["peer"], "peer", match["pw"] if same else None)
@@ -135,7 +136,7 @@ def test_lead_verdicts_follow_their_intervals(index, match):
     assert f"{ratio:.2f}" == match["ratio"]
     assert _within_budget(ours, ours_ref) and _within_budget(peer, peer_ref), \
         "a row named within the budget whose intervals are not inside it"
-    assert match["verdict"] == _word(ratio >= LEAD, rounds >= ROUNDS and threads >= 2)
+    assert match["verdict"] == _word(ratio >= LEAD, rounds >= ROUNDS and threads >= 2 and seeds >= 100)
     assert (match["few"] is not None) == (rounds < ROUNDS)  # "fastest" from fewer rounds says so
 
 
