@@ -181,10 +181,10 @@ def speed_section(name: str, speed: dict, quality: list[dict]) -> list[str]:
     of them are shown within the budget is read from the quality runs (same settings, same seeds)."""
     from ditcache.bench.report import meets
 
-    ok = set()
+    ok: dict[tuple[str, str], str] = {}  # (kind, setting) shown within the budget -> its method or peer
     for report in quality:
         ref = SimpleNamespace(**report["rows"][0])
-        ok |= {(r["kind"], r["setting"]) for r in report["rows"][1:]
+        ok |= {(r["kind"], r["setting"]): r["method"] for r in report["rows"][1:]
                if not r["error"] and meets(SimpleNamespace(**r), ref, LEAD_BUDGET)}
     rows = [r for r in speed["rows"][1:] if not r["error"]]
     rounds, threads = speed["config"]["repeats"], speed["config"]["threads"]
@@ -208,6 +208,10 @@ def speed_section(name: str, speed: dict, quality: list[dict]) -> list[str]:
                      else "")
                   + (f" Quality from {seeds} seeds: the budget's FD clause is decided at {LEAD_SEEDS}, where a peer "
                      "setting left out here may come in." if seeds < LEAD_SEEDS else "")]
+    untimed = sorted(set(ok) - {(r["kind"], r["setting"]) for r in rows})  # a faster one would lower the lead
+    if untimed:
+        lines += ["", "Shown within the budget but not in this timing run: "
+                  + ", ".join(f"{kind} {ok[kind, setting]} `{setting}`" for kind, setting in untimed) + "."]
     return lines + [""]
 
 
