@@ -7,6 +7,7 @@ import torch
 
 from ditcache.forecast import FoCa, HiCache, Taylor
 from ditcache.forecast.common import Coords
+from ditcache.forecast.hyca import ChannelMix
 from ditcache.store import Store
 
 
@@ -110,3 +111,28 @@ def test_half_precision_keeps_differences_in_float32():
     assert float(history["factors"][3][0]) != 0.0
     out = store.predict((0, 0), Coords(899.0, 5), 4)[0]
     assert out.dtype == torch.float16
+
+
+@pytest.mark.parametrize("forecaster", [Taylor("backward"), Taylor("newton"), HiCache()], ids=lambda f: f.name)
+def test_forecasts_leave_the_cache_as_it_was(forecaster):
+    """Later forecast terms are added in place into the forecast's own tensor: never into the cached anchor or
+    differences. x^2 at 0, 1, 2 (anchor 4): forecasting twice gives the same value and the anchor stays 4."""
+    store = _fit(forecaster, [(0, 0), (1, 1), (2, 4)], 2)
+    first, second = _at(store, 3, 2), _at(store, 3, 2)
+    assert first == second and first != 4.0
+    assert float(store.predict((0, 0), Coords(3.0, 3), 0)[0]) == 4.0  # order 0: the anchor itself
+
+
+def test_hyca_forecasts_leave_the_cache_as_it_was():
+    """HyCa's two terms (the second by addcmul in place). taylor2 on x^2 at 0, 4, 8: d1 = (64 - 16) / 4 = 12,
+    d2 = (12 - 4) / 4 = 2; two steps ahead (2, 2^2 / 2) gives 64 + 2 * 12 + 2 * 2 = 92, again on a second
+    call, and the anchor stays 64."""
+    mix = ChannelMix({0: torch.tensor([2])})  # POOL[2] = taylor2
+    history = mix.new_history((0, 0))
+    prev = None
+    for s in (0, 4, 8):
+        out = (torch.full((1, 1, 1), float(s * s)),)
+        mix.update(history, prev, out, (Coords(float(s), s), None), 2)
+        prev = out
+    got = [float(mix.predict(history, prev, Coords(10.0, 10), 2)[0]) for _ in range(2)]
+    assert got == [92.0, 92.0] and float(prev[0]) == 64.0
