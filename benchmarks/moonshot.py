@@ -104,11 +104,9 @@ def main() -> None:
                               f"[{r.accuracy_delta_ci[0]:+.3f}, {r.accuracy_delta_ci[1]:+.3f}]"])
         # profile the fastest setting on the highest rung anything reached: what limits the moonshot there
         top = next((r for r in rungs(rows).values() if r is not None), None)
-        for label, method in (("uncached", None), (top.setting, top.setting) if top else (None, None)):
-            if label is None:
-                continue
+        for method in [None] + ([top.setting] if top else []):
             b = breakdown(name, method)
-            split_rows.append([name, f"`{label}`", f"{b['wall']:.2f}"] + [
+            split_rows.append([name, f"`{method or 'uncached'}`", f"{b['wall']:.2f}"] + [
                 f"{b[k]:.2f} ({b[k] / b['wall']:.0%})" for k in ("matmul", "other", "host")])
             print(split_rows[-1], flush=True)
     text = "\n".join([
