@@ -49,11 +49,47 @@ def test_remove_restores_every_forward(name):
     model = zoo.build(name)
     originals = {n: m.forward for n, m in model.named_modules()}
     run = ditcache.apply(model, ditcache.FORA(interval=2), steps=4)
-    assert len(_patched(model)) == len(run.sites) + 1  # every site and the model itself
+    lean = {id(s.block) for s in run.sites if adapters.block_spec(s.block).lean}
+    assert len(_patched(model)) == len(run.sites) + len(lean) + 1  # every site, every lean block, the model
     run.remove()
     assert _patched(model) == []
     assert {n: m.forward for n, m in model.named_modules()} == originals
     run.remove()  # idempotent
+
+
+@pytest.mark.parametrize("name", ["dit-tiny", "pixart-tiny", "latte-tiny", "flux-tiny"])
+@pytest.mark.parametrize("method", [ditcache.FORA(interval=3), ditcache.TaylorSeer(interval=3, order=1, warmup=1)])
+def test_lean_blocks_return_their_forwards_output_without_the_norms(name, method):
+    """A block with a lean rule, on a call where all its branches reuse or forecast, returns x + gate * branch
+    (+ ...) without running the norms that feed the branches. The images must be those of every block running
+    its own forward (lean off), up to the rounding of a fused multiply-add; the first block's norm1 must run
+    on every call with lean off and on the calls that compute its branches only with lean on (FORA(3) over
+    6 steps: steps 0, 2 and 5, the reference's count-down rule; CFG is one doubled call per step)."""
+    model = zoo.build(name)
+    block = next(m for m in model.modules() if type(m).__name__ in adapters.BLOCKS
+                 and adapters.block_spec(m).lean)
+    calls: list[int] = []
+    handle = block.norm1.register_forward_hook(lambda *a: calls.append(1))
+    outs, norm_calls = {}, {}
+    try:
+        for lean in (True, False):
+            calls.clear()
+            noise, cond, uncond = zoo.conditioning(name, 2, 0)
+            with ditcache.cached(model, method) as run:
+                run.executor.lean = lean
+                outs[lean] = sample(model, noise, cond, uncond, steps=6, guidance_scale=3.0)
+            norm_calls[lean] = len(calls)
+            sites = {s.index for s in run.sites if s.block is block}
+            computed = [r.step for r in run.stats.records if any(r.actions[i] == "full" for i in sites)]
+    finally:
+        handle.remove()
+    if isinstance(method, ditcache.FORA):
+        assert computed == [0, 2, 5]
+    assert 0 < len(computed) < 6
+    assert norm_calls == {True: len(computed), False: 6}
+    torch.testing.assert_close(outs[True], outs[False], rtol=1e-5, atol=1e-5)
+    ref, _ = _generate(model, name, batch=2, steps=6)
+    assert not torch.allclose(outs[True], ref, atol=1e-4)  # the blocks did reuse (the comparison is not vacuous)
 
 
 @pytest.mark.parametrize("name", ["dit-tiny", "flux-tiny"])

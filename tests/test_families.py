@@ -192,7 +192,8 @@ def test_remove_restores_every_forward(name, built):
     model = _model(built, name)
     originals = {n: m.forward for n, m in model.named_modules()}
     run = ditcache.apply(model, ditcache.FORA(interval=2), steps=4)
-    assert len(_patched(model)) == len(run.sites) + 1  # every site and the model itself
+    lean = {id(s.block) for s in run.sites if adapters.block_spec(s.block).lean}
+    assert len(_patched(model)) == len(run.sites) + len(lean) + 1  # every site, every lean block, the model
     run.remove()
     assert _patched(model) == [] and {n: m.forward for n, m in model.named_modules()} == originals
 

@@ -4,7 +4,7 @@
 forward is called (which argument is the timestep, where the token grid comes from). A model is
 mapped by finding every submodule whose class is in ``BLOCKS`` (in module order, so Flux's
 double-stream blocks come before its single-stream ones). Each family is one file of this package
-holding its entries (``BLOCKS``, ``MODELS``, and where needed ``FINISH``, ``GRIDS``, ``UNMAPPED``: classes
+holding its entries (``BLOCKS``, ``MODELS``, and where needed ``FINISH``, ``LEAN``, ``GRIDS``, ``UNMAPPED``: classes
 that cannot be mapped, with the reason, and ``META``: constructor arguments for classes that do not build
 from their defaults); they are merged here at import, and a name defined twice fails loudly. Supporting a
 new family means adding a file, or calling ``register_block`` / ``register_model`` from user code.
@@ -23,8 +23,8 @@ from .grids import GRIDS as _SHARED_GRIDS
 from .spec import KINDS, PARTIAL_MODES, STREAMS, BlockSpec, Branch, ModelSpec
 
 __all__ = ["KINDS", "PARTIAL_MODES", "STREAMS", "Branch", "BlockSpec", "ModelSpec", "BLOCKS", "MODELS", "FINISH",
-           "GRIDS", "UNMAPPED", "META", "FAMILIES", "register_block", "register_model", "model_spec", "find_sites",
-           "block_spec", "token_grid", "timestep_value"]
+           "LEAN", "GRIDS", "UNMAPPED", "META", "FAMILIES", "register_block", "register_model", "model_spec",
+           "find_sites", "block_spec", "token_grid", "timestep_value"]
 
 _NOT_FAMILIES = {"spec", "grids"}
 
@@ -39,29 +39,31 @@ def _merge(into: dict, entries: dict, what: str, family: str, owner: dict) -> No
 
 def _load_families() -> tuple[dict, ...]:
     """Every family file's tables, merged; FAMILIES maps each model or block class name to its file."""
-    tables: tuple[dict, ...] = ({}, {}, {}, dict(_SHARED_GRIDS), {}, {})
+    tables: tuple[dict, ...] = ({}, {}, {}, {}, dict(_SHARED_GRIDS), {}, {})
     owners: tuple[dict, ...] = tuple({} for _ in tables)
     families: dict[str, str] = {}
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
         if info.name in _NOT_FAMILIES or info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
-        for table, owner, attr in zip(tables, owners, ("BLOCKS", "MODELS", "FINISH", "GRIDS", "UNMAPPED", "META")):
+        for table, owner, attr in zip(tables, owners, ("BLOCKS", "MODELS", "FINISH", "LEAN", "GRIDS", "UNMAPPED",
+                                                "META")):
             _merge(table, getattr(module, attr, {}), attr, info.name, owner)
         for name in (*getattr(module, "BLOCKS", {}), *getattr(module, "MODELS", {}), *getattr(module, "UNMAPPED", {})):
             families[name] = info.name
     return (*tables, families)
 
 
-BLOCKS, MODELS, FINISH, GRIDS, UNMAPPED, META, FAMILIES = _load_families()
+BLOCKS, MODELS, FINISH, LEAN, GRIDS, UNMAPPED, META, FAMILIES = _load_families()
 # BLOCKS: block class name -> BlockSpec; MODELS: model class name -> ModelSpec; FINISH: gate rules of whole-block
-# sites; GRIDS: token-grid rules; UNMAPPED: model class name -> why it cannot be mapped; META: model class name ->
-# constructor kwargs for building it on the meta device (classes whose defaults do not build).
+# sites; LEAN: rules building a branch block's output from its cached branches (BlockSpec.lean); GRIDS: token-grid
+# rules; UNMAPPED: model class name -> why it cannot be mapped; META: model class name -> constructor kwargs for
+# building it on the meta device (classes whose defaults do not build).
 
 
 def register_block(cls: type | str, *branches: Branch, outputs: tuple[str, ...] = (),
                    image_out: int | None = None, pre_gate: str | None = None, finish: str | None = None,
-                   text_first: bool = True) -> None:
+                   text_first: bool = True, lean: str | None = None) -> None:
     """Teach ditcache a block class:
     ``register_block(MyBlock, Branch("attn", "attn"), Branch("mlp", "mlp", "tokens"))``."""
     name = cls if isinstance(cls, str) else cls.__name__
@@ -71,7 +73,11 @@ def register_block(cls: type | str, *branches: Branch, outputs: tuple[str, ...] 
         raise ValueError("register_block: pre_gate and finish go together (or neither)")
     if finish is not None and finish not in FINISH:
         raise KeyError(f"unknown finish rule {finish!r}; known: {sorted(FINISH)}")
-    BLOCKS[name] = BlockSpec(tuple(branches), outputs, image_out, pre_gate, finish, text_first)
+    if lean is not None and lean not in LEAN:
+        raise KeyError(f"unknown lean rule {lean!r}; known: {sorted(LEAN)}")
+    if lean is not None and any(b.kind == "block" for b in branches):
+        raise ValueError("register_block: a lean rule serves branch blocks; a whole-block site has its finish rule")
+    BLOCKS[name] = BlockSpec(tuple(branches), outputs, image_out, pre_gate, finish, text_first, lean)
 
 
 def register_model(cls: type | str, spec: ModelSpec) -> None:

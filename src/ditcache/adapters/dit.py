@@ -2,7 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
 from .spec import BlockSpec, Branch, ModelSpec
+
+
+def _lean_basic(block: nn.Module, inputs: dict, cached: Callable[[str], torch.Tensor]) -> torch.Tensor | None:
+    """BasicTransformerBlock's output from its cached branches: x + gate_msa * attn1 (+ attn2) + gate_mlp * ff,
+    the gates from this call's timestep (adaLN-zero: the block's own embedding; adaLN-single: the model's
+    embedding plus the block's table); LayerNorm blocks add ungated. None (the block then runs its forward)
+    for the inputs this rule does not cover: GLIGEN's fuser, 4-d hidden states, an unknown norm."""
+    x = inputs["hidden_states"]                                                      # (B, N, D)
+    norm = block.norm_type
+    if x.ndim != 3 or (inputs.get("cross_attention_kwargs") or {}).get("gligen") is not None or norm not in (
+            "ada_norm_zero", "ada_norm_single", "layer_norm", "ada_norm", "ada_norm_continuous", "layer_norm_i2vgen"):
+        return None
+    gate_msa = gate_mlp = None
+    if norm == "ada_norm_zero":
+        n1, emb = block.norm1, inputs.get("timestep")
+        if n1.emb is not None:
+            emb = n1.emb(emb, inputs.get("class_labels"), hidden_dtype=x.dtype)    # (B, D)
+        mods = n1.linear(n1.silu(emb)).chunk(6, dim=1)                               # 6 x (B, D)
+        gate_msa, gate_mlp = mods[2].unsqueeze(1), mods[5].unsqueeze(1)              # (B, 1, D)
+    elif norm == "ada_norm_single":
+        mods = (block.scale_shift_table[None] + inputs["timestep"].reshape(x.shape[0], 6, -1)).chunk(6, dim=1)
+        gate_msa, gate_mlp = mods[2], mods[5]                                        # (B, 1, D)
+    a = cached("attn1")
+    x = x + a if gate_msa is None else torch.addcmul(x, gate_msa, a)
+    if block.attn2 is not None:
+        x = x + cached("attn2")
+    f = cached("ff")
+    return x + f if gate_mlp is None else torch.addcmul(x, gate_mlp, f)
+
+
+LEAN = {"basic": _lean_basic}
 
 BLOCKS = {
     # DiT (attn1, ff) and PixArt (attn1, attn2, ff); attn2 is None in DiT and is then left out.
@@ -10,7 +46,7 @@ BLOCKS = {
         Branch("attn1", "attn", "self_kv"),
         Branch("attn2", "cross_attn", "tokens"),
         Branch("ff", "mlp", "tokens"),
-    )),
+    ), lean="basic"),
 }
 
 MODELS = {

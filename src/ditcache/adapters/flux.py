@@ -3,6 +3,8 @@ whose attention and MLP share one fused output projection."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -13,14 +15,37 @@ def _finish_flux_single(block: nn.Module, inputs: dict, pre: torch.Tensor) -> tu
     """FluxSingleTransformerBlock after its proj_out: x + gate * pre over [text; image], split back."""
     text, image = inputs["encoder_hidden_states"], inputs["hidden_states"]   # (B, L, D), (B, N, D)
     x = torch.cat([text, image], dim=1)                                      # (B, L + N, D)
-    _, gate = block.norm(x, emb=inputs["temb"])                              # (B, D): this step's gate
-    out = x + gate.unsqueeze(1) * pre
+    norm = block.norm                                                        # AdaLayerNormZeroSingle
+    gate = norm.linear(norm.silu(inputs["temb"])).chunk(3, dim=1)[2]         # (B, D): this step's gate, without
+    #                                                                          the norm of x it would also compute
+    out = torch.addcmul(x, gate.unsqueeze(1), pre)
     if out.dtype == torch.float16:
         out = out.clip(-65504, 65504)
     return out[:, : text.shape[1]], out[:, text.shape[1]:]
 
 
+def _lean_flux_double(block: nn.Module, inputs: dict, cached: Callable[[str], object]) -> tuple | None:
+    """FluxTransformerBlock's (text, image) output from its cached branches: each stream is x + gate_msa * attn
+    + gate_mlp * ff (an IP-adapter's third attention output added ungated), the six gates of each stream from
+    this call's temb; the four norms and modulations that feed the branches are skipped."""
+    image, text, temb = inputs["hidden_states"], inputs["encoder_hidden_states"], inputs["temb"]
+    n1, n1c = block.norm1, block.norm1_context                      # AdaLayerNormZero, no embedding of their own
+    mods = n1.linear(n1.silu(temb)).chunk(6, dim=1)                 # 6 x (B, D)
+    c_mods = n1c.linear(n1c.silu(temb)).chunk(6, dim=1)
+    attn = cached("attn")                                           # (image, text[, ip]) each (B, *, D)
+    image = torch.addcmul(image, mods[2].unsqueeze(1), attn[0])
+    image = torch.addcmul(image, mods[5].unsqueeze(1), cached("ff"))
+    if len(attn) == 3:
+        image = image + attn[2]
+    text = torch.addcmul(text, c_mods[2].unsqueeze(1), attn[1])
+    text = torch.addcmul(text, c_mods[5].unsqueeze(1), cached("ff_context"))
+    if text.dtype == torch.float16:
+        text = text.clip(-65504, 65504)
+    return text, image
+
+
 FINISH = {"flux_single": _finish_flux_single}
+LEAN = {"flux_double": _lean_flux_double}
 
 BLOCKS = {
     # Flux double stream: joint attention returns (image, text) outputs; separate image / text MLPs.
@@ -28,7 +53,7 @@ BLOCKS = {
         Branch("attn", "attn", stream="joint"),
         Branch("ff", "mlp", "tokens"),
         Branch("ff_context", "mlp", "tokens", stream="text"),
-    ), image_out=1),
+    ), image_out=1, lean="flux_double"),
     # Flux single stream: attention and MLP are fused into one projection: cache the whole block, as its
     # pre-gate proj_out output, so a cached step applies its own gate.
     "FluxSingleTransformerBlock": BlockSpec(

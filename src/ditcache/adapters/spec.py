@@ -48,6 +48,10 @@ class BlockSpec:
     pre_gate: str | None = None
     finish: str | None = None
     text_first: bool = True  # joint attention order: [text; image] (Flux, SD3) or [image; text] (HunyuanVideo)
+    # Branch blocks: the key of LEAN, which builds the block's output from its branches' cached outputs alone
+    # (a call where every branch reuses or forecasts), skipping the norms and modulations that only feed the
+    # branches: on such a step they are most of what is left to compute. None: the block always runs its forward.
+    lean: str | None = None
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ class Executor:
         self.passthrough = False        # this call is outside any generation: every site computes, nothing kept
         self.real: frozenset[int] = frozenset()  # sites rerun for real to check their block's forecast (SpeCa)
         self.shards = SOLO              # the context-parallel group this call's tokens are sharded over
+        self.lean = True                # blocks with a lean rule skip their branches' norms on all-cached calls
+        #                                 (off: every block runs its own forward; the A/B of benchmarks/lean.py)
 
     def begin(self, plans: list[Plan], branch: int, coords: Coords, passthrough: bool = False) -> None:
         """A model call starts: its plans, branch and coordinates; no site has run yet."""
@@ -121,7 +123,9 @@ class Executor:
                 zeros = tuple(None if t is None else torch.zeros_like(t) for t in self.store.entries[key].out)
                 single = self.store.single(key)
             return from_tuple(zeros, single)
-        order = 0 if action is Action.REUSE else plan.order
+        if action is Action.REUSE or action is Action.FORECAST:
+            return self._cached(key, plan)
+        order = plan.order
         base = self.store.predict(key, self.coords, order)  # (a verified branch is checked by verify_block)
         if action is Action.BLEND:
             fresh, _ = as_tuple(orig(*args, **kwargs))
@@ -134,6 +138,48 @@ class Executor:
         if order > 0:
             self.store.commit(key, base, self.coords)
         return from_tuple(base, self.store.single(key))
+
+    def _cached(self, key, plan: Plan):
+        """A REUSE or FORECAST branch's output from the store, shaped as the module returns it; a forecast is
+        committed (methods that correct it later read what this step returned)."""
+        order = 0 if plan.action is Action.REUSE else plan.order
+        base = self.store.predict(key, self.coords, order)  # (a verified branch is checked by verify_block)
+        if order > 0:
+            self.store.commit(key, base, self.coords)
+        return from_tuple(base, self.store.single(key))
+
+    def lean_block(self, sites: list[Site], orig, rule):
+        """The forward of a branch block with a lean rule (``BlockSpec.lean``): on a call where every one of
+        its ``sites`` reuses or forecasts, the rule builds the block's output from the cached branch outputs
+        alone, skipping the norms and modulations that only feed the branches (their results would be thrown
+        away). Any other call, a call the rule declines (it returns None before reading a branch), and every
+        call while ``lean`` is off run ``orig``, whose branch forwards then take their plans as usual."""
+        block = sites[0].block
+        spec = adapters.block_spec(block)
+        by_child = {b.child: s for b in spec.branches for s in sites if getattr(block, b.child, None) is s.module}
+        indices = [s.index for s in sites]
+        signature = inspect.signature(orig)
+        cheap = (Action.REUSE, Action.FORECAST)
+
+        def cached(child: str):
+            site = by_child[child]
+            return self._cached((self.branch, site.index), self._claim(site))
+
+        @host_side
+        @functools.wraps(orig)
+        def forward(*args, **kwargs):
+            if (not self.lean or self.passthrough or self.real
+                    or any(self.plans[i].action not in cheap or self.plans[i].verify for i in indices)):
+                return orig(*args, **kwargs)
+            out = rule(block, signature.bind(*args, **kwargs).arguments, cached)
+            if out is None:
+                return orig(*args, **kwargs)
+            if not all(self.ran[i] for i in indices):  # an unread branch would miss this step's commit
+                missed = [s.name for s in sites if not self.ran[s.index]]
+                raise RuntimeError(f"ditcache: lean rule {spec.lean!r} did not read the cached output of {missed}")
+            return out
+
+        return forward
 
     def _with_keys(self, module: nn.Module, orig, args, kwargs) -> tuple:
         """Call ``orig``; return its output and the outputs of ``module``'s key projections (to_k,

@@ -1,9 +1,10 @@
 """The installer: every instance-level patch and hook one run puts on a model, and their removal.
 
-It wraps the model's ``forward`` (to see each call), the ``forward`` of every site module (the
-executor's forwards), a followed scheduler's ``set_timesteps`` and ``step``, and adds forward hooks:
-gated blocks' pre-gate outputs (capture), a probe block's output, the final layer's input. Every patch
-is logged with what it replaced; ``remove()`` undoes them last first. Nothing is patched on classes.
+It wraps the model's ``forward`` (to see each call), the ``forward`` of every site module (the executor's
+forwards) and of every block with a lean rule, a followed scheduler's ``set_timesteps`` and ``step``, and
+adds forward hooks: gated blocks' pre-gate outputs (capture), a probe block's output, the final layer's
+input. Every patch is logged with what it replaced; ``remove()`` undoes them last first. Nothing is patched
+on classes.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class Installer:
             spec = adapters.block_spec(site.block)
             if site.kind == "block" and spec.finish is not None:
                 self._capture(site, getattr(site.module, spec.pre_gate))
+        self._install_lean()
         verified = getattr(run.method, "verified_site", None)
         site = verified(run.sites) if callable(verified) and run.sites else None
         if site is not None and site.kind != "block":  # (a whole-block site checks its pre-gate output itself)
@@ -91,6 +93,21 @@ class Installer:
         if callable(getattr(run.method, "final", None)):
             self._install_final()
         run.model._ditcache_run = run
+
+    def _install_lean(self) -> None:
+        """Wrap the forward of every branch block whose adapter has a lean rule (``BlockSpec.lean``), before
+        SpeCa's verify_block so that its real pass (every branch computed) goes around the lean path."""
+        run = self.run
+        blocks: dict[int, list[Site]] = {}
+        for site in run.sites:
+            if site.kind != "block":
+                blocks.setdefault(id(site.block), []).append(site)
+        for sites in blocks.values():
+            block = sites[0].block
+            rule = adapters.block_spec(block).lean
+            if rule is not None:
+                self.patch(block, "forward", run.executor.lean_block(sites, self.compile(block.forward),
+                                                                     adapters.LEAN[rule]))
 
     def _model_forward(self, orig):
         run = self.run

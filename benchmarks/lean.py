@@ -1,0 +1,92 @@
+"""What do lean blocks buy? The same methods with the lean path on and off, timed side by side.
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/lean.py [--models dit256 flux256] [--batch 16] [--repeats 3]
+        [--threads 2] [--methods 'hyca:interval=7' 'taylorseer:interval=6,order=1' ...]
+
+A block with a lean rule (``BlockSpec.lean``: diffusers' BasicTransformerBlock, FLUX.1's double-stream block)
+builds its output from the cached branch outputs on a call where every branch reuses or forecasts, skipping the
+LayerNorms and modulations that only feed the skipped branches; FLUX.1's single-stream blocks (whole-block sites)
+compute their gate without the norm of their input. "off" runs every block's own forward (the engine's
+``executor.lean = False``), as before the change. Per model, uncached, each method with lean on and each with
+lean off run round-robin in one process (one warm-up round, then the median of --repeats), on the same labels
+and seeds. Printed: wall x against uncached both ways, the lean gain (off time / on time) and the largest
+pixel difference between the two ways' images (rounding: a fused multiply-add instead of a multiply then add).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+import ditcache  # noqa: E402
+from ditcache.bench import markdown_table  # noqa: E402
+from ditcache.methods import parse_method  # noqa: E402
+from ditcache.methods.artifacts import for_model  # noqa: E402
+
+DEFAULT_METHODS = ["hyca:interval=7", "taylorseer:interval=6,order=1", "fora:interval=5"]
+
+
+def generate(model, labels, steps: int, method, lean: bool) -> torch.Tensor:
+    """One timed generation; ``method`` None: the plain model, no hooks."""
+    if method is None:
+        return model.generate(labels, steps=steps, seed=0)
+    with ditcache.cached(model.transformer, method, count_flops=False) as run:
+        run.executor.lean = lean
+        return model.generate(labels, steps=steps, seed=0)
+
+
+def measure(name: str, methods: list[str], batch: int, steps: int, repeats: int) -> list[list]:
+    model = ditcache.load_default(name)
+    labels = torch.arange(batch) % 10
+    chosen = {m: for_model(parse_method(m), name, m) for m in methods}  # learned methods: this model's artifact
+    todo = [("uncached", None, True)] + [(m, chosen[m], lean) for m in methods for lean in (True, False)]
+    times: dict[tuple, list[float]] = {(k, lean): [] for k, _, lean in todo}
+    images: dict[tuple, torch.Tensor] = {}
+    for round_ in range(repeats + 1):  # round 0 warms up
+        for key, method, lean in todo:
+            start = time.perf_counter()
+            images[key, lean] = generate(model, labels, steps, method, lean)
+            wall = time.perf_counter() - start
+            if round_:
+                times[key, lean].append(wall)
+            print(f"  {name} round {round_}: {key} lean {'on' if lean else 'off'} {wall:.2f} s", flush=True)
+    ref = statistics.median(times["uncached", True])
+    rows = []
+    for key in methods:
+        on, off = statistics.median(times[key, True]), statistics.median(times[key, False])
+        diff = (images[key, True] - images[key, False]).abs().max().item()
+        rows.append([name, key, f"{ref / off:.2f}", f"{ref / on:.2f}", f"{off / on:.3f}",
+                     f"{min(times[key, False]) / max(times[key, True]):.3f}", f"{diff:.1e}"])
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["dit256", "flux256"])
+    ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    if args.repeats < 1:
+        ap.error("--repeats must be at least 1")
+    torch.set_num_threads(args.threads)
+    rows = []
+    for name in args.models:
+        rows += measure(name, args.methods, args.batch, args.steps, args.repeats)
+    print(f"\n{args.threads} thread(s), batch {args.batch}, {args.steps} steps, median of {args.repeats} "
+          "interleaved rounds; gain = lean off time / lean on time (worst case: slowest on vs fastest off)\n")
+    print(markdown_table(["model", "method", "wall x lean off", "wall x lean on", "gain", "gain worst case",
+                          "max |diff|"], rows))
+
+
+if __name__ == "__main__":
+    main()
