@@ -57,7 +57,7 @@ def test_remove_restores_every_forward(name):
     run.remove()  # idempotent
 
 
-@pytest.mark.parametrize("name", ["dit-tiny", "pixart-tiny", "latte-tiny", "flux-tiny"])
+@pytest.mark.parametrize("name", ["dit-tiny", "pixart-tiny", "latte-tiny", "flux-tiny", "wan-tiny"])
 @pytest.mark.parametrize("method", [ditcache.FORA(interval=3), ditcache.TaylorSeer(interval=3, order=1, warmup=1)])
 def test_lean_blocks_return_their_forwards_output_without_the_norms(name, method):
     """A block with a lean rule, on a call where all its branches reuse or forecast, returns x + gate * branch
@@ -69,27 +69,86 @@ def test_lean_blocks_return_their_forwards_output_without_the_norms(name, method
     block = next(m for m in model.modules() if type(m).__name__ in adapters.BLOCKS
                  and adapters.block_spec(m).lean)
     calls: list[int] = []
-    handle = block.norm1.register_forward_hook(lambda *a: calls.append(1))
-    outs, norm_calls = {}, {}
+    block_outs: list = []  # the block's output at each call, every stream (FLUX.1's text stream included)
+    handles = [block.norm1.register_forward_hook(lambda *a: calls.append(1)),
+               block.register_forward_hook(lambda m, a, out: block_outs.append(out))]
+    outs, norm_calls, per_call = {}, {}, {}
     try:
         for lean in (True, False):
             calls.clear()
+            block_outs.clear()
             noise, cond, uncond = zoo.conditioning(name, 2, 0)
             with ditcache.cached(model, method) as run:
                 run.executor.lean = lean
                 outs[lean] = sample(model, noise, cond, uncond, steps=6, guidance_scale=3.0)
-            norm_calls[lean] = len(calls)
+            norm_calls[lean], per_call[lean] = len(calls), list(block_outs)
             sites = {s.index for s in run.sites if s.block is block}
             computed = [r.step for r in run.stats.records if any(r.actions[i] == "full" for i in sites)]
     finally:
-        handle.remove()
+        for h in handles:
+            h.remove()
     if isinstance(method, ditcache.FORA):
         assert computed == [0, 2, 5]
     assert 0 < len(computed) < 6
     assert norm_calls == {True: len(computed), False: 6}
+    assert len(per_call[True]) == len(per_call[False]) == 6
+    torch.testing.assert_close(per_call[True], per_call[False], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(outs[True], outs[False], rtol=1e-5, atol=1e-5)
     ref, _ = _generate(model, name, batch=2, steps=6)
     assert not torch.allclose(outs[True], ref, atol=1e-4)  # the blocks did reuse (the comparison is not vacuous)
+
+
+def test_gated_block_finish_applies_this_steps_gate():
+    """A FLUX.1 single-stream block cached whole returns, on a reuse call, what its own forward returns when its
+    pre-gate projection (proj_out) gives the output kept at the last full call: x + this call's gate * kept.
+    The expectation is the block's class forward, run apart on the recorded inputs."""
+    model = zoo.build("flux-tiny")
+    block = next(m for m in model.modules() if type(m).__name__ == "FluxSingleTransformerBlock")
+    calls: list[dict] = []  # per block call: its inputs, its output, the proj_out output if it ran
+
+    def before(m, args, kwargs):
+        calls.append({"args": args, "kwargs": kwargs, "pre": None})
+
+    def after(m, args, kwargs, out):
+        calls[-1]["out"] = out
+
+    handles = [block.register_forward_pre_hook(before, with_kwargs=True),
+               block.register_forward_hook(after, with_kwargs=True),
+               block.proj_out.register_forward_hook(lambda m, a, out: calls[-1].__setitem__("pre", out))]
+    noise, cond, uncond = zoo.conditioning("flux-tiny", 2, 0)
+    try:
+        with ditcache.cached(model, ditcache.FORA(interval=2)):
+            sample(model, noise, cond, uncond, steps=5, guidance_scale=3.0)
+    finally:
+        for h in handles:
+            h.remove()
+    kept, checked = None, 0
+    for call in calls:
+        if call["pre"] is not None:
+            kept = call["pre"]
+            continue
+        block.proj_out.forward = lambda x, kept=kept: kept   # (B, L + N, D): the pre-gate output kept
+        try:
+            want = type(block).forward(block, *call["args"], **call["kwargs"])
+        finally:
+            del block.proj_out.forward
+        torch.testing.assert_close(call["out"], want, rtol=1e-5, atol=1e-6)
+        checked += 1
+    assert checked >= 2 and kept is not None
+
+
+def test_lean_rules_serve_only_the_classes_they_reproduce():
+    """A block of another class that shares a lean block's name (a user's copy) runs its own forward."""
+    from diffusers.models.attention import BasicTransformerBlock
+
+    class FluxTransformerBlock(nn.Module):  # a user's block named like FLUX.1's
+        pass
+
+    with torch.device("meta"):
+        real = BasicTransformerBlock(8, 1, 8)
+    assert adapters.LEAN["basic"].serves(real)
+    assert not adapters.LEAN["flux_double"].serves(FluxTransformerBlock())
+    assert not adapters.LEAN["basic"].serves(FluxTransformerBlock())
 
 
 @pytest.mark.parametrize("name", ["dit-tiny", "flux-tiny"])

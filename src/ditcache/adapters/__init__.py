@@ -20,10 +20,10 @@ from torch import nn
 
 from ..plan import Site
 from .grids import GRIDS as _SHARED_GRIDS
-from .spec import KINDS, PARTIAL_MODES, STREAMS, BlockSpec, Branch, ModelSpec
+from .spec import KINDS, PARTIAL_MODES, STREAMS, BlockSpec, Branch, LeanRule, ModelSpec
 
-__all__ = ["KINDS", "PARTIAL_MODES", "STREAMS", "Branch", "BlockSpec", "ModelSpec", "BLOCKS", "MODELS", "FINISH",
-           "LEAN", "GRIDS", "UNMAPPED", "META", "FAMILIES", "register_block", "register_model", "model_spec",
+__all__ = ["KINDS", "PARTIAL_MODES", "STREAMS", "Branch", "BlockSpec", "LeanRule", "ModelSpec", "BLOCKS", "MODELS",
+           "FINISH", "LEAN", "GRIDS", "UNMAPPED", "META", "FAMILIES", "register_block", "register_model", "model_spec",
            "find_sites", "block_spec", "token_grid", "timestep_value"]
 
 _NOT_FAMILIES = {"spec", "grids"}
@@ -55,6 +55,10 @@ def _load_families() -> tuple[dict, ...]:
 
 
 BLOCKS, MODELS, FINISH, LEAN, GRIDS, UNMAPPED, META, FAMILIES = _load_families()
+for _name, _spec in BLOCKS.items():
+    if _spec.lean is not None and _spec.lean not in LEAN:
+        raise RuntimeError(f"ditcache.adapters: block {_name!r} names lean rule {_spec.lean!r}, which no family "
+                           "defines")
 # BLOCKS: block class name -> BlockSpec; MODELS: model class name -> ModelSpec; FINISH: gate rules of whole-block
 # sites; LEAN: rules building a branch block's output from its cached branches (BlockSpec.lean); GRIDS: token-grid
 # rules; UNMAPPED: model class name -> why it cannot be mapped; META: model class name -> constructor kwargs for
@@ -63,7 +67,7 @@ BLOCKS, MODELS, FINISH, LEAN, GRIDS, UNMAPPED, META, FAMILIES = _load_families()
 
 def register_block(cls: type | str, *branches: Branch, outputs: tuple[str, ...] = (),
                    image_out: int | None = None, pre_gate: str | None = None, finish: str | None = None,
-                   text_first: bool = True, lean: str | None = None) -> None:
+                   text_first: bool = True) -> None:
     """Teach ditcache a block class:
     ``register_block(MyBlock, Branch("attn", "attn"), Branch("mlp", "mlp", "tokens"))``."""
     name = cls if isinstance(cls, str) else cls.__name__
@@ -73,11 +77,7 @@ def register_block(cls: type | str, *branches: Branch, outputs: tuple[str, ...] 
         raise ValueError("register_block: pre_gate and finish go together (or neither)")
     if finish is not None and finish not in FINISH:
         raise KeyError(f"unknown finish rule {finish!r}; known: {sorted(FINISH)}")
-    if lean is not None and lean not in LEAN:
-        raise KeyError(f"unknown lean rule {lean!r}; known: {sorted(LEAN)}")
-    if lean is not None and any(b.kind == "block" for b in branches):
-        raise ValueError("register_block: a lean rule serves branch blocks; a whole-block site has its finish rule")
-    BLOCKS[name] = BlockSpec(tuple(branches), outputs, image_out, pre_gate, finish, text_first, lean)
+    BLOCKS[name] = BlockSpec(tuple(branches), outputs, image_out, pre_gate, finish, text_first)
 
 
 def register_model(cls: type | str, spec: ModelSpec) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .spec import BlockSpec, Branch, ModelSpec
+from .spec import BlockSpec, Branch, LeanRule, ModelSpec
 
 
 def _lean_basic(block: nn.Module, inputs: dict, cached: Callable[[str], torch.Tensor]) -> torch.Tensor | None:
@@ -38,7 +38,7 @@ def _lean_basic(block: nn.Module, inputs: dict, cached: Callable[[str], torch.Te
     return x + f if gate_mlp is None else torch.addcmul(x, gate_mlp, f)
 
 
-LEAN = {"basic": _lean_basic}
+LEAN = {"basic": LeanRule(_lean_basic, ("diffusers.models.attention.BasicTransformerBlock",))}
 
 BLOCKS = {
     # DiT (attn1, ff) and PixArt (attn1, attn2, ff); attn2 is None in DiT and is then left out.

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .spec import BlockSpec, Branch, ModelSpec
+from .spec import BlockSpec, Branch, LeanRule, ModelSpec
 
 
 def _finish_flux_single(block: nn.Module, inputs: dict, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,7 +45,8 @@ def _lean_flux_double(block: nn.Module, inputs: dict, cached: Callable[[str], ob
 
 
 FINISH = {"flux_single": _finish_flux_single}
-LEAN = {"flux_double": _lean_flux_double}
+LEAN = {"flux_double": LeanRule(_lean_flux_double,
+                                ("diffusers.models.transformers.transformer_flux.FluxTransformerBlock",))}
 
 BLOCKS = {
     # Flux double stream: joint attention returns (image, text) outputs; separate image / text MLPs.

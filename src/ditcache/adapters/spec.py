@@ -8,6 +8,7 @@ hold the entries; ``adapters/__init__.py`` merges them into the registries.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 KINDS = ("attn", "cross_attn", "mlp", "block")
@@ -48,10 +49,26 @@ class BlockSpec:
     pre_gate: str | None = None
     finish: str | None = None
     text_first: bool = True  # joint attention order: [text; image] (Flux, SD3) or [image; text] (HunyuanVideo)
-    # Branch blocks: the key of LEAN, which builds the block's output from its branches' cached outputs alone
-    # (a call where every branch reuses or forecasts), skipping the norms and modulations that only feed the
-    # branches: on such a step they are most of what is left to compute. None: the block always runs its forward.
+    # Branch blocks: the key of LEAN (a LeanRule), which builds the block's output from its branches' cached
+    # outputs alone on a call where every branch reuses or forecasts, skipping the norms and modulations that
+    # only feed the branches: on such a step they are most of what is left to compute. None: the block always
+    # runs its own forward.
     lean: str | None = None
+
+
+@dataclass(frozen=True)
+class LeanRule:
+    """How to build a branch block's output from its cached branches (see ``BlockSpec.lean``)."""
+
+    # (block, inputs: its forward's bound arguments, cached: child name -> that branch's cached output, as the
+    # module returns it) -> the block's output; or None, before reading any branch, for inputs it does not cover
+    build: Callable
+    # the classes (module.qualname) whose forward ``build`` reproduces: a block of another class with the same
+    # name (a user's copy, another module's variant) runs its own forward
+    forward_of: tuple[str, ...]
+
+    def serves(self, block) -> bool:
+        return f"{type(block).__module__}.{type(block).__qualname__}" in self.forward_of
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import torch
 from torch import nn
 
-from .spec import BlockSpec, Branch, ModelSpec
+from .spec import BlockSpec, Branch, LeanRule, ModelSpec
 
 
 def _wan_list(model: nn.Module, inputs: dict) -> tuple[int, int, int]:
@@ -15,6 +18,30 @@ def _wan_list(model: nn.Module, inputs: dict) -> tuple[int, int, int]:
 
 
 GRIDS = {"wan_list": _wan_list}
+
+
+def _lean_wan(block: nn.Module, inputs: dict, cached: Callable[[str], torch.Tensor]) -> torch.Tensor:
+    """WanTransformerBlock's output from its cached branches: x + gate_msa * attn1 + attn2 + c_gate_msa * ffn in
+    float32, as its forward adds them, the gates from this call's temb ((B, 6, D), or (B, S, 6, D) with
+    per-token timesteps); its three norms and two modulations are skipped."""
+    x, temb = inputs["hidden_states"], inputs["temb"]                                   # (B, S, D)
+    if temb.ndim == 4:  # Wan 2.2 TI2V: a timestep per token
+        mods = (block.scale_shift_table.unsqueeze(0) + temb.float()).chunk(6, dim=2)     # 6 x (B, S, 1, D)
+        gate, c_gate = mods[2].squeeze(2), mods[5].squeeze(2)                            # (B, S, D)
+    else:
+        mods = (block.scale_shift_table + temb.float()).chunk(6, dim=1)                  # 6 x (B, 1, D)
+        gate, c_gate = mods[2], mods[5]
+    if x.dtype == torch.float32:  # one fused pass per gated branch
+        x = torch.addcmul(x, cached("attn1"), gate) + cached("attn2")
+        return torch.addcmul(x, cached("ffn"), c_gate)
+    x = (x.float() + cached("attn1") * gate).type_as(x)
+    x = x + cached("attn2")
+    return (x.float() + cached("ffn").float() * c_gate).type_as(x)
+
+
+# Wan-Animate's and ChronoEdit's copies of the block have the same forward (diffusers 0.42.1)
+LEAN = {"wan": LeanRule(_lean_wan, tuple(f"diffusers.models.transformers.{m}.WanTransformerBlock" for m in (
+    "transformer_wan", "transformer_wan_animate", "transformer_chronoedit")))}
 
 BLOCKS = {
     # Wan: self-attention with rotary embeddings, cross-attention, MLP. Self-attention has no token-subset
@@ -27,7 +54,7 @@ BLOCKS = {
         Branch("attn1", "attn"),
         Branch("attn2", "cross_attn", "tokens"),
         Branch("ffn", "mlp", "tokens"),
-    )),
+    ), lean="wan"),
     # VACE: the control blocks all run before the main blocks, on the control stream (control video tokens,
     # zero-padded to the latent's token count, plus the latent at block 0); each returns (hint, control), and
     # hint i is added to the main stream after main block vace_layers[i]. Their branches are Wan's and feed

@@ -104,10 +104,11 @@ class Installer:
                 blocks.setdefault(id(site.block), []).append(site)
         for sites in blocks.values():
             block = sites[0].block
-            rule = adapters.block_spec(block).lean
-            if rule is not None:
+            name = adapters.block_spec(block).lean
+            rule = adapters.LEAN[name] if name is not None else None
+            if rule is not None and rule.serves(block):
                 self.patch(block, "forward", run.executor.lean_block(sites, self.compile(block.forward),
-                                                                     adapters.LEAN[rule]))
+                                                                     rule.build))
 
     def _model_forward(self, orig):
         run = self.run
