@@ -57,17 +57,22 @@ def test_remove_restores_every_forward(name):
     run.remove()  # idempotent
 
 
-@pytest.mark.parametrize("name", ["dit-tiny", "pixart-tiny", "latte-tiny", "flux-tiny", "wan-tiny"])
+@pytest.mark.parametrize("name,extra", [
+    ("dit-tiny", {}), ("pixart-tiny", {}), ("latte-tiny", {}), ("flux-tiny", {}), ("wan-tiny", {}), ("sd3-tiny", {}),
+    ("sd3-tiny", {"dual_attention_layers": (0,)}), ("hunyuan-tiny", {})])
 @pytest.mark.parametrize("method", [ditcache.FORA(interval=3), ditcache.TaylorSeer(interval=3, order=1, warmup=1)])
-def test_lean_blocks_return_their_forwards_output_without_the_norms(name, method):
+def test_lean_blocks_return_their_forwards_output_without_the_norms(name, extra, method):
     """A block with a lean rule, on a call where all its branches reuse or forecast, returns x + gate * branch
     (+ ...) without running the norms that feed the branches. The images must be those of every block running
     its own forward (lean off), up to the rounding of a fused multiply-add; the first block's norm1 must run
     on every call with lean off and on the calls that compute its branches only with lean on (FORA(3) over
     6 steps: steps 0, 2 and 5, the reference's count-down rule; CFG is one doubled call per step)."""
-    model = zoo.build(name)
+    entry = zoo.CONFIGS[name]
+    torch.manual_seed(0)
+    model = entry.cls(**entry.kwargs, **extra).eval()  # extra: SD3.5's dual attention in the first block
     block = next(m for m in model.modules() if type(m).__name__ in adapters.BLOCKS
                  and adapters.block_spec(m).lean)
+    assert getattr(block, "attn2", None) is not None or not extra
     calls: list[int] = []
     block_outs: list = []  # the block's output at each call, every stream (FLUX.1's text stream included)
     handles = [block.norm1.register_forward_hook(lambda *a: calls.append(1)),
@@ -98,12 +103,14 @@ def test_lean_blocks_return_their_forwards_output_without_the_norms(name, method
     assert not torch.allclose(outs[True], ref, atol=1e-4)  # the blocks did reuse (the comparison is not vacuous)
 
 
-def test_gated_block_finish_applies_this_steps_gate():
-    """A FLUX.1 single-stream block cached whole returns, on a reuse call, what its own forward returns when its
+@pytest.mark.parametrize("name,cls", [("flux-tiny", "FluxSingleTransformerBlock"),
+                                      ("hunyuan-tiny", "HunyuanVideoSingleTransformerBlock")])
+def test_gated_block_finish_applies_this_steps_gate(name, cls):
+    """A single-stream block cached whole returns, on a reuse call, what its own forward returns when its
     pre-gate projection (proj_out) gives the output kept at the last full call: x + this call's gate * kept.
     The expectation is the block's class forward, run apart on the recorded inputs."""
-    model = zoo.build("flux-tiny")
-    block = next(m for m in model.modules() if type(m).__name__ == "FluxSingleTransformerBlock")
+    model = zoo.build(name)
+    block = next(m for m in model.modules() if type(m).__name__ == cls)
     calls: list[dict] = []  # per block call: its inputs, its output, the proj_out output if it ran
 
     def before(m, args, kwargs):
@@ -115,7 +122,7 @@ def test_gated_block_finish_applies_this_steps_gate():
     handles = [block.register_forward_pre_hook(before, with_kwargs=True),
                block.register_forward_hook(after, with_kwargs=True),
                block.proj_out.register_forward_hook(lambda m, a, out: calls[-1].__setitem__("pre", out))]
-    noise, cond, uncond = zoo.conditioning("flux-tiny", 2, 0)
+    noise, cond, uncond = zoo.conditioning(name, 2, 0)
     try:
         with ditcache.cached(model, ditcache.FORA(interval=2)):
             sample(model, noise, cond, uncond, steps=5, guidance_scale=3.0)

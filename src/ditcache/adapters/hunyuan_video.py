@@ -3,22 +3,42 @@ single-stream blocks with one fused output projection."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
-from .spec import BlockSpec, Branch, ModelSpec
+from .spec import BlockSpec, Branch, LeanRule, ModelSpec
 
 
 def _finish_hunyuan_single(block: nn.Module, inputs: dict, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """HunyuanVideoSingleTransformerBlock after its proj_out: [image; text] order, image returned first."""
     image, text = inputs["hidden_states"], inputs["encoder_hidden_states"]   # (B, N, D), (B, L, D)
     x = torch.cat([image, text], dim=1)                                      # (B, N + L, D)
-    _, gate = block.norm(x, emb=inputs["temb"])
-    out = gate.unsqueeze(1) * pre + x
+    norm = block.norm                                                        # AdaLayerNormZeroSingle
+    gate = norm.linear(norm.silu(inputs["temb"])).chunk(3, dim=1)[2]         # (B, D), without the norm of x
+    out = torch.addcmul(x, gate.unsqueeze(1), pre)
     return out[:, : image.shape[1]], out[:, image.shape[1]:]
 
 
+def _lean_hunyuan_double(block: nn.Module, inputs: dict, cached: Callable[[str], object]) -> tuple:
+    """HunyuanVideoTransformerBlock's (image, text) output from its cached branches: each stream x + gate_msa *
+    attn + gate_mlp * ff, the gates from this call's temb; its four norms and modulations are skipped."""
+    image, text, temb = inputs["hidden_states"], inputs["encoder_hidden_states"], inputs["temb"]
+    n1, n1c = block.norm1, block.norm1_context                      # AdaLayerNormZero, no embedding of their own
+    mods = n1.linear(n1.silu(temb)).chunk(6, dim=1)                 # 6 x (B, D)
+    c_mods = n1c.linear(n1c.silu(temb)).chunk(6, dim=1)
+    attn = cached("attn")                                           # (image, text)
+    image = torch.addcmul(image, attn[0], mods[2].unsqueeze(1))
+    text = torch.addcmul(text, attn[1], c_mods[2].unsqueeze(1))
+    image = torch.addcmul(image, mods[5].unsqueeze(1), cached("ff"))
+    text = torch.addcmul(text, c_mods[5].unsqueeze(1), cached("ff_context"))
+    return image, text
+
+
 FINISH = {"hunyuan_single": _finish_hunyuan_single}
+LEAN = {"hunyuan_double": LeanRule(
+    _lean_hunyuan_double, ("diffusers.models.transformers.transformer_hunyuan_video.HunyuanVideoTransformerBlock",))}
 
 BLOCKS = {
     # HunyuanVideo double stream: joint attention over [image; text] (rotary on the image part), image and
@@ -27,7 +47,7 @@ BLOCKS = {
         Branch("attn", "attn", stream="joint"),
         Branch("ff", "mlp", "tokens"),
         Branch("ff_context", "mlp", "tokens", stream="text"),
-    ), image_out=0, text_first=False),
+    ), image_out=0, text_first=False, lean="hunyuan_double"),
     # HunyuanVideo single stream: Flux's fused block with image first; cached as its pre-gate output.
     "HunyuanVideoSingleTransformerBlock": BlockSpec(
         (Branch("", "block", stream="joint"),), outputs=("hidden_states", "encoder_hidden_states"), image_out=0,
