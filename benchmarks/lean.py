@@ -79,6 +79,13 @@ def main() -> None:
     if args.repeats < 1:
         ap.error("--repeats must be at least 1")
     torch.set_num_threads(args.threads)
+    for name in args.models:  # every method binds on every model (learned ones: an artifact) before any timing
+        model = ditcache.load_default(name)
+        for m in args.methods:
+            try:
+                ditcache.apply(model.transformer, for_model(parse_method(m), name, m), count_flops=False).remove()
+            except (FileNotFoundError, ValueError) as err:
+                ap.error(f"{m} cannot run on {name}: {err}")
     rows = []
     for name in args.models:
         rows += measure(name, args.methods, args.batch, args.steps, args.repeats)

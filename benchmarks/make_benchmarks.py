@@ -314,6 +314,7 @@ def main() -> None:
                         ("Seed methods: choices behind the defaults", "seed_choices.md"),
                         ("Learned methods: architecture, schedule and router choices", "learned_choices.md"),
                         ("Token-level methods keep their FLOP savings? (256 tokens)", "token_paths.md"),
+                        ("Lean blocks: the norms a cached step no longer runs", "lean.md"),
                         ("Speed at DiT-XL/2's size on the CPU", "speed_dit-xl-2.md"),
                         ("torch.compile on the CPU", "compile.md"),
                         ("Few-step runs: 8 steps on `flux`", "fewstep_flux.md"),
