@@ -159,6 +159,7 @@ def test_clusca_without_propagation_is_taylorseer_outside_the_fresh_tokens(name)
     def record(method):
         outs = {}
         with ditcache.cached(model, method, steps=6) as run:
+            run.executor.lean = False  # every branch module is called (lean blocks read forecasts without it)
             hooks = [s.module.register_forward_hook(lambda m, a, o, i=s.index: outs.setdefault(i, []).append(o))
                      for s in run.sites]
             for x, t in zip(xs, ts):
