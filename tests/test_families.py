@@ -134,6 +134,36 @@ def test_fora_cuts_the_flops_of_its_sites(name, built):
     assert all(o.shape == r.shape and torch.isfinite(o).all() for o, r in zip(outs, _loop(case, model, kwargs)))
 
 
+def test_lean_blocks_match_their_forwards(built):
+    """Every tiny class with a block served by a lean rule: FORA(3)'s outputs with the lean path equal those
+    with every block running its own forward (lean off), up to fused multiply-add rounding; and every lean
+    rule is reached by at least one class (a rule no case reaches would go untested)."""
+    served = set()
+    for name in sorted(CASES):
+        case, model = CASES[name], _model(built, name)
+        rules = {adapters.block_spec(s.block).lean for s in adapters.find_sites(model) if s.kind != "block"
+                 and adapters.block_spec(s.block).lean
+                 and adapters.LEAN[adapters.block_spec(s.block).lean].serves(s.block)}
+        if not rules:
+            continue
+        served |= rules
+        kwargs = _inputs(case, model)
+        blocks = {id(s.block): s.block for s in adapters.find_sites(model) if s.kind != "block"}.values()
+        outs, calls = {}, []  # calls: every block's output at every call, all streams (a text stream ends unused)
+        handles = [b.register_forward_hook(lambda m, a, out: calls.append(out)) for b in blocks]
+        try:
+            for lean in (True, False):
+                calls.clear()
+                with ditcache.cached(model, ditcache.FORA(interval=3), steps=STEPS, count_flops=False) as run:
+                    run.executor.lean = lean
+                    outs[lean] = (_loop(case, model, kwargs), list(calls))
+        finally:
+            for h in handles:
+                h.remove()
+        torch.testing.assert_close(outs[True], outs[False], rtol=1e-5, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
+    assert served == set(adapters.LEAN)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_taylorseer_forecasts(name, built):
     case, model = CASES[name], _model(built, name)

@@ -3,9 +3,12 @@ Qwen-Image 2.1 (one stream of text and image tokens through single-stream blocks
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import torch
 from torch import nn
 
-from .spec import BlockSpec, Branch, ModelSpec
+from .spec import BlockSpec, Branch, LeanRule, ModelSpec
 
 
 def qwen_img_shapes(model: nn.Module, inputs: dict) -> tuple[int, int, int]:
@@ -27,6 +30,37 @@ def qwen_img_shapes(model: nn.Module, inputs: dict) -> tuple[int, int, int]:
 
 GRIDS = {"qwen_img_shapes": qwen_img_shapes}
 
+
+def _lean_qwen_double(block: nn.Module, inputs: dict, cached: Callable[[str], object]) -> tuple | None:
+    """QwenImageTransformerBlock's (text, image) output from its cached branches: each stream x + gate1 * attn +
+    gate2 * mlp, the gates the third of each half of img_mod(temb) / txt_mod(temb); its four norms and
+    modulations are skipped. None (the block runs its forward) under Edit-2511's per-token modulation
+    (``modulate_index``, ``zero_cond_t``), whose gates differ per token."""
+    if inputs.get("modulate_index") is not None or getattr(block, "zero_cond_t", False):
+        return None
+    image, text, temb = inputs["hidden_states"], inputs["encoder_hidden_states"], inputs["temb"]
+
+    def gates(mod: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        first, second = mod(temb).chunk(2, dim=-1)        # (B, 3D) each: shift, scale, gate
+        return first.chunk(3, dim=-1)[2].unsqueeze(1), second.chunk(3, dim=-1)[2].unsqueeze(1)  # (B, 1, D)
+
+    img_gate1, img_gate2 = gates(block.img_mod)
+    txt_gate1, txt_gate2 = gates(block.txt_mod)
+    attn = cached("attn")                                   # (image, text)
+    image = torch.addcmul(image, img_gate1, attn[0])
+    text = torch.addcmul(text, txt_gate1, attn[1])
+    image = torch.addcmul(image, img_gate2, cached("img_mlp"))
+    text = torch.addcmul(text, txt_gate2, cached("txt_mlp"))
+    if text.dtype == torch.float16:
+        text = text.clip(-65504, 65504)
+    if image.dtype == torch.float16:
+        image = image.clip(-65504, 65504)
+    return text, image
+
+
+LEAN = {"qwen_double": LeanRule(
+    _lean_qwen_double, ("diffusers.models.transformers.transformer_qwenimage.QwenImageTransformerBlock",))}
+
 BLOCKS = {
     # Qwen-Image double stream: joint attention over [text; image] (rotary on both, inside the processor)
     # returning (image, text); separate image and text MLPs, each called once on its own stream (token-wise,
@@ -35,7 +69,7 @@ BLOCKS = {
         Branch("attn", "attn", stream="joint"),
         Branch("img_mlp", "mlp", "tokens"),
         Branch("txt_mlp", "mlp", "tokens", stream="text"),
-    ), image_out=1),
+    ), image_out=1, lean="qwen_double"),
     # Qwen-Image 2.1 single stream: text, condition-image and target tokens interleaved in one sequence; a
     # block-causal self-attention with rotary embeddings and one SwiGLU MLP, both over that joint sequence:
     # no image-only token path (FORA, TaylorSeer and the frontier methods run; token methods refuse).
