@@ -49,7 +49,7 @@ def test_remove_restores_every_forward(name):
     model = zoo.build(name)
     originals = {n: m.forward for n, m in model.named_modules()}
     run = ditcache.apply(model, ditcache.FORA(interval=2), steps=4)
-    lean = {id(s.block) for s in run.sites if adapters.block_spec(s.block).lean}
+    lean = {id(s.block) for s in run.sites if s.kind != "block" and adapters.lean_rule(s.block)}
     assert len(_patched(model)) == len(run.sites) + len(lean) + 1  # every site, every lean block, the model
     run.remove()
     assert _patched(model) == []
@@ -70,8 +70,7 @@ def test_lean_blocks_return_their_forwards_output_without_the_norms(name, extra,
     entry = zoo.CONFIGS[name]
     torch.manual_seed(0)
     model = entry.cls(**entry.kwargs, **extra).eval()  # extra: SD3.5's dual attention in the first block
-    block = next(m for m in model.modules() if type(m).__name__ in adapters.BLOCKS
-                 and adapters.block_spec(m).lean)
+    block = next(m for m in model.modules() if type(m).__name__ in adapters.BLOCKS and adapters.lean_rule(m))
     assert getattr(block, "attn2", None) is not None or not extra
     calls: list[int] = []
     block_outs: list = []  # the block's output at each call, every stream (FLUX.1's text stream included)

@@ -100,8 +100,7 @@ def test_fora_cuts_the_flops_of_its_sites(name, built):
         _, run = _cached(case, model, kwargs, ditcache.FORA(interval=3))
         assert [r.step for r in run.stats.records if all(a == "full" for a in r.actions)] == [0, 2, 5]
         return
-    lean_blocks = {id(x.block): x.block for x in sites if adapters.block_spec(x.block).lean
-                   and adapters.LEAN[adapters.block_spec(x.block).lean].serves(x.block)}
+    lean_blocks = {id(x.block): x.block for x in sites if x.kind != "block" and adapters.lean_rule(x.block)}
     norms = [m for b in lean_blocks.values() for n, m in b.named_children() if n.startswith("norm")]
     per_site = [0] * (len(sites) + len(norms))  # the sites', then the lean blocks' norms'
     handles = []
@@ -142,8 +141,7 @@ def test_lean_blocks_match_their_forwards(built):
     for name in sorted(CASES):
         case, model = CASES[name], _model(built, name)
         rules = {adapters.block_spec(s.block).lean for s in adapters.find_sites(model) if s.kind != "block"
-                 and adapters.block_spec(s.block).lean
-                 and adapters.LEAN[adapters.block_spec(s.block).lean].serves(s.block)}
+                 and adapters.lean_rule(s.block)}
         if not rules:
             continue
         served |= rules
@@ -229,7 +227,7 @@ def test_remove_restores_every_forward(name, built):
     model = _model(built, name)
     originals = {n: m.forward for n, m in model.named_modules()}
     run = ditcache.apply(model, ditcache.FORA(interval=2), steps=4)
-    lean = {id(s.block) for s in run.sites if adapters.block_spec(s.block).lean}
+    lean = {id(s.block) for s in run.sites if s.kind != "block" and adapters.lean_rule(s.block)}
     assert len(_patched(model)) == len(run.sites) + len(lean) + 1  # every site, every lean block, the model
     run.remove()
     assert _patched(model) == [] and {n: m.forward for n, m in model.named_modules()} == originals

@@ -24,7 +24,7 @@ from .spec import KINDS, PARTIAL_MODES, STREAMS, BlockSpec, Branch, LeanRule, Mo
 
 __all__ = ["KINDS", "PARTIAL_MODES", "STREAMS", "Branch", "BlockSpec", "LeanRule", "ModelSpec", "BLOCKS", "MODELS",
            "FINISH", "LEAN", "GRIDS", "UNMAPPED", "META", "FAMILIES", "register_block", "register_model", "model_spec",
-           "find_sites", "block_spec", "token_grid", "timestep_value"]
+           "find_sites", "block_spec", "lean_rule", "token_grid", "timestep_value"]
 
 _NOT_FAMILIES = {"spec", "grids"}
 
@@ -125,6 +125,13 @@ def find_sites(model: nn.Module) -> list[Site]:
 
 def block_spec(block: nn.Module) -> BlockSpec:
     return BLOCKS[type(block).__name__]
+
+
+def lean_rule(block: nn.Module) -> LeanRule | None:
+    """The lean rule that serves ``block`` (its spec names one and it reproduces this class's forward), or None."""
+    name = block_spec(block).lean
+    rule = LEAN[name] if name is not None else None
+    return rule if rule is not None and rule.serves(block) else None
 
 
 def token_grid(model: nn.Module, inputs: dict) -> tuple[int, int, int] | None:

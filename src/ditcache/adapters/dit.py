@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .spec import BlockSpec, Branch, LeanRule, ModelSpec
+from .spec import BlockSpec, Branch, LeanRule, ModelSpec, adaln_chunks
 
 
 def _lean_basic(block: nn.Module, inputs: dict, cached: Callable[[str], torch.Tensor]) -> torch.Tensor | None:
@@ -25,7 +25,7 @@ def _lean_basic(block: nn.Module, inputs: dict, cached: Callable[[str], torch.Te
         n1, emb = block.norm1, inputs.get("timestep")
         if n1.emb is not None:
             emb = n1.emb(emb, inputs.get("class_labels"), hidden_dtype=x.dtype)    # (B, D)
-        mods = n1.linear(n1.silu(emb)).chunk(6, dim=1)                               # 6 x (B, D)
+        mods = adaln_chunks(n1, emb, 6)                                              # 6 x (B, D)
         gate_msa, gate_mlp = mods[2].unsqueeze(1), mods[5].unsqueeze(1)              # (B, 1, D)
     elif norm == "ada_norm_single":
         mods = (block.scale_shift_table[None] + inputs["timestep"].reshape(x.shape[0], 6, -1)).chunk(6, dim=1)

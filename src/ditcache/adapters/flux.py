@@ -8,16 +8,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .spec import BlockSpec, Branch, LeanRule, ModelSpec
+from .spec import BlockSpec, Branch, LeanRule, ModelSpec, adaln_chunks
 
 
 def _finish_flux_single(block: nn.Module, inputs: dict, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """FluxSingleTransformerBlock after its proj_out: x + gate * pre over [text; image], split back."""
     text, image = inputs["encoder_hidden_states"], inputs["hidden_states"]   # (B, L, D), (B, N, D)
     x = torch.cat([text, image], dim=1)                                      # (B, L + N, D)
-    norm = block.norm                                                        # AdaLayerNormZeroSingle
-    gate = norm.linear(norm.silu(inputs["temb"])).chunk(3, dim=1)[2]         # (B, D): this step's gate, without
-    #                                                                          the norm of x it would also compute
+    gate = adaln_chunks(block.norm, inputs["temb"], 3)[2]                    # (B, D): this step's gate
     out = torch.addcmul(x, gate.unsqueeze(1), pre)
     if out.dtype == torch.float16:
         out = out.clip(-65504, 65504)
@@ -29,9 +27,8 @@ def _lean_flux_double(block: nn.Module, inputs: dict, cached: Callable[[str], ob
     + gate_mlp * ff (an IP-adapter's third attention output added ungated), the six gates of each stream from
     this call's temb; the four norms and modulations that feed the branches are skipped."""
     image, text, temb = inputs["hidden_states"], inputs["encoder_hidden_states"], inputs["temb"]
-    n1, n1c = block.norm1, block.norm1_context                      # AdaLayerNormZero, no embedding of their own
-    mods = n1.linear(n1.silu(temb)).chunk(6, dim=1)                 # 6 x (B, D)
-    c_mods = n1c.linear(n1c.silu(temb)).chunk(6, dim=1)
+    mods = adaln_chunks(block.norm1, temb, 6)                       # 6 x (B, D)
+    c_mods = adaln_chunks(block.norm1_context, temb, 6)
     attn = cached("attn")                                           # (image, text[, ip]) each (B, *, D)
     image = torch.addcmul(image, mods[2].unsqueeze(1), attn[0])
     image = torch.addcmul(image, mods[5].unsqueeze(1), cached("ff"))

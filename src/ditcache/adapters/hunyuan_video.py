@@ -8,15 +8,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .spec import BlockSpec, Branch, LeanRule, ModelSpec
+from .spec import BlockSpec, Branch, LeanRule, ModelSpec, adaln_chunks
 
 
 def _finish_hunyuan_single(block: nn.Module, inputs: dict, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """HunyuanVideoSingleTransformerBlock after its proj_out: [image; text] order, image returned first."""
     image, text = inputs["hidden_states"], inputs["encoder_hidden_states"]   # (B, N, D), (B, L, D)
     x = torch.cat([image, text], dim=1)                                      # (B, N + L, D)
-    norm = block.norm                                                        # AdaLayerNormZeroSingle
-    gate = norm.linear(norm.silu(inputs["temb"])).chunk(3, dim=1)[2]         # (B, D), without the norm of x
+    gate = adaln_chunks(block.norm, inputs["temb"], 3)[2]                    # (B, D): this step's gate
     out = torch.addcmul(x, gate.unsqueeze(1), pre)
     return out[:, : image.shape[1]], out[:, image.shape[1]:]
 
@@ -25,12 +24,11 @@ def _lean_hunyuan_double(block: nn.Module, inputs: dict, cached: Callable[[str],
     """HunyuanVideoTransformerBlock's (image, text) output from its cached branches: each stream x + gate_msa *
     attn + gate_mlp * ff, the gates from this call's temb; its four norms and modulations are skipped."""
     image, text, temb = inputs["hidden_states"], inputs["encoder_hidden_states"], inputs["temb"]
-    n1, n1c = block.norm1, block.norm1_context                      # AdaLayerNormZero, no embedding of their own
-    mods = n1.linear(n1.silu(temb)).chunk(6, dim=1)                 # 6 x (B, D)
-    c_mods = n1c.linear(n1c.silu(temb)).chunk(6, dim=1)
+    mods = adaln_chunks(block.norm1, temb, 6)                       # 6 x (B, D)
+    c_mods = adaln_chunks(block.norm1_context, temb, 6)
     attn = cached("attn")                                           # (image, text)
-    image = torch.addcmul(image, attn[0], mods[2].unsqueeze(1))
-    text = torch.addcmul(text, attn[1], c_mods[2].unsqueeze(1))
+    image = torch.addcmul(image, mods[2].unsqueeze(1), attn[0])
+    text = torch.addcmul(text, c_mods[2].unsqueeze(1), attn[1])
     image = torch.addcmul(image, mods[5].unsqueeze(1), cached("ff"))
     text = torch.addcmul(text, c_mods[5].unsqueeze(1), cached("ff_context"))
     return image, text

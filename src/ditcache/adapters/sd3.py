@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .spec import BlockSpec, Branch, LeanRule, ModelSpec
+from .spec import BlockSpec, Branch, LeanRule, ModelSpec, adaln_chunks
 
 
 def _lean_joint(block: nn.Module, inputs: dict, cached: Callable[[str], object]) -> tuple:
@@ -15,8 +15,8 @@ def _lean_joint(block: nn.Module, inputs: dict, cached: Callable[[str], object])
     (+ gate_msa2 * attn2, SD3.5's dual attention) + gate_mlp * ff, text likewise with its own six gates; the last,
     context_pre_only block returns no text. The gates come from this call's temb; the norms are skipped."""
     image, text, temb = inputs["hidden_states"], inputs["encoder_hidden_states"], inputs["temb"]
-    n1 = block.norm1  # AdaLayerNormZero (6 chunks) or SD35AdaLayerNormZeroX (9: the last three for attn2)
-    mods = n1.linear(n1.silu(temb)).chunk(9 if block.use_dual_attention else 6, dim=1)  # each (B, D)
+    # norm1: AdaLayerNormZero (6 chunks) or SD35AdaLayerNormZeroX (9: the last three for attn2), each (B, D)
+    mods = adaln_chunks(block.norm1, temb, 9 if block.use_dual_attention else 6)
     attn = cached("attn")                                                 # (image, text) outputs
     image = torch.addcmul(image, mods[2].unsqueeze(1), attn[0])
     if block.use_dual_attention:
@@ -24,8 +24,7 @@ def _lean_joint(block: nn.Module, inputs: dict, cached: Callable[[str], object])
     image = torch.addcmul(image, mods[5].unsqueeze(1), cached("ff"))
     if block.context_pre_only:
         return None, image
-    nc = block.norm1_context
-    c_mods = nc.linear(nc.silu(temb)).chunk(6, dim=1)
+    c_mods = adaln_chunks(block.norm1_context, temb, 6)
     text = torch.addcmul(text, c_mods[2].unsqueeze(1), attn[1])
     return torch.addcmul(text, c_mods[5].unsqueeze(1), cached("ff_context")), image
 

@@ -1,4 +1,5 @@
-"""The types every adapter entry is written in: a block's branches, a block, a model.
+"""The types every adapter entry is written in: a block's branches, a block, a lean rule, a model (and
+``adaln_chunks``, the gates that lean and finish rules read from diffusers' adaLN-zero norms).
 
 An entry says, for one block class, which child modules are branches (what kind, which tokens they see,
 whether they can run on a token subset) and, for one model class, how its forward is called (the timestep
@@ -69,6 +70,13 @@ class LeanRule:
 
     def serves(self, block) -> bool:
         return f"{type(block).__module__}.{type(block).__qualname__}" in self.forward_of
+
+
+def adaln_chunks(norm, emb, n: int) -> tuple:
+    """The ``n`` modulation chunks (shift, scale, gate, ...; each (B, D)) that diffusers' adaLN-zero norms
+    (AdaLayerNormZero, AdaLayerNormZeroSingle, SD35AdaLayerNormZeroX) compute from ``emb`` (B, E): their linear
+    on SiLU(emb), without normalising any input. Lean and finish rules read their gates from it."""
+    return norm.linear(norm.silu(emb)).chunk(n, dim=1)
 
 
 @dataclass(frozen=True)

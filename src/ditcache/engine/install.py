@@ -104,9 +104,8 @@ class Installer:
                 blocks.setdefault(id(site.block), []).append(site)
         for sites in blocks.values():
             block = sites[0].block
-            name = adapters.block_spec(block).lean
-            rule = adapters.LEAN[name] if name is not None else None
-            if rule is not None and rule.serves(block):
+            rule = adapters.lean_rule(block)
+            if rule is not None:
                 self.patch(block, "forward", run.executor.lean_block(sites, self.compile(block.forward),
                                                                      rule.build))
 
