@@ -96,3 +96,17 @@ def test_card_text_only_lists_the_stages_of_a_staged_default(tmp_path, monkeypat
     assert f"Trained in {len(stages)} stages, {steps} steps" in text
     assert "--init-from uvit after" not in text  # no command built from the stage's description
     assert sorted(p.name for p in tmp_path.iterdir()) == ["MODEL_CARD_uvit.md", "uvit.json", "uvit_eval.json"]
+
+
+def test_video_cards_name_their_own_model_and_objective():
+    """The two video defaults share the clips but not the model: Latte's card names Latte, its alternating
+    blocks and DDPM/DDIM, the video default's names Wan and rectified flow; both count 8 frames x 9 x 9 tokens."""
+    from ditcache.models.card import _video_intro
+    from ditcache.models.defaults import LatteSpec, VideoSpec
+
+    latte, wan = _video_intro("latte", LatteSpec()), _video_intro("video", VideoSpec())
+    for text in (latte, wan):
+        assert "8 x 81 = 648 tokens" in text and "36x36 pixels" in text
+    assert "LatteTransformer3DModel" in latte and "3 spatial blocks" in latte and "3 temporal blocks" in latte
+    assert "DDIM" in latte and "Wan" not in latte and "Rectified flow" not in latte
+    assert "WanTransformer3DModel" in wan and "Rectified flow" in wan and "Latte" not in wan

@@ -152,7 +152,7 @@ def _video_sweep_table(name: str) -> str:
     return (f"\nCFG scale checked by a small sweep on the weights after {rows[0]['trained_steps']} training steps "
             f"({rows[0]['clips']} clips per scale, "
             f"{rows[0]['steps']} steps, seeds from 1000, the same clips' noise at every scale; frame FD at this "
-            "count is biased upward, compare rows only; `python -m ditcache.models.card --models video --sweep`):"
+            "count is biased upward, compare rows only; `python -m ditcache.models.card --models {name} --sweep`):"
             "\n\n| CFG scale | per-frame accuracy | frame FD vs test | label consistency |\n| --- | --- | --- | --- |\n"
             f"{lines}\n")
 
@@ -324,6 +324,33 @@ def sweep_video_guidance(model, scales=(1.5, 2.0, 3.0, 5.0), per_class: int = 3,
     return rows
 
 
+VIDEO_DEFAULTS = ("video", "latte")  # the defaults whose samples are clips
+
+
+def _video_intro(name: str, spec) -> str:
+    """What a video card says first: the clips (shared by both video defaults), then the model and objective."""
+    tokens = f"{spec.frames} x {(spec.canvas // spec.patch) ** 2} = {spec.frames * (spec.canvas // spec.patch) ** 2}"
+    clips = (f"moving Fashion-MNIST: each clip is {spec.frames} frames of {spec.canvas}x{spec.canvas} pixels in which "
+             f"one Fashion-MNIST training item ({spec.item}x{spec.item}, its own size) moves in a straight line from a "
+             f"random start to a random end position (`ditcache.data.moving_clips`). 1x{spec.patch}x{spec.patch} "
+             f"patches -> {tokens} tokens.")
+    if name == "latte":
+        return (f"`diffusers.LatteTransformer3DModel` (Latte; spatial and temporal blocks alternating, the shape of "
+                f"OpenSora's STDiT that ToCa's video results are on) on {clips} {spec.num_layers} spatial blocks "
+                f"(self-attention over a frame's tokens, cross-attention to the class \"text\", MLP) alternate with "
+                f"{spec.num_layers} temporal blocks (self-attention over one position's {spec.frames} frames, MLP). "
+                "DDPM epsilon objective (linear betas 1e-4..0.02 over 1000 timesteps, Latte's and DiT's), sampled "
+                f"with DDIM (eta 0); the class enters as a learned {spec.text_tokens}-token \"text\" sequence "
+                "through Latte's caption projection; id 10 = null class (10% dropout).")
+    return (f"`diffusers.WanTransformer3DModel` on {clips} Rectified flow as the Flux default (the model sees "
+            f"timestep = 1000 s, Wan's scale); the class enters as a learned {spec.text_tokens}-token \"text\" "
+            "sequence for Wan's cross-attention; id 10 = null class (10% dropout). Sampled with "
+            "FlowMatchEulerDiscreteScheduler (shift 1). Wan was chosen over HunyuanVideo: its blocks are mapped with a "
+            "token path for the MLP and cross-attention, it needs no text encoder of its own (HunyuanVideo's forward "
+            "runs a token refiner over the text at every call), and at this width a Wan block costs less (one "
+            "stream).")
+
+
 def video_card(model, per_class: int, steps: int, out: Path) -> dict:
     """The video default's card: a sample strip and GIF, per-frame accuracy and FD in classifier space, label
     consistency across each clip's frames, and the same measures on real moving clips for reference."""
@@ -360,16 +387,7 @@ def video_card(model, per_class: int, steps: int, out: Path) -> dict:
                    "(`stages` in the JSON):\n\n" + _stage_list(meta["stages"]))
     (out / f"MODEL_CARD_{name}.md").write_text(f"""# Default model `{name}`
 
-`diffusers.WanTransformer3DModel` on moving Fashion-MNIST: each clip is {spec.frames} frames of
-{spec.canvas}x{spec.canvas} pixels in which one Fashion-MNIST training item ({spec.item}x{spec.item}, its own size)
-moves in a straight line from a random start to a random end position (`ditcache.data.moving_clips`).
-1x{spec.patch}x{spec.patch} patches ->
-{spec.frames} x {(spec.canvas // spec.patch) ** 2} = {spec.frames * (spec.canvas // spec.patch) ** 2} tokens. Rectified
-flow as the Flux default (the model sees timestep = 1000 s, Wan's scale); the class enters as a learned
-{spec.text_tokens}-token "text" sequence for Wan's cross-attention; id 10 = null class (10% dropout). Sampled with
-FlowMatchEulerDiscreteScheduler (shift 1). Wan was chosen over HunyuanVideo: its blocks are mapped with a
-token path for the MLP and cross-attention, it needs no text encoder of its own (HunyuanVideo's forward runs
-a token refiner over the text at every call), and at this width a Wan block costs less (one stream).
+{_video_intro(name, spec)}
 
 Load with `ditcache.load_default("{name}")`; `ditcache generate --model {name} --method ...` writes an animated GIF.
 
@@ -411,7 +429,7 @@ Every frame's item is cropped at its centre of brightness and judged by the ship
 | generation of {ev['clips']} clips, {steps} steps | {ev['generation_seconds']:.0f} s | |
 
 {_video_sweep_table(name)}
-Regenerate with `python -m ditcache.models.card --models video --per-class {per_class}`.
+Regenerate with `python -m ditcache.models.card --models {name} --per-class {per_class}`.
 """)
     return ev
 
@@ -436,7 +454,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["dit", "flux"],
-                        choices=["dit", "flux", "dit256", "flux256", "video", "uvit", "mdt"])
+                        choices=["dit", "flux", "dit256", "flux256", "video", "uvit", "mdt", "latte"])
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
@@ -449,8 +467,8 @@ def main(argv: list[str] | None = None) -> None:
     out = WEIGHTS_DIR
     if args.text_only:  # the card's wording changed, not the model: nothing is sampled or timed again
         for name in args.models:
-            if name == "video":
-                raise SystemExit("--text-only covers the image models; the video card is written by sampling")
+            if name in VIDEO_DEFAULTS:
+                raise SystemExit("--text-only covers the image models; a video card is written by sampling")
             meta, ev = (json.loads((out / f"{name}{suffix}.json").read_text()) for suffix in ("", "_eval"))
             sanity = {k: v for k, v in ev.items() if k.startswith("fd_") and k != "fd_model_vs_test"}
             (out / f"MODEL_CARD_{name}.md").write_text(
@@ -461,7 +479,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.sweep:
         for name in args.models:
             model = load_default(name)
-            rows = sweep_video_guidance(model) if name == "video" else sweep_guidance(model, classifier)
+            rows = sweep_video_guidance(model) if name in VIDEO_DEFAULTS else sweep_guidance(model, classifier)
             (out / f"{name}_sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
             print(name, json.dumps(rows))
         return
@@ -471,7 +489,7 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(sanity, indent=1))
     for name in args.models:
         model = load_default(name)
-        if name == "video":
+        if name in VIDEO_DEFAULTS:
             print(name, json.dumps(video_card(model, args.per_class, args.steps, out)))
             continue
         meta = json.loads((out / f"{name}.json").read_text())
