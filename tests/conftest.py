@@ -32,7 +32,7 @@ def _registries_restored():
     block class taught in one test would otherwise change what later tests find."""
     from ditcache import adapters
 
-    saved = [(table, dict(table)) for table in (adapters.BLOCKS, adapters.MODELS)]
+    saved = [(table, dict(table)) for table in (adapters.BLOCKS, adapters.MODELS, adapters.LEAN)]
     yield
     for table, before in saved:
         table.clear()

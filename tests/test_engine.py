@@ -456,6 +456,59 @@ def test_user_registered_plain_torch_block():
     assert run2.stats.full_steps() == 3 and torch.equal(cached[1], ref[1]) and not torch.equal(cached[2], ref[2])
 
 
+def test_user_block_with_a_lean_rule():
+    """register_block(lean=...) on a user's block: on the steps where both branches are reused, the rule builds
+    x + attn + mlp from the cached outputs and the block's norm does not run; the outputs are bit-identical to
+    the block's own forward (the same two adds in the same order). FORA(2) over 4 steps computes steps 0, 1, 3
+    (the reference's count-down); the first block's norm, called twice per forward, then runs 2 x 3 times with
+    the rule and 2 x 4 times without it."""
+
+    def lean(block, inputs, cached):
+        return inputs["x"] + cached("attn") + cached("mlp")
+
+    model = TinyModel().eval()
+    ditcache.register_block(TinyBlock, ditcache.Branch("attn", "attn"), ditcache.Branch("mlp", "mlp", "tokens"),
+                            lean=lean)
+    calls: list[int] = []
+    handle = model.blocks[0].norm.register_forward_hook(lambda *a: calls.append(1))
+    x = torch.randn(2, 5, 8)
+    ts = [torch.full((2,), t) for t in (900, 600, 300, 100)]
+    outs, counts = {}, {}
+    try:
+        with torch.no_grad():
+            for on in (True, False):
+                calls.clear()
+                with ditcache.cached(model, ditcache.FORA(interval=2), steps=4) as run:
+                    run.executor.lean = on
+                    outs[on] = [model(x, t) for t in ts]
+                counts[on] = len(calls)
+    finally:
+        handle.remove()
+    assert counts == {True: 3 * 2, False: 4 * 2}
+    assert all(torch.equal(a, b) for a, b in zip(outs[True], outs[False]))
+    assert len(_patched(model)) == 0  # the lean wrappers went with the run
+
+
+def test_register_block_refuses_a_lean_rule_it_cannot_serve():
+    def lean(block, inputs, cached):
+        return None
+
+    branches = (ditcache.Branch("attn", "attn"), ditcache.Branch("mlp", "mlp", "tokens"))
+    with pytest.raises(TypeError, match="pass the block class"):
+        ditcache.register_block("TinyBlock", *branches, lean=lean)
+    with pytest.raises(TypeError, match="must be a function"):
+        ditcache.register_block(TinyBlock, *branches, lean="x + attn + mlp")
+    with pytest.raises(ValueError, match="whole-block site"):
+        ditcache.register_block(TinyBlock, ditcache.Branch("", "block"), outputs=("x",), lean=lean)
+
+    class Subclass(TinyBlock):
+        pass
+
+    ditcache.register_block(TinyBlock, *branches, lean=lean)
+    rule = adapters.LEAN[adapters.BLOCKS["TinyBlock"].lean]
+    assert rule.serves(TinyBlock(8)) and not rule.serves(Subclass(8))
+
+
 # What each traced method must plan on pixart-tiny (7 steps, 16 tokens; sites attn1, attn2, ff in 2 blocks), from
 # its schedule rule worked out by hand: per step, one (action, tokens) per site.
 _SITES = 6

@@ -159,7 +159,9 @@ def test_lean_blocks_match_their_forwards(built):
             for h in handles:
                 h.remove()
         torch.testing.assert_close(outs[True], outs[False], rtol=1e-5, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
-    assert served == set(adapters.LEAN)
+    # the family files' rules; those registered through register_block(lean=...) ("user:" keys: U-ViT's, tested
+    # in test_seed_models) serve no diffusers class
+    assert served == {k for k in adapters.LEAN if not k.startswith("user:")}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -198,3 +198,36 @@ def test_latte_alternates_spatial_and_temporal_blocks(tiny):
                                                  ("attn", "temporal"), ("mlp", "temporal")]
     inputs = {"hidden_states": torch.zeros(model.latent_shape(1))}
     assert adapters.token_grid(model.transformer, inputs) == (2, 8, 8)
+
+
+def test_uvit_lean_rule_matches_its_forward(tiny):
+    """U-ViT registers a lean rule through the public register_block(lean=...): with FORA(3) over 6 steps
+    (computed steps 0, 2, 5: the reference's count-down), an out-block (skip linear, then x + attn + mlp)
+    returns on every call exactly what its own forward returns, and its norm1 runs on the computed calls only;
+    the images are bit-identical with the rule on and off (the same adds in the same order)."""
+    model = tiny["uvit"]
+    block = model.transformer.out_blocks[0]
+    assert adapters.lean_rule(block) is not None and block.skip_linear is not None
+    calls: list[int] = []
+    outs: list = []
+    handles = [block.norm1.register_forward_hook(lambda *a: calls.append(1)),
+               block.register_forward_hook(lambda m, a, out: outs.append(out))]
+    images, norm_calls, per_call = {}, {}, {}
+    try:
+        for on in (True, False):
+            calls.clear()
+            outs.clear()
+            with ditcache.cached(model.transformer, ditcache.FORA(interval=3), steps=STEPS) as run:
+                run.executor.lean = on
+                images[on] = _gen(model)
+            norm_calls[on], per_call[on] = len(calls), list(outs)
+            computed = sorted({r.step for r in run.stats.records if "full" in r.actions})
+    finally:
+        for h in handles:
+            h.remove()
+    assert computed == [0, 2, 5]
+    model_calls = len(per_call[False])
+    assert model_calls % STEPS == 0 and norm_calls == {True: model_calls // STEPS * 3, False: model_calls}
+    assert all(torch.equal(a, b) for a, b in zip(per_call[True], per_call[False]))
+    assert torch.equal(images[True], images[False])
+    assert not torch.equal(images[True], _gen(model))  # the blocks did reuse: the comparison is not vacuous

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -67,9 +68,15 @@ for _name, _spec in BLOCKS.items():
 
 def register_block(cls: type | str, *branches: Branch, outputs: tuple[str, ...] = (),
                    image_out: int | None = None, pre_gate: str | None = None, finish: str | None = None,
-                   text_first: bool = True) -> None:
+                   text_first: bool = True, lean: Callable | None = None) -> None:
     """Teach ditcache a block class:
-    ``register_block(MyBlock, Branch("attn", "attn"), Branch("mlp", "mlp", "tokens"))``."""
+    ``register_block(MyBlock, Branch("attn", "attn"), Branch("mlp", "mlp", "tokens"))``.
+
+    ``lean`` (optional, branch blocks only): ``lean(block, inputs, cached) -> output``, the block's output built
+    from its cached branches on a call where every branch reuses or forecasts, skipping the norms that only feed
+    them (``inputs``: the forward's bound arguments by name; ``cached(child)``: that branch's cached output, as
+    the module returns it; return None, before calling ``cached``, for inputs it does not cover). It serves
+    ``cls`` itself only (a subclass or a same-named class runs its own forward), so ``cls`` must be the class."""
     name = cls if isinstance(cls, str) else cls.__name__
     if not branches:
         raise ValueError("register_block needs at least one Branch")
@@ -77,7 +84,21 @@ def register_block(cls: type | str, *branches: Branch, outputs: tuple[str, ...] 
         raise ValueError("register_block: pre_gate and finish go together (or neither)")
     if finish is not None and finish not in FINISH:
         raise KeyError(f"unknown finish rule {finish!r}; known: {sorted(FINISH)}")
-    BLOCKS[name] = BlockSpec(tuple(branches), outputs, image_out, pre_gate, finish, text_first)
+    rule = None
+    if lean is not None:
+        if isinstance(cls, str):
+            raise TypeError(f"register_block({name!r}, lean=...): pass the block class, not its name (a lean rule "
+                            "serves the one class whose forward it reproduces)")
+        if not callable(lean):
+            raise TypeError(f"register_block({name}, lean=...): lean must be a function (block, inputs, cached) "
+                            f"-> output, got {type(lean).__name__}")
+        if any(b.kind == "block" for b in branches):
+            raise ValueError(f"register_block({name}, lean=...): a whole-block site has no branches to build "
+                             "the output from")
+        qualname = f"{cls.__module__}.{cls.__qualname__}"
+        rule = f"user:{qualname}"  # its own key: no family rule is replaced
+        LEAN[rule] = LeanRule(lean, (qualname,))
+    BLOCKS[name] = BlockSpec(tuple(branches), outputs, image_out, pre_gate, finish, text_first, lean=rule)
 
 
 def register_model(cls: type | str, spec: ModelSpec) -> None:

@@ -141,7 +141,16 @@ class UViT(nn.Module):
         return Transformer2DModelOutput(sample=out) if return_dict else (out,)
 
 
-# What ditcache knows about U-ViT, as data: the block's two branches, the token grid of the patches and the
-# final layer whose input is the image tokens after the last block.
-register_block(UViTBlock, Branch("attn", "attn", "self_kv"), Branch("mlp", "mlp", "tokens"))
+def _lean(block: UViTBlock, inputs: dict, cached) -> torch.Tensor:
+    """A U-ViT block's output when both branches are cached: the long skip's linear layer (the block's own work,
+    every call), then x + attn + mlp, added in the forward's order; the two LayerNorms are skipped."""
+    x = inputs["x"]                                                             # (B, N, D)
+    if block.skip_linear is not None:
+        x = block.skip_linear(torch.cat([x, inputs["skip"]], dim=-1))          # (B, N, 2D) -> (B, N, D)
+    return x + cached("attn") + cached("mlp")
+
+
+# What ditcache knows about U-ViT, as data: the block's two branches (and its lean rule), the token grid of the
+# patches and the final layer whose input is the image tokens after the last block.
+register_block(UViTBlock, Branch("attn", "attn", "self_kv"), Branch("mlp", "mlp", "tokens"), lean=_lean)
 register_model(UViT, ModelSpec(grid="patch2d", final="norm_out"))
