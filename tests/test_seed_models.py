@@ -200,14 +200,16 @@ def test_latte_alternates_spatial_and_temporal_blocks(tiny):
     assert adapters.token_grid(model.transformer, inputs) == (2, 8, 8)
 
 
-def test_uvit_lean_rule_matches_its_forward(tiny):
-    """U-ViT registers a lean rule through the public register_block(lean=...): with FORA(3) over 6 steps
-    (computed steps 0, 2, 5: the reference's count-down), an out-block (skip linear, then x + attn + mlp)
-    returns on every call exactly what its own forward returns, and its norm1 runs on the computed calls only;
-    the images are bit-identical with the rule on and off (the same adds in the same order)."""
-    model = tiny["uvit"]
-    block = model.transformer.out_blocks[0]
-    assert adapters.lean_rule(block) is not None and block.skip_linear is not None
+@pytest.mark.parametrize("name", ["uvit", "mdt"])
+def test_lean_rules_match_their_forwards(name, tiny):
+    """U-ViT and MDT register lean rules through the public register_block(lean=...): with FORA(3) over 6 steps
+    (computed steps 0, 2, 5: the reference's count-down), a block (U-ViT: an out-block, skip linear then
+    x + attn + mlp; MDT: a decoder block, x + gate1 * attn + gate2 * mlp) returns on every call exactly what its
+    own forward returns, and its norm1 runs on the computed calls only; the images are bit-identical with the
+    rule on and off (the same operations in the same order)."""
+    model = tiny[name]
+    block = model.transformer.out_blocks[0] if name == "uvit" else model.transformer.decoder_blocks[0]
+    assert adapters.lean_rule(block) is not None and getattr(block, "skip_linear", block) is not None
     calls: list[int] = []
     outs: list = []
     handles = [block.norm1.register_forward_hook(lambda *a: calls.append(1)),

@@ -184,7 +184,16 @@ class MDT(nn.Module):
         return Transformer2DModelOutput(sample=out) if return_dict else (out,)
 
 
-# What ditcache knows about MDT, as data: the block's two branches, the token grid, the final layer whose first
-# input is the image tokens after the last block, and the side-interpolater left uncached (training only).
-register_block(MDTBlock, Branch("attn", "attn", "self_kv"), Branch("mlp", "mlp", "tokens"))
+def _lean(block: MDTBlock, inputs: dict, cached) -> torch.Tensor:
+    """An MDT block's output when both branches are cached: x + gate1 * attn + gate2 * mlp, this call's gates
+    from its modulation, in the forward's order (so bit-identical to it); the norms and modulate are skipped."""
+    _, _, gate1, _, _, gate2 = block.modulation(inputs["c"]).chunk(6, dim=-1)          # (B, D) each
+    x = inputs["x"] + gate1[:, None] * cached("attn")                                  # (B, N, D)
+    return x + gate2[:, None] * cached("mlp")
+
+
+# What ditcache knows about MDT, as data: the block's two branches (and its lean rule), the token grid, the final
+# layer whose first input is the image tokens after the last block, and the side-interpolater left uncached
+# (training only).
+register_block(MDTBlock, Branch("attn", "attn", "self_kv"), Branch("mlp", "mlp", "tokens"), lean=_lean)
 register_model(MDT, ModelSpec(grid="patch2d", final="final_layer", uncached=("side_interpolater",)))
