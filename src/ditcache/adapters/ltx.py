@@ -4,9 +4,28 @@ video-to-audio cross-attention between them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import torch
 from torch import nn
 
-from .spec import BlockSpec, Branch, ModelSpec
+from .spec import BlockSpec, Branch, LeanRule, ModelSpec
+
+
+def _lean_ltx(block: nn.Module, inputs: dict, cached: Callable[[str], torch.Tensor]) -> torch.Tensor:
+    """LTXVideoTransformerBlock's output from its cached branches: x + attn1 * gate_msa + attn2 + ff * gate_mlp,
+    the gates (per token: temb is (B, N or 1, 6 D)) from this call's temb and the block's table; its two norms
+    and modulations are skipped."""
+    x, temb = inputs["hidden_states"], inputs["temb"]                                   # (B, N, D)
+    table = block.scale_shift_table
+    ada = table[None, None].to(temb.device) + temb.reshape(x.size(0), temb.size(1), table.shape[0], -1)
+    gates = ada.unbind(dim=2)                                                           # 6 x (B, N or 1, D)
+    x = x + cached("attn1") * gates[2]
+    x = x + cached("attn2")
+    return x + cached("ff") * gates[5]
+
+
+LEAN = {"ltx": LeanRule(_lean_ltx, ("diffusers.models.transformers.transformer_ltx.LTXVideoTransformerBlock",))}
 
 
 def _ltx(model: nn.Module, inputs: dict) -> tuple[int, int, int]:
@@ -31,7 +50,7 @@ BLOCKS = {
         Branch("attn1", "attn"),
         Branch("attn2", "cross_attn", "tokens"),
         Branch("ff", "mlp", "tokens"),
-    )),
+    ), lean="ltx"),
     # LTX-2: returns (video, audio). Video: attn1 (rotary; STG's perturbed processor inside), attn2 (text
     # cross-attention, no rotary on the queries; its optional per-token gate is token-wise), audio_to_video_attn
     # (queries video with rotary rows, keys audio: no token path), ff. Audio: audio_attn1, audio_attn2,

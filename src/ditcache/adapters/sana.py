@@ -3,7 +3,28 @@ temporal convolution), SANA-WM (camera-conditioned GDN / softmax attention) and 
 
 from __future__ import annotations
 
-from .spec import BlockSpec, Branch, ModelSpec
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .spec import BlockSpec, Branch, LeanRule, ModelSpec
+
+
+def _lean_sana(block: nn.Module, inputs: dict, cached: Callable[[str], torch.Tensor]) -> torch.Tensor:
+    """SanaTransformerBlock's output from its cached branches: x + gate_msa * attn1 (+ attn2) + gate_mlp * ff,
+    the gates from this call's timestep and the block's table, ff's cached (B, D, H, W) output laid back out as
+    tokens; the two norms and modulations (and the reshape to the grid) are skipped."""
+    x = inputs["hidden_states"]                                                          # (B, N, D)
+    mods = (block.scale_shift_table[None] + inputs["timestep"].reshape(x.shape[0], 6, -1)).chunk(6, dim=1)
+    x = x + mods[2] * cached("attn1")                                                    # gates (B, 1, D)
+    if block.attn2 is not None:
+        x = cached("attn2") + x
+    ff = cached("ff").flatten(2, 3).permute(0, 2, 1)                                     # (B, D, H, W) -> (B, N, D)
+    return x + mods[5] * ff
+
+
+LEAN = {"sana": LeanRule(_lean_sana, ("diffusers.models.transformers.sana_transformer.SanaTransformerBlock",))}
 
 BLOCKS = {
     # Sana: attn1 is ReLU linear attention (SanaLinearAttnProcessor2_0) with no positional embedding inside,
@@ -16,7 +37,7 @@ BLOCKS = {
         Branch("attn1", "attn", "self_kv"),
         Branch("attn2", "cross_attn", "tokens"),
         Branch("ff", "mlp"),
-    )),
+    ), lean="sana"),
     # Sana-Video: linear attention with rotary on queries and keys (no subset path), cross-attention to the
     # caption (a token path), GLUMBTempConv on the (B, F, H, W, D) grid (spatial and temporal convolutions:
     # no token path).

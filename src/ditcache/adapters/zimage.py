@@ -3,7 +3,32 @@ mode [captions; images; SigLIP tokens]), after per-stream refiner blocks of the 
 
 from __future__ import annotations
 
-from .spec import BlockSpec, Branch, ModelSpec
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .spec import BlockSpec, Branch, LeanRule, ModelSpec
+
+
+def _lean_zimage(block: nn.Module, inputs: dict, cached: Callable[[str], torch.Tensor]) -> torch.Tensor | None:
+    """ZImageTransformerBlock's output from its cached branches: x + gate_msa * attention_norm2(attention)
+    + gate_mlp * ffn_norm2(feed_forward), the tanh gates from this call's adaln_input (no gates without
+    modulation). The post-norms act on the cached outputs and still run; the pre-norms and their scales
+    (attention_norm1, ffn_norm1) are skipped. Declined (None) for omni mode's per-token modulation."""
+    if inputs.get("noise_mask") is not None:
+        return None
+    x = inputs["x"]                                                                      # (B, S, D)
+    attn = block.attention_norm2(cached("attention"))
+    if not block.modulation:
+        x = x + attn
+        return x + block.ffn_norm2(cached("feed_forward"))
+    _, gate_msa, _, gate_mlp = block.adaLN_modulation(inputs["adaln_input"]).unsqueeze(1).chunk(4, dim=2)
+    x = x + gate_msa.tanh() * attn                                                      # gates (B, 1, D)
+    return x + gate_mlp.tanh() * block.ffn_norm2(cached("feed_forward"))
+
+
+LEAN = {"zimage": LeanRule(_lean_zimage, ("diffusers.models.transformers.transformer_z_image.ZImageTransformerBlock",))}
 
 BLOCKS = {
     # ZImageTransformerBlock: attention (rotary on every token) and a SwiGLU feed_forward, both over the joint
@@ -13,7 +38,7 @@ BLOCKS = {
     "ZImageTransformerBlock": BlockSpec((
         Branch("attention", "attn", stream="joint"),
         Branch("feed_forward", "mlp", stream="joint"),
-    ), text_first=False),
+    ), text_first=False, lean="zimage"),
 }
 
 MODELS = {
