@@ -40,7 +40,7 @@ BLOCKS = {
         Branch("attn", "attn", stream="joint"),
         Branch("ff", "mlp", "tokens"),
         Branch("ff_context", "mlp", "tokens", stream="text"),
-    ), image_out=1),
+    ), image_out=1, lean="flux_double"),  # FLUX.1's forward (adapters/flux.py)
     # Bria single stream (FLUX.1's): attention and MLP share one output projection: the whole block is one site,
     # cached as its pre-gate proj_out output. Takes (image, text), returns (text, image).
     "BriaSingleTransformerBlock": BlockSpec(
@@ -53,7 +53,7 @@ BLOCKS = {
         Branch("attn", "attn", stream="joint"),
         Branch("ff", "mlp", "tokens"),
         Branch("ff_context", "mlp", "tokens", stream="text"),
-    ), image_out=1),
+    ), image_out=1, lean="flux_double"),  # FLUX.1's forward (adapters/flux.py)
     # Bria FIBO single stream: Bria's fused block, fed the joined [text; image] stream and returning it joined.
     "BriaFiboSingleTransformerBlock": BlockSpec(
         (Branch("", "block", stream="joint"),), outputs=("hidden_states",), pre_gate="proj_out",

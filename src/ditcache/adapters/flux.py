@@ -42,8 +42,12 @@ def _lean_flux_double(block: nn.Module, inputs: dict, cached: Callable[[str], ob
 
 
 FINISH = {"flux_single": _finish_flux_single}
-LEAN = {"flux_double": LeanRule(_lean_flux_double,
-                                ("diffusers.models.transformers.transformer_flux.FluxTransformerBlock",))}
+# FLUX.1's double block and the copies of it whose forward is the same (diffusers 0.42.1; Bria's names its
+# attention kwargs differently, which the rule does not read)
+LEAN = {"flux_double": LeanRule(_lean_flux_double, tuple(f"diffusers.models.transformers.{m}" for m in (
+    "transformer_flux.FluxTransformerBlock", "transformer_bria.BriaTransformerBlock",
+    "transformer_bria_fibo.BriaFiboTransformerBlock", "transformer_longcat_image.LongCatImageTransformerBlock",
+    "transformer_ovis_image.OvisImageTransformerBlock")))}
 
 BLOCKS = {
     # Flux double stream: joint attention returns (image, text) outputs; separate image / text MLPs.

@@ -27,7 +27,7 @@ BLOCKS = {
         Branch("attn", "attn", stream="joint"),
         Branch("ff", "mlp", "tokens"),
         Branch("ff_context", "mlp", "tokens", stream="text"),
-    ), image_out=1),
+    ), image_out=1, lean="flux_double"),  # FLUX.1's forward (adapters/flux.py)
     # Single stream (FLUX.1's): attention and MLP share one output projection: the whole block is one site, cached
     # as its pre-gate proj_out output. Takes (image, text), returns (text, image).
     "LongCatImageSingleTransformerBlock": BlockSpec(

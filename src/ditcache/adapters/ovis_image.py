@@ -12,7 +12,7 @@ BLOCKS = {
         Branch("attn", "attn", stream="joint"),
         Branch("ff", "mlp", "tokens"),
         Branch("ff_context", "mlp", "tokens", stream="text"),
-    ), image_out=1),
+    ), image_out=1, lean="flux_double"),  # FLUX.1's forward (adapters/flux.py)
     # Single stream: attention and the gated MLP share one output projection: the whole block is one site, cached
     # as its pre-gate proj_out output. Takes (image, text), returns (text, image).
     "OvisImageSingleTransformerBlock": BlockSpec(
