@@ -22,13 +22,11 @@ def _finish_flux_single(block: nn.Module, inputs: dict, pre: torch.Tensor) -> tu
     return out[:, : text.shape[1]], out[:, text.shape[1]:]
 
 
-def _lean_flux_double(block: nn.Module, inputs: dict, cached: Callable[[str], object]) -> tuple | None:
-    """FluxTransformerBlock's (text, image) output from its cached branches: each stream is x + gate_msa * attn
-    + gate_mlp * ff (an IP-adapter's third attention output added ungated), the six gates of each stream from
-    this call's temb; the four norms and modulations that feed the branches are skipped."""
-    image, text, temb = inputs["hidden_states"], inputs["encoder_hidden_states"], inputs["temb"]
-    mods = adaln_chunks(block.norm1, temb, 6)                       # 6 x (B, D)
-    c_mods = adaln_chunks(block.norm1_context, temb, 6)
+def gated_double(image: torch.Tensor, text: torch.Tensor, mods: tuple, c_mods: tuple,
+                 cached: Callable[[str], object]) -> tuple:
+    """A FLUX.1-style double block's (text, image) output from its cached branches and each stream's six
+    modulation chunks (each (B, D)): x + gate_msa * attn + gate_mlp * ff per stream (an IP-adapter's third
+    attention output added to the image ungated), the text clipped in float16 as the forward does."""
     attn = cached("attn")                                           # (image, text[, ip]) each (B, *, D)
     image = torch.addcmul(image, mods[2].unsqueeze(1), attn[0])
     image = torch.addcmul(image, mods[5].unsqueeze(1), cached("ff"))
@@ -39,6 +37,15 @@ def _lean_flux_double(block: nn.Module, inputs: dict, cached: Callable[[str], ob
     if text.dtype == torch.float16:
         text = text.clip(-65504, 65504)
     return text, image
+
+
+def _lean_flux_double(block: nn.Module, inputs: dict, cached: Callable[[str], object]) -> tuple | None:
+    """FluxTransformerBlock's (text, image) output from its cached branches, the six gates of each stream from
+    this call's temb through its adaLN-zero norm; the four norms and modulations that feed the branches are
+    skipped."""
+    temb = inputs["temb"]
+    return gated_double(inputs["hidden_states"], inputs["encoder_hidden_states"],
+                        adaln_chunks(block.norm1, temb, 6), adaln_chunks(block.norm1_context, temb, 6), cached)
 
 
 FINISH = {"flux_single": _finish_flux_single}
