@@ -31,6 +31,11 @@ def _lean_wan(block: nn.Module, inputs: dict, cached: Callable[[str], torch.Tens
     else:
         mods = (block.scale_shift_table + temb.float()).chunk(6, dim=1)                  # 6 x (B, 1, D)
         gate, c_gate = mods[2], mods[5]
+    return wan_sum(x, gate, c_gate, cached)
+
+
+def wan_sum(x: torch.Tensor, gate: torch.Tensor, c_gate: torch.Tensor, cached: Callable[[str], torch.Tensor]):
+    """x + gate * attn1 + attn2 + c_gate * ffn, the gated adds in float32 as Wan's forward makes them."""
     if x.dtype == torch.float32:  # one fused pass per gated branch
         x = torch.addcmul(x, cached("attn1"), gate) + cached("attn2")
         return torch.addcmul(x, cached("ffn"), c_gate)
