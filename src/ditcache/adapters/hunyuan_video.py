@@ -35,8 +35,10 @@ def _lean_hunyuan_double(block: nn.Module, inputs: dict, cached: Callable[[str],
 
 
 FINISH = {"hunyuan_single": _finish_hunyuan_single}
-LEAN = {"hunyuan_double": LeanRule(
-    _lean_hunyuan_double, ("diffusers.models.transformers.transformer_hunyuan_video.HunyuanVideoTransformerBlock",))}
+# HunyuanVideo 1.5's double block gates its streams the same way (its forward also takes a mask, not read here)
+LEAN = {"hunyuan_double": LeanRule(_lean_hunyuan_double, (
+    "diffusers.models.transformers.transformer_hunyuan_video.HunyuanVideoTransformerBlock",
+    "diffusers.models.transformers.transformer_hunyuan_video15.HunyuanVideo15TransformerBlock"))}
 
 BLOCKS = {
     # HunyuanVideo double stream: joint attention over [image; text] (rotary on the image part), image and

@@ -12,7 +12,7 @@ BLOCKS = {
         Branch("attn", "attn", stream="joint"),
         Branch("ff", "mlp", "tokens"),
         Branch("ff_context", "mlp", "tokens", stream="text"),
-    ), image_out=0, text_first=False),
+    ), image_out=0, text_first=False, lean="hunyuan_double"),  # HunyuanVideo's rule (adapters/hunyuan_video.py)
 }
 
 MODELS = {"HunyuanVideo15Transformer3DModel": ModelSpec(grid="patch3d", no_attention_score=(
