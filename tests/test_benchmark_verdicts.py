@@ -260,3 +260,30 @@ def test_claims_follow_their_tables():
         else:
             want = "not shown"
         assert m["verdict"].removesuffix(" at this sample size") == want, LINES[i][:100]
+
+
+CARD_LINE = re.compile(r"`(?P<model>\w+)` class accuracy (?P<acc>[\d.]+) \[(?P<lo>[\d.]+), (?P<hi>[\d.]+)\] and FD "
+                       r"[\d.]+ at (?P<n>\d+) samples \(its model card\): \*\*(?P<verdict>met|missed|not shown)\*\*")
+
+
+def _score_interval(p: float, n: int) -> tuple[float, float]:
+    """The Wilson score interval as the two roots in q of (p - q)^2 = z^2 q (1 - q) / n, solved as a quadratic
+    a q^2 + b q + c = 0 (a different route to the same interval than the writer's closed form)."""
+    z2 = 1.959963984540054 ** 2
+    a, b, c = 1 + z2 / n, -(2 * p + z2 / n), p * p
+    disc = (b * b - 4 * a * c) ** 0.5
+    return (-b - disc) / (2 * a), (-b + disc) / (2 * a)
+
+
+def test_seed_model_accuracy_verdicts_follow_their_cards():
+    """The seed models' accuracy target (>= 0.9): each line quotes its card's accuracy and sample count, its
+    95% score interval, and says met only when the interval lies above 0.9, missed when it lies below."""
+    found = [m for line in LINES for m in CARD_LINE.finditer(line)]
+    assert {m["model"] for m in found} == {"uvit", "mdt"}
+    weights = ROOT / "src" / "ditcache" / "models" / "weights"
+    for m in found:
+        ev = json.loads((weights / f"{m['model']}_eval.json").read_text())
+        assert (float(m["acc"]), int(m["n"])) == (round(ev["class_accuracy"], 3), ev["samples"])
+        lo, hi = _score_interval(ev["class_accuracy"], ev["samples"])
+        assert (float(m["lo"]), float(m["hi"])) == pytest.approx((lo, hi), abs=6e-4)
+        assert m["verdict"] == ("met" if lo >= 0.9 else "missed" if hi < 0.9 else "not shown")
