@@ -40,7 +40,7 @@ BLOCKS = {
         Branch("attn", "attn", stream="joint"),
         Branch("ff", "mlp", "tokens"),
         Branch("ff_context", "mlp", "tokens", stream="text"),
-    ), image_out=0, text_first=False),
+    ), image_out=0, text_first=False, lean="hunyuan_double"),  # HunyuanVideo's rule (adapters/hunyuan_video.py)
     # Single stream: attention (pre_only, no output projection) and MLP share one output projection: the whole block
     # is one site, cached as its pre-gate proj_out output. Takes and returns (image, text).
     "HunyuanImageSingleTransformerBlock": BlockSpec(

@@ -35,10 +35,12 @@ def _lean_hunyuan_double(block: nn.Module, inputs: dict, cached: Callable[[str],
 
 
 FINISH = {"hunyuan_single": _finish_hunyuan_single}
-# HunyuanVideo 1.5's double block gates its streams the same way (its forward also takes a mask, not read here)
+# HunyuanVideo 1.5's and HunyuanImage's double blocks gate their streams the same way (their forwards name the
+# rotary argument differently or take a mask, neither read here)
 LEAN = {"hunyuan_double": LeanRule(_lean_hunyuan_double, (
     "diffusers.models.transformers.transformer_hunyuan_video.HunyuanVideoTransformerBlock",
-    "diffusers.models.transformers.transformer_hunyuan_video15.HunyuanVideo15TransformerBlock"))}
+    "diffusers.models.transformers.transformer_hunyuan_video15.HunyuanVideo15TransformerBlock",
+    "diffusers.models.transformers.transformer_hunyuanimage.HunyuanImageTransformerBlock"))}
 
 BLOCKS = {
     # HunyuanVideo double stream: joint attention over [image; text] (rotary on the image part), image and
