@@ -77,7 +77,7 @@ def test_a_run_from_elsewhere_is_refused_and_nothing_changes(shipped, tmp_path, 
 
 def test_card_text_only_lists_the_stages_of_a_staged_default(tmp_path, monkeypatch):
     """`python -m ditcache.models.card --text-only` rewrites a card from the saved JSONs without sampling; for a
-    default trained in stages it lists each stage and the totals (here uvit's four stages, summed by hand)."""
+    default trained in stages it lists each stage and the totals (here uvit's stages, summed here)."""
     import shutil
 
     from ditcache.models import card
