@@ -110,3 +110,12 @@ def test_video_cards_name_their_own_model_and_objective():
     assert "LatteTransformer3DModel" in latte and "3 spatial blocks" in latte and "3 temporal blocks" in latte
     assert "DDIM" in latte and "Wan" not in latte and "Rectified flow" not in latte
     assert "WanTransformer3DModel" in wan and "Rectified flow" in wan and "Latte" not in wan
+
+
+def test_video_sweep_table_names_the_command_of_its_own_model():
+    """The shipped video default has a CFG sweep (video_sweep.json); its card's table gives the command that
+    reruns it, for that model by name."""
+    from ditcache.models.card import _video_sweep_table
+
+    table = _video_sweep_table("video")
+    assert "`python -m ditcache.models.card --models video --sweep`" in table and "{name}" not in table

@@ -24,6 +24,7 @@ def _finish_chroma_single(block: nn.Module, inputs: dict, pre: torch.Tensor) -> 
 
 FINISH = {"chroma_single": _finish_chroma_single}
 
+
 def _lean_chroma_double(block: nn.Module, inputs: dict, cached: Callable[[str], object]) -> tuple | None:
     """ChromaTransformerBlock's (text, image) output from its cached branches: FLUX.1's form, each stream's six
     chunks read from its slice of the model's modulation (temb (B, 12, D): image rows 0..5, text rows 6..11)
@@ -38,6 +39,7 @@ def _lean_chroma_double(block: nn.Module, inputs: dict, cached: Callable[[str], 
 
 LEAN = {"chroma_double": LeanRule(_lean_chroma_double,
                                   ("diffusers.models.transformers.transformer_chroma.ChromaTransformerBlock",))}
+
 
 BLOCKS = {
     # Chroma double stream: joint attention over [text; image] returning (image, text), image and text MLPs;

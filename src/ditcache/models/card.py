@@ -152,7 +152,7 @@ def _video_sweep_table(name: str) -> str:
     return (f"\nCFG scale checked by a small sweep on the weights after {rows[0]['trained_steps']} training steps "
             f"({rows[0]['clips']} clips per scale, "
             f"{rows[0]['steps']} steps, seeds from 1000, the same clips' noise at every scale; frame FD at this "
-            "count is biased upward, compare rows only; `python -m ditcache.models.card --models {name} --sweep`):"
+            f"count is biased upward, compare rows only; `python -m ditcache.models.card --models {name} --sweep`):"
             "\n\n| CFG scale | per-frame accuracy | frame FD vs test | label consistency |\n| --- | --- | --- | --- |\n"
             f"{lines}\n")
 
