@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .spec import BlockSpec, Branch, LeanRule, ModelSpec, adaln_chunks
+from .spec import BlockSpec, Branch, LeanRule, ModelSpec, adaln_chunks, table_chunks
 
 
 def _lean_basic(block: nn.Module, inputs: dict, cached: Callable[[str], torch.Tensor]) -> torch.Tensor | None:
@@ -28,7 +28,7 @@ def _lean_basic(block: nn.Module, inputs: dict, cached: Callable[[str], torch.Te
         mods = adaln_chunks(n1, emb, 6)                                              # 6 x (B, D)
         gate_msa, gate_mlp = mods[2].unsqueeze(1), mods[5].unsqueeze(1)              # (B, 1, D)
     elif norm == "ada_norm_single":
-        mods = (block.scale_shift_table[None] + inputs["timestep"].reshape(x.shape[0], 6, -1)).chunk(6, dim=1)
+        mods = table_chunks(block.scale_shift_table, inputs["timestep"], x.shape[0])
         gate_msa, gate_mlp = mods[2], mods[5]                                        # (B, 1, D)
     a = cached("attn1")
     x = x + a if gate_msa is None else torch.addcmul(x, gate_msa, a)

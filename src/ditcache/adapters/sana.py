@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .spec import BlockSpec, Branch, LeanRule, ModelSpec
+from .spec import BlockSpec, Branch, LeanRule, ModelSpec, table_chunks
 
 
 def _lean_sana(block: nn.Module, inputs: dict, cached: Callable[[str], torch.Tensor]) -> torch.Tensor:
@@ -16,7 +16,7 @@ def _lean_sana(block: nn.Module, inputs: dict, cached: Callable[[str], torch.Ten
     the gates from this call's timestep and the block's table, ff's cached (B, D, H, W) output laid back out as
     tokens; the two norms and modulations (and the reshape to the grid) are skipped."""
     x = inputs["hidden_states"]                                                          # (B, N, D)
-    mods = (block.scale_shift_table[None] + inputs["timestep"].reshape(x.shape[0], 6, -1)).chunk(6, dim=1)
+    mods = table_chunks(block.scale_shift_table, inputs["timestep"], x.shape[0])
     x = x + mods[2] * cached("attn1")                                                    # gates (B, 1, D)
     if block.attn2 is not None:
         x = cached("attn2") + x

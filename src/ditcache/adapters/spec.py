@@ -1,5 +1,6 @@
 """The types every adapter entry is written in: a block's branches, a block, a lean rule, a model (and
-``adaln_chunks``, the gates that lean and finish rules read from diffusers' adaLN-zero norms).
+``adaln_chunks`` / ``table_chunks``, the gates that lean and finish rules read from diffusers' adaLN-zero norms
+and adaLN-single tables).
 
 An entry says, for one block class, which child modules are branches (what kind, which tokens they see,
 whether they can run on a token subset) and, for one model class, how its forward is called (the timestep
@@ -77,6 +78,13 @@ def adaln_chunks(norm, emb, n: int) -> tuple:
     (AdaLayerNormZero, AdaLayerNormZeroSingle, SD35AdaLayerNormZeroX) compute from ``emb`` (B, E): their linear
     on SiLU(emb), without normalising any input. Lean and finish rules read their gates from it."""
     return norm.linear(norm.silu(emb)).chunk(n, dim=1)
+
+
+def table_chunks(table, timestep, batch: int) -> tuple:
+    """The six modulation chunks (shift, scale, gate for attention, then for the MLP; each (B, 1, D)) of an
+    adaLN-single block (PixArt's layout, also Sana's): the block's table (6, D) plus the model's per-sample
+    timestep embedding ``timestep`` (B, 6 D)."""
+    return (table[None] + timestep.reshape(batch, 6, -1)).chunk(6, dim=1)
 
 
 @dataclass(frozen=True)
