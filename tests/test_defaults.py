@@ -133,3 +133,18 @@ def test_training_lr_schedules_by_hand():
     assert [lr_at(constant, s, 40) for s in (5, 10, 40)] == [0.5, 1.0, 1.0]
     with pytest.raises(ValueError, match="constant"):
         lr_at(TrainConfig(schedule="cosine"), 20, 40)
+
+
+def test_shipped_weights_stay_under_60_mb():
+    """Every shipped default, classifier and learned artifact together: the repo's budget is 60 MB (issue 25).
+    The defaults trained since dit256 are stored as float16 (dit and flux, the first two, as float32)."""
+    from safetensors import safe_open
+
+    from ditcache.models.defaults import WEIGHTS_DIR
+
+    files = sorted(WEIGHTS_DIR.glob("*.safetensors"))
+    assert sum(f.stat().st_size for f in files) < 60e6
+    for name in ("dit256", "flux256", "video", "uvit", "mdt", "latte"):
+        with safe_open(str(WEIGHTS_DIR / f"{name}.safetensors"), "pt") as f:
+            dtypes = {f.get_slice(k).get_dtype() for k in f.keys() if k.startswith("transformer.")}
+        assert dtypes == {"F16"}, name

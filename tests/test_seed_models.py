@@ -233,3 +233,18 @@ def test_lean_rules_match_their_forwards(name, tiny):
     assert all(torch.equal(a, b) for a, b in zip(per_call[True], per_call[False]))
     assert torch.equal(images[True], images[False])
     assert not torch.equal(images[True], _gen(model))  # the blocks did reuse: the comparison is not vacuous
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_the_shipped_default_loads_offline_and_generates(name):
+    """The shipped weights (float16 on disk) load into float32 modules of the class the card names, in eval
+    mode, and two-step generation is deterministic per seed with the default's output shape."""
+    model = load_default(name)
+    assert type(model.transformer).__name__ == CLASSES[name]
+    assert {p.dtype for p in model.transformer.parameters()} == {torch.float32}
+    assert not model.transformer.training
+    out = model.generate([1, 8], steps=2, seed=0)
+    want = (2, model.spec.frames, 1, model.spec.canvas, model.spec.canvas) if name == "latte" else (2, 1, 28, 28)
+    assert out.shape == want and torch.isfinite(out).all()
+    assert torch.equal(out, model.generate([1, 8], steps=2, seed=0))
+    assert not torch.equal(out, model.generate([1, 8], steps=2, seed=1))

@@ -119,3 +119,45 @@ def test_video_sweep_table_names_the_command_of_its_own_model():
 
     table = _video_sweep_table("video")
     assert "`python -m ditcache.models.card --models video --sweep`" in table and "{name}" not in table
+
+
+def test_a_first_stage_writes_the_files_and_a_later_one_folds_by_its_init_file(tmp_path):
+    """--first ships a from-scratch run; a stage started from that run's own file (not the shipped name) folds
+    only when the file's float16 weights are the shipped ones."""
+    from ditcache.models.stages import start_default
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    first = tmp_path / "first"
+    first.mkdir()
+    run1 = _run(first, source=None)
+    new = start_default("toy", run1, "stage one", weights)
+    assert new["stages"] == [{"command": "stage one", "trained_steps": 40, "train_seconds": 20.0,
+                              "final_loss": 0.4, "seed": 4, "lr": 0.001, "schedule": "linear"}]
+    assert (weights / "toy_loss.csv").read_text() == "step,loss,seconds\n20,0.45,10.0\n40,0.4,20.0\n"
+    assert load_file(str(weights / "toy.safetensors"))["w"].dtype == torch.float16
+    with pytest.raises(ValueError, match="already ships"):  # never over a shipped default
+        start_default("toy", run1, "stage one", weights)
+
+    second = tmp_path / "second"
+    second.mkdir()
+    run2 = _run(second, source="run.safetensors")  # started from run1's file, as its JSON names it
+    with pytest.raises(ValueError, match="not continued"):  # by name alone it is not the shipped toy
+        fold_stage("toy", run2, "stage two", weights)
+    other = tmp_path / "run.safetensors"
+    save_file({"w": torch.tensor([0.5, 2.0]), "n": torch.tensor([7])}, str(other))
+    with pytest.raises(ValueError, match="not continued"):  # same name, other weights
+        fold_stage("toy", run2, "stage two", weights, init_file=other)
+    new = fold_stage("toy", run2, "stage two", weights, init_file=run1)
+    assert [st["command"] for st in new["stages"]] == ["stage one", "stage two"]
+    assert (weights / "toy_loss.csv").read_text().splitlines()[-1] == "80,0.4,40.0"
+
+
+def test_a_continued_run_is_no_first_stage(tmp_path):
+    from ditcache.models.stages import start_default
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    with pytest.raises(ValueError, match="trained from scratch"):
+        start_default("toy", _run(tmp_path), "stage one", weights)
+    assert not list(weights.iterdir())

@@ -312,7 +312,9 @@ def sweep_video_guidance(model, scales=(1.5, 2.0, 3.0, 5.0), per_class: int = 3,
     consistency at each scale, on the same seeds (1000, ...) for every scale and none of the card's."""
     from ditcache.quality import Quality
 
-    trained = json.loads((WEIGHTS_DIR / f"{model.name}.json").read_text())["trained_steps"]  # which weights
+    meta = json.loads((WEIGHTS_DIR / f"{model.name}.json").read_text())
+    # which weights: every stage's steps for a default trained in stages (trained_steps is the last stage's)
+    trained = sum(st["trained_steps"] for st in meta["stages"]) if meta.get("stages") else meta["trained_steps"]
     rows = []
     for g in scales:
         clips, labels, _ = generate_clips(model, per_class, steps, g, seed=1000)
@@ -381,10 +383,14 @@ def video_card(model, per_class: int, steps: int, out: Path) -> dict:
     init = tr.get("init_from")
     resumed = (f" The run was continued from its own saved EMA weights (`--init-from {init['source']}`, a fresh "
                "optimizer), as recorded in the JSON." if init else "")
+    steps, minutes = meta["trained_steps"], meta["train_seconds"] / 60
     if meta.get("stages"):  # a run stopped and continued: each stage's command, steps run and time
-        resumed = (" Trained in stages, each continued from the previous stage's "
+        steps = sum(st["trained_steps"] for st in meta["stages"])
+        minutes = sum(st["train_seconds"] for st in meta["stages"]) / 60
+        resumed = (f" Trained in {len(meta['stages'])} stages, each continued from the previous stage's "
                    "saved EMA weights with a fresh optimizer and lr warm-up, most stopped where their time ran out "
-                   "(`stages` in the JSON):\n\n" + _stage_list(meta["stages"]))
+                   "(`stages` in the JSON; the settings above are the last stage's):\n\n"
+                   + _stage_list(meta["stages"]))
     (out / f"MODEL_CARD_{name}.md").write_text(f"""# Default model `{name}`
 
 {_video_intro(name, spec)}
@@ -402,7 +408,7 @@ Load with `ditcache.load_default("{name}")`; `ditcache generate --model {name} -
 Fashion-MNIST train split, clips made on the fly from seeded draws. AdamW lr {tr['lr']} (warmup
 {tr['warmup_steps']} steps; after it, per stage: {tr.get('schedule', 'constant')}),
 EMA {tr['ema_decay']}, batch {tr['batch_size']}, seed {tr['seed']}, fp32 on CPU,
-{tr['threads']} thread beside other jobs. {meta['trained_steps']} steps in {meta['train_seconds'] / 60:.1f} min;
+{tr['threads']} thread beside other jobs. {steps} steps in {minutes:.1f} min in all;
 final train loss {meta['final_loss']:.4f}.{resumed}
 
 ![loss curve]({name}_loss.png)

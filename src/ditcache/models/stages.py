@@ -10,8 +10,16 @@ files: `<name>.safetensors` (the last stage's EMA weights, stored as float16 lik
 This reads the run that `train-default --out RUN` wrote (RUN, RUN's .json and _loss.csv) and updates those three
 files; the model card is regenerated apart (`python -m ditcache.models.card --models <name>`).
 
+A default first shipped after several stages run outside the repo (each `--init-from` the previous stage's file)
+is written by `--first` (its first stage, trained from scratch), then each later stage folded with `--init-file`
+naming the file it was started from: that file's weights, as float16, must equal the shipped ones.
+
+    python -m ditcache.models.stages --model latte --first --run st1.safetensors --command "..."
+    python -m ditcache.models.stages --model latte --run st2.safetensors --init-file st1.safetensors --command "..."
+
 Refused before anything is written: a run of another model or architecture, a run not started from the shipped
-weights (`init_from` must name them), a run with no loss rows.
+weights (`init_from` must name them, or `--init-file` hold them), a run with no loss rows, a `--first` run that
+was itself continued, or a `--first` where the default's files already exist.
 """
 
 from __future__ import annotations
@@ -36,22 +44,90 @@ def _stage_record(run_meta: dict, command: str) -> dict:
             "lr": tr["lr"], "schedule": tr.get("schedule", "constant")}
 
 
-def fold_stage(name: str, run: Path, command: str, weights_dir: Path = WEIGHTS_DIR) -> dict:
-    """Update ``weights_dir``'s ``name`` files with the run at ``run``; returns the new JSON."""
+def _half(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors, floating ones as float16: how a default ships."""
+    return {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+
+
+def _loss_rows(run: Path) -> list[dict]:
+    rows = list(csv.DictReader(io.StringIO(run.with_name(run.stem + "_loss.csv").read_text())))
+    if not rows:
+        raise ValueError(f"{run} has no loss rows: the run wrote nothing to fold")
+    return rows
+
+
+def _started_from_shipped(name: str, init: dict | None, init_file: Path | None,
+                          weights_dir: Path) -> bool:
+    """Whether the run began from the shipped weights: named as them (`--init-from <name>`), or from
+    ``init_file`` (the file its JSON names) whose weights, as float16, are the shipped ones."""
+    if not init or init["fresh"]:
+        return False
+    if init_file is None:
+        return Path(init["source"]).stem == name
+    if Path(init["source"]).name != Path(init_file).name:
+        return False
+    shipped, started = _half(weights_dir / f"{name}.safetensors"), _half(Path(init_file))
+    return shipped.keys() == started.keys() and all(torch.equal(shipped[k], started[k]) for k in shipped)
+
+
+def _write_all(name: str, run: Path, meta: dict, curve: str, weights_dir: Path) -> None:
+    """The run's weights (float16, its metadata kept), the loss curve and the JSON, each written next to its
+    target and renamed over it, so none is ever left half-written."""
+    from safetensors import safe_open
+
+    with safe_open(str(run), "pt") as f:
+        metadata = f.metadata() or {}
+    tensors = _half(run)
+    for path, write in ((weights_dir / f"{name}.safetensors",
+                         lambda p: save_file(tensors, str(p), metadata=metadata)),
+                        (weights_dir / f"{name}_loss.csv", lambda p: p.write_text(curve)),
+                        (weights_dir / f"{name}.json", lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))):
+        tmp = path.with_name(path.name + ".tmp")
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+
+
+def _check_model(name: str, run: Path, run_meta: dict, architecture: dict | None) -> None:
+    if run_meta.get("name") != name or (architecture is not None and run_meta["architecture"] != architecture):
+        raise ValueError(f"{run} is a run of {run_meta.get('name')!r} with architecture {run_meta['architecture']}, "
+                         f"not of the shipped {name!r}")
+
+
+def start_default(name: str, run: Path, command: str, weights_dir: Path = WEIGHTS_DIR) -> dict:
+    """Write ``name``'s files in ``weights_dir`` from its first stage, a run trained from scratch; refused when
+    any of them exists (they are someone's) or when the run was itself continued from other weights."""
+    run = Path(run)
+    run_meta = json.loads(run.with_suffix(".json").read_text())
+    _check_model(name, run, run_meta, None)
+    existing = [p.name for p in (weights_dir / f"{name}{s}" for s in (".json", ".safetensors", "_loss.csv"))
+                if p.exists()]
+    if existing:
+        raise ValueError(f"{name} already ships ({', '.join(existing)} in {weights_dir}): fold a stage instead")
+    if run_meta["training"].get("init_from"):
+        raise ValueError(f"{run} was continued from {run_meta['training']['init_from']['source']}: a first stage "
+                         "is trained from scratch")
+    rows = _loss_rows(run)
+    new = {**run_meta, "stages": [_stage_record(run_meta, command)]}
+    curve = "step,loss,seconds\n" + "".join(f"{r['step']},{r['loss']},{r['seconds']}\n" for r in rows)
+    _write_all(name, run, new, curve, weights_dir)
+    return new
+
+
+def fold_stage(name: str, run: Path, command: str, weights_dir: Path = WEIGHTS_DIR,
+               init_file: Path | None = None) -> dict:
+    """Update ``weights_dir``'s ``name`` files with the run at ``run``; returns the new JSON. ``init_file``: the
+    file the run started from when it was not the shipped one by name (its weights must be the shipped ones)."""
     run = Path(run)
     shipped_meta_path = weights_dir / f"{name}.json"
     run_meta = json.loads(run.with_suffix(".json").read_text())
     shipped = json.loads(shipped_meta_path.read_text())
-    if run_meta.get("name") != name or run_meta["architecture"] != shipped["architecture"]:
-        raise ValueError(f"{run} is a run of {run_meta.get('name')!r} with architecture {run_meta['architecture']}, "
-                         f"not of the shipped {name!r}")
+    _check_model(name, run, run_meta, shipped["architecture"])
     init = run_meta["training"].get("init_from")
-    if not init or Path(init["source"]).stem != name or init["fresh"]:
+    if not _started_from_shipped(name, init, init_file, weights_dir):
         raise ValueError(f"{run} was not continued from the shipped {name} weights (init_from: {init}): a stage "
                          f"must start from them (train-default --init-from {name})")
-    rows = list(csv.DictReader(io.StringIO(run.with_name(run.stem + "_loss.csv").read_text())))
-    if not rows:
-        raise ValueError(f"{run} has no loss rows: the run wrote nothing to fold")
+    rows = _loss_rows(run)
     stages = shipped.get("stages") or [_stage_record(shipped, "(not recorded)")]
     n = len(stages)
     new = dict(run_meta)
@@ -72,21 +148,7 @@ def fold_stage(name: str, run: Path, command: str, weights_dir: Path = WEIGHTS_D
     for r in rows:
         writer.writerow([int(r["step"]) + step0, r["loss"], f"{float(r['seconds']) + sec0:.1f}"])
 
-    # float16 like every shipped default; metadata as train-default writes it (name, steps of this stage)
-    from safetensors import safe_open
-
-    with safe_open(str(run), "pt") as f:
-        metadata = f.metadata() or {}
-    tensors = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in load_file(str(run)).items()}
-    # each file is written next to its target and renamed over it, so none is ever left half-written
-    weights_path = weights_dir / f"{name}.safetensors"
-    for path, write in ((weights_path, lambda p: save_file(tensors, str(p), metadata=metadata)),
-                        (loss_path, lambda p: p.write_text(out_csv.getvalue())),
-                        (shipped_meta_path, lambda p: p.write_text(json.dumps(new, indent=2) + "\n"))):
-        tmp = path.with_name(path.name + ".tmp")
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+    _write_all(name, run, new, out_csv.getvalue(), weights_dir)
     return new
 
 
@@ -96,8 +158,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--run", required=True, type=Path, help="the .safetensors that train-default --out wrote")
     ap.add_argument("--command", required=True, help="the train-default command line of the stage, as run")
     ap.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
+    ap.add_argument("--first", action="store_true", help="write the default's files from its first stage")
+    ap.add_argument("--init-file", type=Path, default=None,
+                    help="the file the run was started from, when its weights are the shipped ones under another name")
     args = ap.parse_args(argv)
-    new = fold_stage(args.model, args.run, args.command, args.weights_dir)
+    if args.first and args.init_file:
+        ap.error("--first takes a run trained from scratch; --init-file is for later stages")
+    new = (start_default(args.model, args.run, args.command, args.weights_dir) if args.first else
+           fold_stage(args.model, args.run, args.command, args.weights_dir, args.init_file))
     st = new["stages"][-1]
     print(f"{args.model}: stage {len(new['stages'])} folded in ({st['trained_steps']} steps, "
           f"{st['train_seconds'] / 60:.1f} min, loss {st['final_loss']:.4f})")
