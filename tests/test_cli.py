@@ -187,3 +187,18 @@ def test_context_parallel_bench_needs_torchrun_with_that_many_ranks(capsys, monk
     monkeypatch.setenv("WORLD_SIZE", "4")
     _fails(capsys, ["bench", "--context-parallel", "2", "--model", "flux"], "needs 2 processes", "WORLD_SIZE is 4")
     _fails(capsys, ["bench", "--context-parallel", "1"], ">= 2 ranks")
+
+
+def test_describe_names_the_nearest_preset_and_reads_back():
+    """A setting one field off a preset is written from the preset; one nearer the defaults stays written from
+    them; parse_method reads every text back to the same config."""
+    from ditcache.methods import describe, parse_method
+
+    cases = [(ditcache.ToCa.preset("opensora"), "toca:preset=opensora"),
+             (ditcache.ToCa.preset("opensora", interval=4), "toca:preset=opensora,interval=4"),
+             (ditcache.ToCa(fresh_ratio=0.1), "toca:fresh_ratio=0.1"),
+             (ditcache.ClusCa.preset("hunyuanvideo", clusters=4), "clusca:preset=hunyuanvideo,clusters=4"),
+             (ditcache.FORA(interval=2), "fora:interval=2"), (ditcache.TaylorSeer(), "taylorseer")]
+    for method, text in cases:
+        assert describe(method) == text
+        assert parse_method(text) == method

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 from .clusca import ClusCa
 from .fora import FORA
@@ -72,11 +73,23 @@ def parse_method(text: str):
 
 
 def describe(method, full: bool = False) -> str:
-    """``fora:interval=3``: the method and the settings that differ from its defaults (all with full)."""
-    default = type(method)()
-    args = ",".join(f"{f.name}={_short(getattr(method, f.name))}" for f in dataclasses.fields(method)
-                    if full or getattr(method, f.name) != getattr(default, f.name))
-    return f"{method.name}:{args}" if args else method.name
+    """``fora:interval=3``: the method and the settings that differ from its defaults (all with full). A
+    setting nearer one of the method's presets than its defaults (fewer fields differ) is written from the
+    preset, ``toca:preset=opensora,interval=4``, which parse_method reads back to the same config."""
+    def differing(base) -> list[str]:
+        return [f"{f.name}={_short(getattr(method, f.name))}" for f in dataclasses.fields(method)
+                if full or getattr(method, f.name) != getattr(base, f.name)]
+
+    args = differing(type(method)())
+    if not full:
+        # the presets live beside the method's class (its module's PRESETS, read by its preset() classmethod)
+        presets = getattr(importlib.import_module(type(method).__module__), "PRESETS", {})
+        for preset_name, preset in presets.items():
+            if hasattr(type(method), "preset") and type(preset) is type(method):
+                other = differing(preset)
+                if len(other) + 1 < len(args):
+                    args = [f"preset={preset_name}", *other]
+    return f"{method.name}:{','.join(args)}" if args else method.name
 
 
 def _short(value) -> str:
