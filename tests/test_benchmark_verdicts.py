@@ -287,3 +287,18 @@ def test_seed_model_accuracy_verdicts_follow_their_cards():
         lo, hi = _score_interval(ev["class_accuracy"], ev["samples"])
         assert (float(m["lo"]), float(m["hi"])) == pytest.approx((lo, hi), abs=6e-4)
         assert m["verdict"] == ("met" if lo >= 0.9 else "missed" if hi < 0.9 else "not shown")
+
+
+LATTE_LINE = re.compile(r"`latte` per-frame accuracy (?P<acc>[\d.]+) on (?P<n>\d+) clips \(its model card; no "
+                        r"interval[^)]*\), target 0\.8: \*\*(?P<verdict>met|missed|not shown)\*\*")
+
+
+def test_latte_accuracy_verdict_follows_its_card():
+    """Latte's per-frame accuracy target (>= 0.8) has no interval (a clip's frames are not independent draws),
+    so it can be missed (point estimate below) but never met: at best "not shown"."""
+    found = [m for line in LINES for m in LATTE_LINE.finditer(line)]
+    assert len(found) == 1
+    ev = json.loads((ROOT / "src" / "ditcache" / "models" / "weights" / "latte_eval.json").read_text())
+    m = found[0]
+    assert (float(m["acc"]), int(m["n"])) == (round(ev["per_frame_accuracy"], 3), ev["clips"])
+    assert m["verdict"] == ("missed" if ev["per_frame_accuracy"] < 0.8 else "not shown")

@@ -161,3 +161,21 @@ def test_a_continued_run_is_no_first_stage(tmp_path):
     with pytest.raises(ValueError, match="trained from scratch"):
         start_default("toy", _run(tmp_path), "stage one", weights)
     assert not list(weights.iterdir())
+
+
+def test_the_latte_card_counts_every_stage():
+    """Latte ships from several stages: its card gives the steps and minutes of all of them (summed here from
+    the JSON's stages), not the last stage's, and lists each stage's command."""
+    from ditcache.models.defaults import WEIGHTS_DIR
+
+    meta = json.loads((WEIGHTS_DIR / "latte.json").read_text())
+    text = (WEIGHTS_DIR / "MODEL_CARD_latte.md").read_text()
+    steps = sum(st["trained_steps"] for st in meta["stages"])
+    minutes = sum(st["train_seconds"] for st in meta["stages"]) / 60
+    assert f"{steps} steps in {minutes:.1f} min in all" in text
+    assert f"Trained in {len(meta['stages'])} stages" in text
+    assert all(f"`{st['command']}`" in text for st in meta["stages"])
+    # the sampling steps stay the evaluation's (a card once printed the training total there)
+    ev = json.loads((WEIGHTS_DIR / "latte_eval.json").read_text())
+    assert f"One clip per class (uncached, {ev['steps']} steps," in text
+    assert f"| generation of {ev['clips']} clips, {ev['steps']} steps |" in text

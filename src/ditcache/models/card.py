@@ -383,9 +383,9 @@ def video_card(model, per_class: int, steps: int, out: Path) -> dict:
     init = tr.get("init_from")
     resumed = (f" The run was continued from its own saved EMA weights (`--init-from {init['source']}`, a fresh "
                "optimizer), as recorded in the JSON." if init else "")
-    steps, minutes = meta["trained_steps"], meta["train_seconds"] / 60
+    trained, minutes = meta["trained_steps"], meta["train_seconds"] / 60  # (steps: the sampling steps)
     if meta.get("stages"):  # a run stopped and continued: each stage's command, steps run and time
-        steps = sum(st["trained_steps"] for st in meta["stages"])
+        trained = sum(st["trained_steps"] for st in meta["stages"])
         minutes = sum(st["train_seconds"] for st in meta["stages"]) / 60
         resumed = (f" Trained in {len(meta['stages'])} stages, each continued from the previous stage's "
                    "saved EMA weights with a fresh optimizer and lr warm-up, most stopped where their time ran out "
@@ -408,7 +408,7 @@ Load with `ditcache.load_default("{name}")`; `ditcache generate --model {name} -
 Fashion-MNIST train split, clips made on the fly from seeded draws. AdamW lr {tr['lr']} (warmup
 {tr['warmup_steps']} steps; after it, per stage: {tr.get('schedule', 'constant')}),
 EMA {tr['ema_decay']}, batch {tr['batch_size']}, seed {tr['seed']}, fp32 on CPU,
-{tr['threads']} thread beside other jobs. {steps} steps in {minutes:.1f} min in all;
+{tr['threads']} thread beside other jobs. {trained} steps in {minutes:.1f} min in all;
 final train loss {meta['final_loss']:.4f}.{resumed}
 
 ![loss curve]({name}_loss.png)
