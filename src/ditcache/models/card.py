@@ -220,9 +220,9 @@ def _card(name: str, meta: dict, ev: dict, sanity: dict, gen_seconds: float) -> 
     trained = (f"Trained {meta['trained_steps']} steps in {meta['train_seconds'] / 60:.1f} min; final train loss "
                f"{meta['final_loss']:.4f}\n(mean of the last log interval).")
     if stages:
-        trained = (f"Trained in {len(stages)} stages, {sum(st['trained_steps'] for st in stages)} steps and "
-                   f"{sum(st['train_seconds'] for st in stages) / 60:.1f} min in all; each continued from the "
-                   "previous stage's saved EMA weights with a fresh optimizer and lr warm-up (`stages` in the "
+        steps, minutes = _training_totals(meta)
+        trained = (f"Trained in {len(stages)} stages, {steps} steps and {minutes:.1f} min in all; each continued "
+                   "from the previous stage's saved EMA weights with a fresh optimizer and lr warm-up (`stages` in the "
                    "JSON; the settings above are the last stage's):\n\n" + _stage_list(stages)
                    + f"\n\nFinal train loss {meta['final_loss']:.4f} (mean of the last log interval).")
     return f"""# Default model `{name}`
@@ -312,9 +312,7 @@ def sweep_video_guidance(model, scales=(1.5, 2.0, 3.0, 5.0), per_class: int = 3,
     consistency at each scale, on the same seeds (1000, ...) for every scale and none of the card's."""
     from ditcache.quality import Quality
 
-    meta = json.loads((WEIGHTS_DIR / f"{model.name}.json").read_text())
-    # which weights: every stage's steps for a default trained in stages (trained_steps is the last stage's)
-    trained = sum(st["trained_steps"] for st in meta["stages"]) if meta.get("stages") else meta["trained_steps"]
+    trained, _ = _training_totals(json.loads((WEIGHTS_DIR / f"{model.name}.json").read_text()))  # which weights
     rows = []
     for g in scales:
         clips, labels, _ = generate_clips(model, per_class, steps, g, seed=1000)
@@ -383,10 +381,8 @@ def video_card(model, per_class: int, steps: int, out: Path) -> dict:
     init = tr.get("init_from")
     resumed = (f" The run was continued from its own saved EMA weights (`--init-from {init['source']}`, a fresh "
                "optimizer), as recorded in the JSON." if init else "")
-    trained, minutes = meta["trained_steps"], meta["train_seconds"] / 60  # (steps: the sampling steps)
+    trained, minutes = _training_totals(meta)  # (steps: the sampling steps)
     if meta.get("stages"):  # a run stopped and continued: each stage's command, steps run and time
-        trained = sum(st["trained_steps"] for st in meta["stages"])
-        minutes = sum(st["train_seconds"] for st in meta["stages"]) / 60
         resumed = (f" Trained in {len(meta['stages'])} stages, each continued from the previous stage's "
                    "saved EMA weights with a fresh optimizer and lr warm-up, most stopped where their time ran out "
                    "(`stages` in the JSON; the settings above are the last stage's):\n\n"
@@ -438,6 +434,13 @@ Every frame's item is cropped at its centre of brightness and judged by the ship
 Regenerate with `python -m ditcache.models.card --models {name} --per-class {per_class}`.
 """)
     return ev
+
+
+def _training_totals(meta: dict) -> tuple[int, float]:
+    """Steps and minutes a default was trained: every stage's for one trained in stages (the JSON's
+    trained_steps and train_seconds are the last stage's), else the one run's."""
+    stages = meta.get("stages") or [meta]
+    return sum(st["trained_steps"] for st in stages), sum(st["train_seconds"] for st in stages) / 60
 
 
 def _stage_list(stages: list[dict]) -> str:

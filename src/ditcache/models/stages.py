@@ -70,6 +70,20 @@ def _started_from_shipped(name: str, init: dict | None, init_file: Path | None,
     return shipped.keys() == started.keys() and all(torch.equal(shipped[k], started[k]) for k in shipped)
 
 
+def _curve(old_rows: list[dict], rows: list[dict]) -> str:
+    """The loss CSV: the shipped rows, then the run's, whose steps and seconds continue from the last shipped
+    row (from 0 for a first stage)."""
+    step0, sec0 = (int(old_rows[-1]["step"]), float(old_rows[-1]["seconds"])) if old_rows else (0, 0.0)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["step", "loss", "seconds"])
+    for r in old_rows:
+        writer.writerow([r["step"], r["loss"], r["seconds"]])
+    for r in rows:
+        writer.writerow([int(r["step"]) + step0, r["loss"], f"{float(r['seconds']) + sec0:.1f}"])
+    return out.getvalue()
+
+
 def _write_all(name: str, run: Path, meta: dict, curve: str, weights_dir: Path) -> None:
     """The run's weights (float16, its metadata kept), the loss curve and the JSON, each written next to its
     target and renamed over it, so none is ever left half-written."""
@@ -109,8 +123,7 @@ def start_default(name: str, run: Path, command: str, weights_dir: Path = WEIGHT
                          "is trained from scratch")
     rows = _loss_rows(run)
     new = {**run_meta, "stages": [_stage_record(run_meta, command)]}
-    curve = "step,loss,seconds\n" + "".join(f"{r['step']},{r['loss']},{r['seconds']}\n" for r in rows)
-    _write_all(name, run, new, curve, weights_dir)
+    _write_all(name, run, new, _curve([], rows), weights_dir)
     return new
 
 
@@ -136,19 +149,8 @@ def fold_stage(name: str, run: Path, command: str, weights_dir: Path = WEIGHTS_D
                                                        "this stage)"}}
     new["stages"] = [*stages, _stage_record(run_meta, command)]
 
-    # the loss curve continues: steps and seconds offset by the shipped curve's last row
-    loss_path = weights_dir / f"{name}_loss.csv"
-    old_rows = list(csv.DictReader(io.StringIO(loss_path.read_text())))
-    step0, sec0 = (int(old_rows[-1]["step"]), float(old_rows[-1]["seconds"])) if old_rows else (0, 0.0)
-    out_csv = io.StringIO()
-    writer = csv.writer(out_csv, lineterminator="\n")
-    writer.writerow(["step", "loss", "seconds"])
-    for r in old_rows:
-        writer.writerow([r["step"], r["loss"], r["seconds"]])
-    for r in rows:
-        writer.writerow([int(r["step"]) + step0, r["loss"], f"{float(r['seconds']) + sec0:.1f}"])
-
-    _write_all(name, run, new, out_csv.getvalue(), weights_dir)
+    old_rows = list(csv.DictReader(io.StringIO((weights_dir / f"{name}_loss.csv").read_text())))
+    _write_all(name, run, new, _curve(old_rows, rows), weights_dir)
     return new
 
 
