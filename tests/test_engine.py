@@ -285,6 +285,10 @@ def test_partial_k_tokens_keeps_the_rest_of_the_base(name):
     site_outputs: dict[str, list[torch.Tensor]] = {}
     method = RandomTokens(k=3)
     run = ditcache.apply(model, method, steps=3)
+    # the branch modules' own PARTIAL path, seen through their hooks: a lean block would build a partial MLP's
+    # output without calling the module (the lean path is checked against this one in
+    # test_lean_blocks_feed_a_partial_mlp_its_rows_only)
+    run.executor.lean = False
     handles = []
     for site in run.sites:
         if site.partial:
@@ -593,3 +597,41 @@ def test_cogvideox_sites_grid_and_methods():
     for method, words in ((ditcache.ClusCa(), "image MLP branches"), (ditcache.ToCa(), "use FORA(interval=")):
         with pytest.raises(ValueError, match=re.escape(words)):
             ditcache.apply(model, method)
+
+
+@pytest.mark.parametrize("name,mlp_norm", [("dit-tiny", "norm3"), ("pixart-tiny", "norm2"), ("latte-tiny", "norm2"),
+                                           ("flux-tiny", "norm2")])
+def test_lean_blocks_feed_a_partial_mlp_its_rows_only(name, mlp_norm):
+    """On ClusCa's partial steps (attention forecast, the MLP computing one token per cluster) a block with a lean
+    rule runs the MLP's norm and modulation on the chosen rows only, and no norm for the forecast attention.
+    ClusCa(interval 3, one warm-up step) over 6 steps computes in full at steps 0 and 3 (TaylorSeer's counter),
+    so the first block's MLP norm sees N rows there and K = 4 per sample at the four steps between; with lean
+    off it sees N rows at every step. Images, each block's output at every call and the counted FLOPs (matrix
+    products only: the norms count none) must equal those of lean off, up to rounding."""
+    entry = zoo.CONFIGS[name]
+    torch.manual_seed(0)
+    model = entry.cls(**entry.kwargs).eval()
+    block = next(m for m in model.modules() if type(m).__name__ in adapters.BLOCKS and adapters.lean_rule(m))
+    rows: list[int] = []
+    outs: list = []
+    handles = [getattr(block, mlp_norm).register_forward_hook(lambda m, a, out: rows.append(a[0].shape[-2])),
+               block.register_forward_hook(lambda m, a, out: outs.append(out))]
+    got = {}
+    try:
+        for lean in (True, False):
+            rows.clear()
+            outs.clear()
+            noise, cond, uncond = zoo.conditioning(name, 2, 0)
+            with ditcache.cached(model, ditcache.ClusCa(interval=3, clusters=4, warmup=1)) as run:
+                run.executor.lean = lean
+                image = sample(model, noise, cond, uncond, steps=6, guidance_scale=3.0)
+            got[lean] = (image, list(outs), list(rows), run.stats.flops)
+    finally:
+        for h in handles:
+            h.remove()
+    n = got[False][2][0]
+    assert got[False][2] == [n] * 6
+    assert got[True][2] == [n, 4, 4, n, 4, 4]
+    assert got[True][3] == got[False][3] > 0
+    torch.testing.assert_close(got[True][1], got[False][1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got[True][0], got[False][0], rtol=1e-5, atol=1e-5)

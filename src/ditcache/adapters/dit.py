@@ -7,20 +7,22 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..tokens import gather_tokens
 from .spec import BlockSpec, Branch, LeanRule, ModelSpec, adaln_chunks, table_chunks
 
 
-def _lean_basic(block: nn.Module, inputs: dict, cached: Callable[[str], torch.Tensor]) -> torch.Tensor | None:
+def _lean_basic(block: nn.Module, inputs: dict, cached: Callable[..., torch.Tensor]) -> torch.Tensor | None:
     """BasicTransformerBlock's output from its cached branches: x + gate_msa * attn1 (+ attn2) + gate_mlp * ff,
     the gates from this call's timestep (adaLN-zero: the block's own embedding; adaLN-single: the model's
     embedding plus the block's table); LayerNorm blocks add ungated. None (the block then runs its forward)
-    for the inputs this rule does not cover: GLIGEN's fuser, 4-d hidden states, an unknown norm."""
+    for the inputs this rule does not cover: GLIGEN's fuser, 4-d hidden states, an unknown norm. An ff
+    computing a token subset (PARTIAL) gets its norm and modulation on those rows only."""
     x = inputs["hidden_states"]                                                      # (B, N, D)
     norm = block.norm_type
     if x.ndim != 3 or (inputs.get("cross_attention_kwargs") or {}).get("gligen") is not None or norm not in (
             "ada_norm_zero", "ada_norm_single", "layer_norm", "ada_norm", "ada_norm_continuous", "layer_norm_i2vgen"):
         return None
-    gate_msa = gate_mlp = None
+    gate_msa = gate_mlp = mods = None
     if norm == "ada_norm_zero":
         n1, emb = block.norm1, inputs.get("timestep")
         if n1.emb is not None:
@@ -34,11 +36,24 @@ def _lean_basic(block: nn.Module, inputs: dict, cached: Callable[[str], torch.Te
     x = x + a if gate_msa is None else torch.addcmul(x, gate_msa, a)
     if block.attn2 is not None:
         x = x + cached("attn2")
-    f = cached("ff")
+
+    def ff_rows(idx: torch.Tensor) -> torch.Tensor:  # (B, k) -> the ff input at those rows (B, k, D), as forward
+        h = gather_tokens(x, idx)
+        if norm == "ada_norm_continuous":
+            h = block.norm3(h, inputs["added_cond_kwargs"]["pooled_text_emb"])
+        elif norm != "ada_norm_single":
+            h = block.norm3(h)
+        if norm == "ada_norm_zero":
+            h = h * (1 + mods[4][:, None]) + mods[3][:, None]
+        elif norm == "ada_norm_single":
+            h = block.norm2(h) * (1 + mods[4]) + mods[3]
+        return h
+
+    f = cached("ff", ff_rows)
     return x + f if gate_mlp is None else torch.addcmul(x, gate_mlp, f)
 
 
-LEAN = {"basic": LeanRule(_lean_basic, ("diffusers.models.attention.BasicTransformerBlock",))}
+LEAN = {"basic": LeanRule(_lean_basic, ("diffusers.models.attention.BasicTransformerBlock",), partial=("ff",))}
 
 BLOCKS = {
     # DiT (attn1, ff) and PixArt (attn1, attn2, ff); attn2 is None in DiT and is then left out.

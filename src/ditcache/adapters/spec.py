@@ -68,6 +68,11 @@ class LeanRule:
     # the classes (module.qualname) whose forward ``build`` reproduces: a block of another class with the same
     # name (a user's copy, another module's variant) runs its own forward
     forward_of: tuple[str, ...]
+    # per-token branches (token path "tokens": MLPs) the rule also serves when they compute a token subset
+    # (PARTIAL: ClusCa's refresh, ToCa's MLP rows). It reads them as ``cached(child, rows)``, ``rows(idx)`` giving
+    # the branch's input at rows idx (B, k) only: (B, k, D), its norm and modulation run on k rows instead of N
+    # (exact: both act on each token alone). Empty: a call with a PARTIAL branch runs the block's forward.
+    partial: tuple[str, ...] = ()
 
     def serves(self, block) -> bool:
         return f"{type(block).__module__}.{type(block).__qualname__}" in self.forward_of

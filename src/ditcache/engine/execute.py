@@ -50,6 +50,7 @@ class Executor:
         self.shards = SOLO              # the context-parallel group this call's tokens are sharded over
         self.lean = True                # blocks with a lean rule skip their branches' norms on all-cached calls
         #                                 (off: every block runs its own forward; the A/B of benchmarks/lean.py)
+        self.origs: dict[int, object] = {}  # site index -> the branch module's own forward (lean PARTIAL calls)
 
     def begin(self, plans: list[Plan], branch: int, coords: Coords, passthrough: bool = False) -> None:
         """A model call starts: its plans, branch and coordinates; no site has run yet."""
@@ -86,6 +87,7 @@ class Executor:
     # ----------------------------------------------------------------- branch sites
     def branch_forward(self, site: Site, orig):
         """The forward for a branch module: its plan, then ``orig`` or the store."""
+        self.origs[site.index] = orig
 
         @host_side
         @functools.wraps(orig)
@@ -125,17 +127,29 @@ class Executor:
             return from_tuple(zeros, single)
         if action is Action.REUSE or action is Action.FORECAST:
             return self._cached(key, plan)
+        if action is Action.PARTIAL:
+            x = args[0] if args else kwargs["hidden_states"]      # (B, N, D)
+
+            def compute(idx):  # (B, k) -> (B, k, D): the branch on the gathered rows
+                sub_args, sub_kwargs = _subset_call(site, x, gather_tokens(x, idx), args, kwargs)
+                return orig(*sub_args, **sub_kwargs)
+
+            return self._partial(key, plan, compute)
         order = plan.order
         base = self.store.predict(key, self.coords, order)  # (a verified branch is checked by verify_block)
         if action is Action.BLEND:
             fresh, _ = as_tuple(orig(*args, **kwargs))
             base = tuple(None if b is None else b + plan.weight * (f - b) for f, b in zip(fresh, base))
-        elif action is Action.PARTIAL:
-            x = args[0] if args else kwargs["hidden_states"]      # (B, N, D)
-            sub_args, sub_kwargs = _subset_call(site, x, gather_tokens(x, plan.tokens), args, kwargs)
-            fresh = orig(*sub_args, **sub_kwargs)                  # (B, k, D): the only heavy work
-            base = (self._refresh(key, plan, base[0], fresh),) + tuple(base[1:])
         if order > 0:
+            self.store.commit(key, base, self.coords)
+        return from_tuple(base, self.store.single(key))
+
+    def _partial(self, key, plan: Plan, compute):
+        """A PARTIAL branch's output: its forecast with the rows ``plan.tokens`` (B, k) computed afresh by
+        ``compute(idx)`` -> (B, k, D) (the only heavy work) and refreshed into it (``_refresh``)."""
+        base = self.store.predict(key, self.coords, plan.order)
+        base = (self._refresh(key, plan, base[0], compute(plan.tokens)),) + tuple(base[1:])
+        if plan.order > 0:
             self.store.commit(key, base, self.coords)
         return from_tuple(base, self.store.single(key))
 
@@ -148,30 +162,45 @@ class Executor:
             self.store.commit(key, base, self.coords)
         return from_tuple(base, self.store.single(key))
 
-    def lean_block(self, sites: list[Site], orig, rule):
+    def lean_block(self, sites: list[Site], orig, rule: adapters.LeanRule):
         """The forward of a branch block with a lean rule (``BlockSpec.lean``): on a call where every one of
         its ``sites`` reuses or forecasts, the rule builds the block's output from the cached branch outputs
         alone, skipping the norms and modulations that only feed the branches (their results would be thrown
-        away). Any other call, a call the rule declines (it returns None before reading a branch), and every
-        call while ``lean`` is off run ``orig``, whose branch forwards then take their plans as usual."""
+        away). Branches the rule names in ``rule.partial`` may instead compute a token subset (PARTIAL): the
+        rule hands their input at the chosen rows, so the norms feeding them run on k rows instead of N. Any
+        other call, a call the rule declines (it returns None before reading a branch), and every call while
+        ``lean`` is off run ``orig``, whose branch forwards then take their plans as usual."""
         block = sites[0].block
         spec = adapters.block_spec(block)
         by_child = {b.child: s for b in spec.branches for s in sites if getattr(block, b.child, None) is s.module}
         indices = [s.index for s in sites]
+        # sites whose PARTIAL plans the rule serves: per-token branches ("tokens" path) it names
+        fed = frozenset(s.index for child, s in by_child.items() if child in rule.partial and s.partial == "tokens")
         signature = inspect.signature(orig)
         cheap = (Action.REUSE, Action.FORECAST)
 
-        def cached(child: str):
+        def served(i: int) -> bool:
+            plan = self.plans[i]
+            return not plan.verify and (plan.action in cheap or (plan.action is Action.PARTIAL and i in fed))
+
+        def cached(child: str, rows=None):
             site = by_child[child]
-            return self._cached((self.branch, site.index), self._claim(site))
+            plan = self._claim(site)
+            key = (self.branch, site.index)
+            if plan.action is not Action.PARTIAL:
+                return self._cached(key, plan)
+            if rows is None:
+                raise RuntimeError(f"ditcache: lean rule {spec.lean!r} read {site.name}, planned PARTIAL, without its "
+                                   "input rows (cached(child, rows))")
+            compute = functools.partial(self._partial, key, plan, lambda idx: self.origs[site.index](rows(idx)))
+            return self._metered(site, compute) if self.meter is not None else compute()
 
         @host_side
         @functools.wraps(orig)
         def forward(*args, **kwargs):
-            if (not self.lean or self.passthrough or self.real
-                    or any(self.plans[i].action not in cheap or self.plans[i].verify for i in indices)):
+            if not self.lean or self.passthrough or self.real or not all(served(i) for i in indices):
                 return orig(*args, **kwargs)
-            out = rule(block, signature.bind(*args, **kwargs).arguments, cached)
+            out = rule.build(block, signature.bind(*args, **kwargs).arguments, cached)
             if out is None:
                 return orig(*args, **kwargs)
             if not all(self.ran[i] for i in indices):  # an unread branch would miss this step's commit

@@ -106,8 +106,7 @@ class Installer:
             block = sites[0].block
             rule = adapters.lean_rule(block)
             if rule is not None:
-                self.patch(block, "forward", run.executor.lean_block(sites, self.compile(block.forward),
-                                                                     rule.build))
+                self.patch(block, "forward", run.executor.lean_block(sites, self.compile(block.forward), rule))
 
     def _model_forward(self, orig):
         run = self.run
