@@ -1,6 +1,7 @@
 """Do the token-level methods keep their FLOP savings in wall-clock? (issue 11)
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/token_paths.py [--models dit256 flux256] [--threads 1] [--only now 5 16]
+    python benchmarks/token_paths.py [--models dit256 flux256] [--threads 1] [--only now 5 16]
+        [--wait-policy=passive|default]
 
 On the 256-token defaults, at batch 16 (50 steps) and batch 100 (10 steps, to bound the time), every
 method and its uncached reference are timed round-robin in one process (median of --repeats rounds after
@@ -20,9 +21,17 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenMP reads its wait policy once, when torch loads: --wait-policy is applied before the import. "passive"
+# (the project's setting for benchmarks: idle threads sleep, so a job on the other core does not slow them)
+# or "default" (the variable unset: libgomp's threads spin a while before sleeping, as a user's run does)
+_POLICY = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--wait-policy=")), "passive")
+if _POLICY == "default":
+    os.environ.pop("OMP_WAIT_POLICY", None)
+else:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
@@ -94,8 +103,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", nargs="+", default=None,
                     help="time only the rows whose name contains one of these words (e.g. now taylorseer fora)")
+    ap.add_argument("--wait-policy", choices=("passive", "default"), default="passive",
+                    help="OpenMP's wait policy (give it as --wait-policy=...): passive, or libgomp's default "
+                         "(spin, then sleep)")
     args = ap.parse_args()
+    if args.wait_policy != _POLICY:
+        ap.error("give the wait policy as --wait-policy=passive or --wait-policy=default (one argument): it must "
+                 "be read before torch loads")
     torch.set_num_threads(args.threads)
+    print(f"{args.threads} thread(s), OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset (libgomp default)')}")
     rows = []
     for name in args.models:
         for batch, steps in ((16, 50), (100, 10)):

@@ -219,3 +219,12 @@ def test_compiled_timing_columns(tmp_path):
     assert peers and all(r.compiled_wall_s is None and r.wall_s is not None for r in peers)
     md = (tmp_path / "report.md").read_text()
     assert "| compiled s/batch | compiled x |" in md and "backend='eager'" in md
+
+
+def test_report_records_the_openmp_wait_policy(report):
+    """Wall-clock depends on OpenMP's wait policy: the report keeps this process's and its header says it."""
+    rep, out = report
+    assert rep["omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY")
+    header = (out / "report.md").read_text().splitlines()[2]
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    assert ("1 threads (OMP_WAIT_POLICY=" + policy + ")" if policy else "1 threads (OMP_WAIT_POLICY unset)") in header

@@ -211,6 +211,7 @@ def bench(args: argparse.Namespace) -> int:
         setting_list,
         write_report,
     )
+    from .bench.report import wait_policy
     from .bench.running import _versions
     from .bench.settings import method_settings, names
     from .bench.tune import check_budget
@@ -248,7 +249,7 @@ def bench(args: argparse.Namespace) -> int:
     import torch
 
     info = {"pipeline": type(pipe).__name__, "source": args.pipeline, "transformer": type(pipe.transformer).__name__,
-            "threads": torch.get_num_threads(), "device": args.device,
+            "threads": torch.get_num_threads(), "omp_wait_policy": wait_policy(), "device": args.device,
             "dtype": str(pipe.transformer.dtype).replace("torch.", ""), "versions": _versions(),
             "measures": list(MEASURES), "missing": kept.get("missing", []),
             "config": {"prompts": prompts, "seeds": seed_list, "steps": options.steps, "repeats": args.repeats,

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ..engine.profile import as_profile
 from ..userpipe import CallOptions, generate
 from .quality import _interval
-from .report import Row, _ci, _fmt, _slug, best_under_budget, markdown_table, pareto_plot
+from .report import Row, _ci, _fmt, _slug, best_under_budget, markdown_table, pareto_plot, threads_text
 from .running import median, peer_settings, time_interleaved
 from .settings import names
 
@@ -374,7 +374,7 @@ def report_markdown(report: dict) -> str:
     cfg = report["config"]
     lines = [f"# ditcache bench: {report['pipeline']} ({report['transformer']})", "",
              f"{len(cfg['prompts'])} prompt(s) x {len(cfg['seeds'])} seeds, {cfg['steps']} steps, "
-             f"{report['threads']} threads, device {report['device']}, dtype {report['dtype']}. FLOPs: the "
+             f"{threads_text(report)}, device {report['device']}, dtype {report['dtype']}. FLOPs: the "
              "transformer's calls (torch's counter). Wall-clock: median of "
              f"{cfg['repeats']} interleaved calls (first prompt, every seed) after a warm-up round; [range] = the "
              "per-round ratios to uncached. Quality against the uncached sample of the same prompt and seed, mean "

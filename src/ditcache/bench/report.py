@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,23 @@ class Row:
 
 
 # --------------------------------------------------------------------------- budgets
+
+
+def wait_policy() -> str | None:
+    """This process's OMP_WAIT_POLICY (None: unset, libgomp's default of spinning a while before sleeping).
+    Wall-clock depends on it: under PASSIVE each parallel op wakes sleeping threads, which costs methods made
+    of many small ops more than the uncached model (BENCHMARKS.md, token paths)."""
+    return os.environ.get("OMP_WAIT_POLICY")
+
+
+def threads_text(report: dict) -> str:
+    """'2 threads (OMP_WAIT_POLICY=PASSIVE)' for a report header; reports written before the policy was
+    recorded say only the thread count."""
+    text = f"{report['threads']} threads"
+    if "omp_wait_policy" not in report:
+        return text
+    policy = report["omp_wait_policy"]
+    return text + (f" (OMP_WAIT_POLICY={policy})" if policy else " (OMP_WAIT_POLICY unset)")
 
 
 def bound(row, ref, metric: str, op: str, relative: bool) -> float | None:
@@ -152,7 +170,7 @@ def report_markdown(report: dict) -> str:
     cfg = report["config"]
     lines = [f"# ditcache bench: {report['model']} ({report['transformer']})", "",
              f"{cfg['seeds']} seeds, {cfg['steps']} steps, batch {cfg['batch']}, {report['processes']} process(es), "
-             f"{report['threads']} threads, device {report['device']}; wall-clock = median of {cfg['repeats']} "
+             f"{threads_text(report)}, device {report['device']}; wall-clock = median of {cfg['repeats']} "
              "interleaved runs of one batch; plan % = share of the generation spent planning on the host "
              "(scores, k-means); "
              + ("plan GFLOPs/img = FLOPs of planning (scores, k-means, verification), included in GFLOPs/img and "

@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .quality import Quality
-from .report import Row, best_under_budget, write
+from .report import Row, best_under_budget, wait_policy, write
 from .settings import BenchConfig, method_settings, names
 from .subjects import Subject, load_subject
 
@@ -299,7 +299,7 @@ def _versions() -> dict[str, str]:
 def _report(cfg: BenchConfig, subject: Subject, rows: list[Row], world: int) -> dict:
     report = {
         "config": asdict(cfg), "model": subject.name, "transformer": type(subject.transformer).__name__,
-        "processes": world, "threads": torch.get_num_threads(),
+        "processes": world, "threads": torch.get_num_threads(), "omp_wait_policy": wait_policy(),
         "flops_include_planning": True,  # FLOP x counts planning (scores, k-means, verification)
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "versions": _versions(), "rows": [asdict(r) for r in rows],
