@@ -6,7 +6,9 @@
 A block with a lean rule (``BlockSpec.lean``: diffusers' BasicTransformerBlock, FLUX.1's double-stream block)
 builds its output from the cached branch outputs on a call where every branch reuses or forecasts, skipping the
 LayerNorms and modulations that only feed the skipped branches; FLUX.1's single-stream blocks (whole-block sites)
-compute their gate without the norm of their input. "off" runs every block's own forward (the engine's
+compute their gate without the norm of their input; on a call where attention forecasts and the MLP computes a
+token subset (ClusCa's partial steps), the MLP's norm and modulation run on the chosen rows only (the rules'
+``partial``). "off" runs every block's own forward (the engine's
 ``executor.lean = False``), as before the change. Per model, uncached, each method with lean on and each with
 lean off run round-robin in one process (one warm-up round, then the median of --repeats), on the same labels
 and seeds. Printed: wall x against uncached both ways, the lean gain (off time / on time) and the largest
