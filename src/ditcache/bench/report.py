@@ -59,9 +59,6 @@ class Row:
     extra: dict = field(default_factory=dict)
 
 
-# --------------------------------------------------------------------------- budgets
-
-
 def wait_policy() -> str | None:
     """This process's OMP_WAIT_POLICY (None: unset, libgomp's default of spinning a while before sleeping).
     Wall-clock depends on it: under PASSIVE each parallel op wakes sleeping threads, which costs methods made
@@ -77,6 +74,9 @@ def threads_text(report: dict) -> str:
         return text
     policy = report["omp_wait_policy"]
     return text + (f" (OMP_WAIT_POLICY={policy})" if policy else " (OMP_WAIT_POLICY unset)")
+
+
+# --------------------------------------------------------------------------- budgets
 
 
 def bound(row, ref, metric: str, op: str, relative: bool) -> float | None:
