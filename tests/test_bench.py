@@ -201,10 +201,10 @@ def test_peer_flops_leave_out_magcache_calibration(tmp_path):
 
 
 def test_compiled_timing_columns(tmp_path):
-    """--compile: the uncached model and each ditcache setting timed again on torch.compile(transformer) ('eager'
-    backend: dynamo's tracing without inductor's minutes of code generation), each ratio against the compiled
-    uncached time; peers stay eager; the plans changing every step make dynamo build no graph after the
-    warm-up round (each wrapped forward is compiled once, outside ditcache's decisions)."""
+    """--compile: the uncached model, each ditcache setting and each peer timed again compiled ('eager' backend:
+    dynamo's tracing without inductor's minutes of code generation), each ratio against the compiled uncached
+    time; the plans changing every step make dynamo build no graph after the warm-up round (each wrapped
+    forward is compiled once, outside ditcache's decisions)."""
     cfg = {**SMALL, "seeds": 2, "peers": "fbcache"}
     rep = run_bench(BenchConfig(methods="fora,taylorseer:interval=3", out=str(tmp_path), speed_only=True,
                                 compile="eager", **cfg), log=lambda *a: None)
@@ -213,12 +213,43 @@ def test_compiled_timing_columns(tmp_path):
     assert ref.extra["compiled_graphs_after_warmup"] == 0
     ours = [r for r in rest if r.kind == "ditcache" and not r.error]
     assert len(ours) == 4  # fora's three intervals and the one TaylorSeer setting
-    for r in ours:
+    peers = [r for r in rest if r.kind == "peer" and not r.error]
+    assert peers and all(r.wall_s is not None for r in peers)
+    for r in ours + peers:
         assert r.compiled_wall_speedup == pytest.approx(ref.compiled_wall_s / r.compiled_wall_s)
-    peers = [r for r in rest if r.kind == "peer"]
-    assert peers and all(r.compiled_wall_s is None and r.wall_s is not None for r in peers)
+        assert r.extra["compiled_graphs_after_warmup"] == 0
     md = (tmp_path / "report.md").read_text()
     assert "| compiled s/batch | compiled x |" in md and "backend='eager'" in md
+    assert "A peer is compiled whole with its hooks" in md and "Dynamo built no graph during the timed rounds" in md
+
+
+def test_a_compiled_peer_makes_the_eager_peers_images_and_leaves_the_model_alone():
+    """--compile's peer: FirstBlockCache on a copy of the transformer compiled with its hooks gives the images
+    the eager peer gives on the transformer itself (dynamo's 'eager' backend runs the same ops), and skips
+    calls (they differ from uncached); the copy shares the weights, and the transformer itself never carries
+    a hook."""
+    from ditcache.bench.running import CompiledPeer, generate
+    from ditcache.peers import make_peer
+
+    subject = load_subject("dit", SMALL["config"])
+    seeds, steps = [0, 1], 6
+    plain = generate(subject, seeds, steps)[0]
+    peer = make_peer("fbcache", subject.transformer, {"threshold": 0.5}, steps)
+    try:
+        eager = generate(subject, seeds, steps, peer=peer)[0]
+    finally:
+        peer.remove()
+    compiled = CompiledPeer(subject, "fbcache", {"threshold": 0.5}, steps, "eager")
+    try:
+        images = compiled.generate(seeds)
+        assert compiled.copy is not subject.transformer
+        assert all(a is b for a, b in zip(compiled.copy.parameters(), subject.transformer.parameters()))
+        assert getattr(subject.transformer, "_ditcache_peer", None) is None
+        assert not any(hasattr(m, "_diffusers_hook") for m in subject.transformer.modules())
+    finally:
+        compiled.remove()
+    assert not torch.equal(eager, plain)  # the peer skipped some calls
+    torch.testing.assert_close(images, eager, rtol=0, atol=1e-6)
 
 
 def test_report_records_the_openmp_wait_policy(report):

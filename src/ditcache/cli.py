@@ -306,8 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="bench-out")
     b.add_argument("--threads", type=int, default=None)
     b.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
-                   help="also time each ditcache setting on torch.compile(transformer) (backend inductor, or the "
-                        "one named), against the compiled uncached model, beside the eager columns")
+                   help="also time each ditcache setting and peer compiled (backend inductor, or the one named), "
+                        "against the compiled uncached model, beside the eager columns")
     b.add_argument("--context-parallel", type=int, default=None, metavar="N",
                    help="under `torchrun --nproc-per-node N`: each method on the model sharded by sequence over N "
                         "ranks (diffusers' Ulysses), beside one process and data-parallel seed sharding; --seeds "

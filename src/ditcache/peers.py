@@ -709,7 +709,7 @@ def generate_with_peer(peer: PeerRun, model: nn.Module, noise: torch.Tensor, con
                        steps: int, guidance_scale: float) -> torch.Tensor:
     """One generation with ``peer`` applied: prepare (calibration, once), reset, then our sampler with the
     peer's per-call hook. Errors inside come back as PeerError naming the peer and the model class."""
-    if model is not peer.model:
+    if getattr(model, "_orig_mod", model) is not peer.model:  # the model, or torch.compile's wrapper of it
         raise ValueError(f"{peer.label} was applied to a different model object")
     if steps != peer.steps:
         raise ValueError(f"{peer.label} was applied for {peer.steps} steps, asked for {steps}")

@@ -146,6 +146,27 @@ def _ci(x, ci, spec: str, star: bool | None = None) -> str:
     return text + (" *" if star else "")
 
 
+def _compiled_peers(rows: list) -> str:
+    """How the compiled columns treat peers: compiled whole with their hooks (this code), or eager only (reports
+    written before peers were compiled, whose peer rows have no compiled time)."""
+    peers = [r for r in rows if r.kind == "peer" and not r.error]
+    if not peers:
+        return ""
+    if all(r.compiled_wall_s is None for r in peers):
+        return " Peers are timed eager only."
+    return " A peer is compiled whole with its hooks, on a copy of the transformer that shares its weights."
+
+
+def _recompiled(rows: list) -> str:
+    """Whether dynamo built graphs during the timed rounds (their time then includes compiling)."""
+    counts = [(r, r.extra.get("compiled_graphs_after_warmup")) for r in rows if r.compiled_wall_s is not None]
+    if not counts or any(n is None for _, n in counts):  # reports from before the count was kept per row
+        return ""
+    late = [f"{r.method} `{r.setting}` ({n})" for r, n in counts if n]
+    return (" Dynamo built graphs during the timed rounds, so those times include compiling: " + ", ".join(late) + "."
+            if late else " Dynamo built no graph during the timed rounds.")
+
+
 def report_markdown(report: dict) -> str:
     rows = [Row(**r) for r in report["rows"]]
     header = ["kind", "method", "setting", "GFLOPs/img", "plan GFLOPs/img", "FLOP x", "wall s/batch", "wall x",
@@ -187,7 +208,7 @@ def report_markdown(report: dict) -> str:
                 if ref.wall_s and ref.compiled_wall_s else "")
         lines += ["", f"Compiled columns: `torch.compile(transformer, backend={cfg['compile']!r})`, median of "
                   f"{cfg['repeats']} interleaved rounds after a warm-up round that pays the compilation; compiled x "
-                  f"is against the compiled uncached model{gain}. Peers are timed eager only."]
+                  f"is against the compiled uncached model{gain}." + _compiled_peers(rows) + _recompiled(rows)]
     failed = [r for r in rows if r.error]
     if failed:
         lines += ["", "## Settings that could not run", ""]

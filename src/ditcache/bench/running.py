@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import statistics
@@ -251,34 +253,78 @@ def _timer(subject: Subject, seeds: list[int], steps: int, kind: str, name: str,
 
 def _time_compiled(cfg: BenchConfig, subject: Subject, seeds: list[int], settings: list, runnable: dict,
                    rows: list[Row], progress: bool) -> None:
-    """--compile: the uncached model and each ditcache setting that ran, timed round-robin on
-    ``torch.compile(transformer)``; the warm-up round pays the compilation (each wrapped forward is compiled on
-    its own, ``engine.install``). Peers stay eager: their hooks are diffusers', not compiled by ditcache."""
+    """--compile: the uncached model, each ditcache setting and each peer setting that ran, timed round-robin
+    compiled; the warm-up round pays the compilation. ditcache runs on ``torch.compile(transformer)`` (each
+    wrapped forward is compiled on its own, ``engine.install``). A peer runs on its own copy of the transformer
+    (the weights shared, not copied), applied once and compiled whole with its diffusers or cache-dit hooks
+    inside, so rounds neither re-apply it nor make dynamo recompile; the copies are removed afterwards."""
     import torch._dynamo.utils as dynamo_utils
 
     compiled = replace(subject, transformer=torch.compile(subject.transformer, backend=cfg.compile))
     fns = {"ref": _timer(compiled, seeds, cfg.steps, "reference", "none", None)}
-    fns.update({str(i): _timer(compiled, seeds, cfg.steps, *settings[i]) for i in runnable
-                if settings[i][0] == "ditcache"})
-    graphs = []
+    peers = []
+    try:
+        for i in runnable:
+            kind, name, thing = settings[i]
+            if kind == "ditcache":
+                fns[str(i)] = _timer(compiled, seeds, cfg.steps, kind, name, thing)
+            else:
+                peers.append(CompiledPeer(subject, name, thing, cfg.steps, cfg.compile))
+                fns[str(i)] = functools.partial(peers[-1].time, seeds)
+        built: dict[str, list[int]] = {key: [] for key in fns}  # graphs dynamo built during each call
 
-    def counted(fn):  # dynamo's graph count at each round's start: [before warm-up, after warm-up, ...]
-        def call():
-            graphs.append(dynamo_utils.counters["stats"]["unique_graphs"])
-            return fn()
-        return call
+        def counted(key, fn):
+            def call():
+                before = dynamo_utils.counters["stats"]["unique_graphs"]
+                out = fn()
+                built[key].append(dynamo_utils.counters["stats"]["unique_graphs"] - before)
+                return out
+            return call
 
-    first = next(iter(fns))
-    fns[first] = counted(fns[first])
-    times = time_interleaved(fns, repeats=cfg.repeats, progress=progress)
+        times = time_interleaved({key: counted(key, fn) for key, fn in fns.items()}, repeats=cfg.repeats,
+                                 progress=progress)
+    finally:
+        for peer in peers:
+            peer.remove()
     t_ref = median(times["ref"])
-    rows[0].compiled_wall_s, rows[0].compiled_wall_speedup = t_ref, 1.0
-    rows[0].extra["compiled_graphs_after_warmup"] = dynamo_utils.counters["stats"]["unique_graphs"] - graphs[1]
     for key, ts in times.items():
-        if key != "ref":
-            row = rows[int(key) + 1]
-            row.compiled_wall_s = median(ts)
-            row.compiled_wall_speedup = t_ref / row.compiled_wall_s
+        row = rows[0 if key == "ref" else int(key) + 1]
+        row.compiled_wall_s = median(ts)
+        row.compiled_wall_speedup = t_ref / row.compiled_wall_s
+        row.extra["compiled_graphs_after_warmup"] = sum(built[key][1:])  # 0: the timed rounds compiled nothing
+
+
+class CompiledPeer:
+    """A peer applied to a copy of ``subject.transformer`` that shares its parameters and buffers (the modules
+    are new, so the peer's hooks and state stay off the original), then ``torch.compile``'d whole with the
+    hooks inside. ``generate`` gives its images, ``time`` one timed generation (the peer's one-off preparation,
+    MagCache's calibration, untimed), ``remove`` takes the peer off the copy."""
+
+    def __init__(self, subject: Subject, name: str, settings: dict, steps: int, backend: str) -> None:
+        from ..peers import make_peer
+
+        shared = {id(t): t for t in (*subject.transformer.parameters(), *subject.transformer.buffers())}
+        self.copy = copy.deepcopy(subject.transformer, memo=shared)
+        self.peer = make_peer(name, self.copy, settings, steps)
+        self.subject = replace(subject, transformer=torch.compile(self.copy, backend=backend))
+        self.steps = steps
+
+    def generate(self, seeds: list[int]) -> torch.Tensor:
+        from ..peers import generate_with_peer
+
+        noise, cond, uncond = self.subject.inputs(seeds)
+        return self.subject.decode(generate_with_peer(self.peer, self.subject.transformer, noise, cond, uncond,
+                                                      self.steps, self.subject.guidance))
+
+    def time(self, seeds: list[int]) -> float:
+        noise, cond, uncond = self.subject.inputs(seeds)
+        self.peer.prepare(noise, cond, uncond, self.subject.guidance)
+        start = time.perf_counter()
+        self.generate(seeds)
+        return time.perf_counter() - start
+
+    def remove(self) -> None:
+        self.peer.remove()
 
 
 def _versions() -> dict[str, str]:
