@@ -240,15 +240,21 @@ def _timer(subject: Subject, seeds: list[int], steps: int, kind: str, name: str,
 
             peer = make_peer(name, subject.transformer, thing, steps)
             try:
-                noise, cond, uncond = subject.inputs(seeds)
-                peer.prepare(noise, cond, uncond, subject.guidance)  # MagCache calibrates here: not timed
-                start = time.perf_counter()
-                generate(subject, seeds, steps, peer=peer)
-                return time.perf_counter() - start
+                return _time_peer(subject, peer, seeds, steps)
             finally:
                 peer.remove()
         return run_peer
     return lambda: generate(subject, seeds, steps, method=thing, count_flops=False)
+
+
+def _time_peer(subject: Subject, peer, seeds: list[int], steps: int) -> float:
+    """Seconds of one generation with an applied ``peer``; its one-off preparation (MagCache's calibration)
+    runs first, untimed."""
+    noise, cond, uncond = subject.inputs(seeds)
+    peer.prepare(noise, cond, uncond, subject.guidance)
+    start = time.perf_counter()
+    generate(subject, seeds, steps, peer=peer)
+    return time.perf_counter() - start
 
 
 def _time_compiled(cfg: BenchConfig, subject: Subject, seeds: list[int], settings: list, runnable: dict,
@@ -310,18 +316,10 @@ class CompiledPeer:
         self.steps = steps
 
     def generate(self, seeds: list[int]) -> torch.Tensor:
-        from ..peers import generate_with_peer
-
-        noise, cond, uncond = self.subject.inputs(seeds)
-        return self.subject.decode(generate_with_peer(self.peer, self.subject.transformer, noise, cond, uncond,
-                                                      self.steps, self.subject.guidance))
+        return generate(self.subject, seeds, self.steps, peer=self.peer)[0]
 
     def time(self, seeds: list[int]) -> float:
-        noise, cond, uncond = self.subject.inputs(seeds)
-        self.peer.prepare(noise, cond, uncond, self.subject.guidance)
-        start = time.perf_counter()
-        self.generate(seeds)
-        return time.perf_counter() - start
+        return _time_peer(self.subject, self.peer, seeds, self.steps)
 
     def remove(self) -> None:
         self.peer.remove()
