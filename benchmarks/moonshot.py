@@ -1,7 +1,7 @@
 """Issue 27's moonshot: how close does any setting come to 6x wall-clock on the 256-token defaults with the paired
 FD difference's interval reaching 0 or below and class accuracy within 1 point, and where does the time go?
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/moonshot.py --models dit256 flux256 --seeds 200 --threads 2
+    python benchmarks/moonshot.py --models dit256 flux256 --seeds 200 --threads 2 [--wait-policy=passive|default]
 
 Part 1 runs `ditcache bench` (same seeds, interleaved timing, --repeats rounds) over the most aggressive settings
 of the fastest methods and states, per model, the fastest setting on each of three rungs:
@@ -20,7 +20,9 @@ import argparse
 import os
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from process_settings import add_wait_policy, apply_wait_policy, check_wait_policy
+
+_POLICY = apply_wait_policy()  # before torch loads: OpenMP reads it once
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
@@ -86,7 +88,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results/moonshot")
+    add_wait_policy(ap)
     args = ap.parse_args()
+    check_wait_policy(args, ap, _POLICY)
     torch.set_num_threads(args.threads)
     rung_rows, split_rows = [], []
     for name in args.models:
@@ -110,8 +114,9 @@ def main() -> None:
                 f"{b[k]:.2f} ({b[k] / b['wall']:.0%})" for k in ("matmul", "other", "host")])
             print(split_rows[-1], flush=True)
     text = "\n".join([
-        f"Command: `OMP_WAIT_POLICY=PASSIVE python benchmarks/moonshot.py --models {' '.join(args.models)} "
-        f"--seeds {args.seeds} --repeats {args.repeats} --threads {args.threads}` (settings: `{args.methods}`)", "",
+        f"Command: `python benchmarks/moonshot.py --models {' '.join(args.models)} --seeds {args.seeds} "
+        f"--repeats {args.repeats} --threads {args.threads} --wait-policy={_POLICY}` (settings: `{args.methods}`)",
+        "",
         f"{args.seeds} seeds, 50 steps, batch 16, {args.threads} threads, wall-clock median of {args.repeats} "
         "interleaved rounds; intervals 95% bootstrap, paired", "",
         markdown_table(["model", "rung", "setting", "wall x", "FLOP x", "FD - uncached", "accuracy - uncached"],

@@ -1,7 +1,7 @@
 """Do the token-level methods keep their FLOP savings in wall-clock? (issue 11)
 
     python benchmarks/token_paths.py [--models dit256 flux256] [--threads 1] [--only now 5 16]
-        [--wait-policy=passive|default]
+        [--wait-policy=passive|default] [--allocator=default|tuned]
 
 On the 256-token defaults, at batch 16 (50 steps) and batch 100 (10 steps, to bound the time), every
 method and its uncached reference are timed round-robin in one process (median of --repeats rounds after
@@ -21,17 +21,19 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 
-# OpenMP reads its wait policy once, when torch loads: --wait-policy is applied before the import. "passive"
-# (the project's setting for benchmarks: idle threads sleep, so a job on the other core does not slow them)
-# or "default" (the variable unset: libgomp's threads spin a while before sleeping, as a user's run does)
-_POLICY = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--wait-policy=")), "passive")
-if _POLICY == "default":
-    os.environ.pop("OMP_WAIT_POLICY", None)
-else:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from process_settings import (
+    add_allocator,
+    add_wait_policy,
+    apply_allocator,
+    apply_wait_policy,
+    check_allocator,
+    check_wait_policy,
+)
+
+_POLICY = apply_wait_policy()  # before torch loads: OpenMP reads it once
+_ALLOCATOR = apply_allocator()  # before the first large allocation
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
@@ -91,7 +93,7 @@ def measure(name: str, batch: int, steps: int, repeats: int, only: list[str] | N
             continue
         wall = statistics.median(times[key])
         fx, wx = ref_flops / stats[key][0], ref_wall / wall
-        rows.append([name, batch, key, f"{fx:.2f}", f"{wx:.2f}", f"{wx / fx:.0%}",
+        rows.append([name, batch, key, f"{ref_wall:.2f}", f"{wall:.2f}", f"{fx:.2f}", f"{wx:.2f}", f"{wx / fx:.0%}",
                      f"{statistics.median(plan_share[key]):.1%}"])
     return rows
 
@@ -103,21 +105,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", nargs="+", default=None,
                     help="time only the rows whose name contains one of these words (e.g. now taylorseer fora)")
-    ap.add_argument("--wait-policy", choices=("passive", "default"), default="passive",
-                    help="OpenMP's wait policy (give it as --wait-policy=...): passive, or libgomp's default "
-                         "(spin, then sleep)")
+    add_wait_policy(ap)
+    add_allocator(ap)
     args = ap.parse_args()
-    if args.wait_policy != _POLICY:
-        ap.error("give the wait policy as --wait-policy=passive or --wait-policy=default (one argument): it must "
-                 "be read before torch loads")
+    check_wait_policy(args, ap, _POLICY)
+    check_allocator(args, ap, _ALLOCATOR)
     torch.set_num_threads(args.threads)
-    print(f"{args.threads} thread(s), OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset (libgomp default)')}")
+    print(f"{args.threads} thread(s), OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset (libgomp default)')}, "
+          f"allocator {_ALLOCATOR}")
     rows = []
     for name in args.models:
         for batch, steps in ((16, 50), (100, 10)):
             rows += measure(name, batch, steps, args.repeats, args.only)
     print()
-    print(markdown_table(["model", "batch", "method", "FLOP x", "wall x", "kept", "plan %"], rows))
+    print(markdown_table(["model", "batch", "method", "uncached s", "method s", "FLOP x", "wall x", "kept", "plan %"],
+                         rows))
 
 
 if __name__ == "__main__":

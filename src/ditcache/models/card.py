@@ -149,10 +149,14 @@ def _video_sweep_table(name: str) -> str:
         return ""
     lines = "\n".join(f"| {r['guidance_scale']} | {r['per_frame_accuracy']:.3f} | {r['fd_frames_vs_test']:.2f} | "
                       f"{r['consistency']:.3f} |" for r in rows)
+    command = f"python -m ditcache.models.card --models {name} --sweep"
+    scales = tuple(r["guidance_scale"] for r in rows)
+    if scales != VIDEO_SWEEP_SCALES or rows[0]["clips"] != 10 * VIDEO_SWEEP_PER_CLASS:
+        command += f" --sweep-per-class {rows[0]['clips'] // 10} --scales {' '.join(f'{g:g}' for g in scales)}"
     return (f"\nCFG scale checked by a small sweep on the weights after {rows[0]['trained_steps']} training steps "
             f"({rows[0]['clips']} clips per scale, "
             f"{rows[0]['steps']} steps, seeds from 1000, the same clips' noise at every scale; frame FD at this "
-            f"count is biased upward, compare rows only; `python -m ditcache.models.card --models {name} --sweep`):"
+            f"count is biased upward, compare rows only; `{command}`):"
             "\n\n| CFG scale | per-frame accuracy | frame FD vs test | label consistency |\n| --- | --- | --- | --- |\n"
             f"{lines}\n")
 
@@ -307,7 +311,12 @@ def generate_clips(model, per_class: int, steps: int, guidance_scale: float | No
     return clips, labels, time.perf_counter() - t0
 
 
-def sweep_video_guidance(model, scales=(1.5, 2.0, 3.0, 5.0), per_class: int = 3, steps: int = 50) -> list[dict]:
+VIDEO_SWEEP_SCALES = (1.5, 2.0, 3.0, 5.0)  # the video default's sweep
+VIDEO_SWEEP_PER_CLASS = 3                  # clips per class and scale: 30 clips, a few minutes per scale
+
+
+def sweep_video_guidance(model, scales=VIDEO_SWEEP_SCALES, per_class: int = VIDEO_SWEEP_PER_CLASS,
+                         steps: int = 50) -> list[dict]:
     """The video default's CFG-scale sweep: per-frame accuracy, frame FD (few clips, so biased up) and label
     consistency at each scale, on the same seeds (1000, ...) for every scale and none of the card's."""
     from ditcache.quality import Quality
@@ -469,6 +478,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--guidance-scale", type=float, default=None)
     parser.add_argument("--sweep", action="store_true", help="only run the CFG-scale sweep, write <name>_sweep.json")
+    parser.add_argument("--scales", type=float, nargs="+", default=None,
+                        help="the sweep's CFG scales (default: 1.5 3 5 for images, 1.5 2 3 5 for clips)")
+    parser.add_argument("--sweep-per-class", type=int, default=None,
+                        help="the sweep's samples per class and scale (default: 20 for images, 3 for clips)")
     parser.add_argument("--text-only", action="store_true",
                         help="rewrite the image models' cards from their saved <name>_eval.json (no sampling)")
     args = parser.parse_args(argv)
@@ -488,7 +501,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.sweep:
         for name in args.models:
             model = load_default(name)
-            rows = sweep_video_guidance(model) if name in VIDEO_DEFAULTS else sweep_guidance(model, classifier)
+            options = {k: v for k, v in (("scales", tuple(args.scales or ())), ("per_class", args.sweep_per_class))
+                       if v}
+            rows = (sweep_video_guidance(model, **options) if name in VIDEO_DEFAULTS
+                    else sweep_guidance(model, classifier, **options))
             (out / f"{name}_sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
             print(name, json.dumps(rows))
         return
