@@ -130,6 +130,13 @@ def verdict(reached: bool, shown: bool) -> str:
     return "missed" if not reached else "met" if shown else "not shown"
 
 
+def round_leads(ours: dict, peer: dict) -> list[float] | None:
+    """The lead in each timing round: the peer's seconds over ours in the same interleaved pass (None when the
+    report kept no per-round times). A lead is "met" only when every round's lies at or above the target."""
+    a, b = (r.get("extra", {}).get("wall_rounds_s") for r in (ours, peer))
+    return [p / o for o, p in zip(a, b)] if a and b and len(a) == len(b) else None
+
+
 def fastest_pair(rows: list[dict]) -> tuple[dict | None, dict | None]:
     """The fastest ditcache row and the fastest peer row (wall-clock) among ``rows``."""
     def fastest(kind: str):
@@ -209,11 +216,14 @@ def speed_section(name: str, speed: dict, quality: list[dict]) -> list[str]:
     ours, peer = fastest_pair([r for r in rows if (r["kind"], r["setting"]) in ok])
     if ours and peer:
         ratio = ours["wall_speedup"] / peer["wall_speedup"]
+        per_round = round_leads(ours, peer)  # None for reports written before rounds were kept
+        spread = f"each round {min(per_round):.2f}x to {max(per_round):.2f}x; " if per_round else ""
+        shown = (rounds >= ROUNDS and threads >= LEAD_THREADS and seeds >= LEAD_SEEDS
+                 and (per_round is None or min(per_round) >= LEAD))
         lines += ["", f"Shown within PSNR >= 30 dB and FD +5%: ditcache's fastest here is {ours['method']} "
                   f"`{ours['setting']}` at {ours['wall_speedup']:.2f}x, the fastest peer {peer['method']} "
                   f"`{peer['setting']}` at {peer['wall_speedup']:.2f}x: {ratio:.2f}x the peer's "
-                  f"(target {LEAD}x: "
-                  f"{verdict(ratio >= LEAD, rounds >= ROUNDS and threads >= LEAD_THREADS and seeds >= LEAD_SEEDS)})."
+                  f"({spread}target {LEAD}x: {verdict(ratio >= LEAD, shown)})."
                   + (f" Timed at {threads} thread(s): a lead is decided at {LEAD_THREADS}." if threads < LEAD_THREADS
                      else "")
                   + (f" Quality from {seeds} seeds: the budget's FD clause is decided at {LEAD_SEEDS}, where a peer "

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 
@@ -260,3 +261,13 @@ def test_report_records_the_openmp_wait_policy(report):
     header = (out / "report.md").read_text().splitlines()[2]
     policy = os.environ.get("OMP_WAIT_POLICY")
     assert ("1 threads (OMP_WAIT_POLICY=" + policy + ")" if policy else "1 threads (OMP_WAIT_POLICY unset)") in header
+
+
+def test_each_row_keeps_its_timed_rounds_and_its_median(report):
+    """Every row keeps the seconds of each timed round (repeats=1 here: one), and its wall-clock is their
+    median, so a lead can be decided round by round (BENCHMARKS.md's lead sections)."""
+    rep, _ = report
+    for r in rep["rows"]:
+        rounds = r["extra"]["wall_rounds_s"]
+        assert len(rounds) == SMALL["repeats"] and all(t > 0 for t in rounds)
+        assert r["wall_s"] == statistics.median(rounds)

@@ -209,10 +209,12 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     times = time_interleaved(fns, repeats=cfg.repeats, progress=rank == 0)
     t_ref = median(times["ref"])
     rows[0].wall_s, rows[0].wall_speedup, rows[0].flop_speedup = t_ref, 1.0, 1.0
+    rows[0].extra["wall_rounds_s"] = times["ref"]  # each timed round's seconds, in round order
     for i in runnable:
         row = rows[i + 1]
         row.wall_s = median(times[str(i)])
         row.wall_speedup = t_ref / row.wall_s
+        row.extra["wall_rounds_s"] = times[str(i)]  # round r of every row ran in the same pass: pairable
     if cfg.compile:
         _time_compiled(cfg, subject, mine[0] if mine else batches[0], settings, runnable, rows, rank == 0)
     if rank != 0:
