@@ -106,7 +106,9 @@ def test_toca_runs_on_every_family(name, score):
             return [FULL if ctx.step in full or s.index in partial else REUSE for s in sites]
 
     ref, _ = _run(model, name, Same(), steps=10)
-    assert torch.allclose(out, ref, rtol=1e-5, atol=1e-5)
+    # summation order's error scales with the summands, not with each output element: latte-tiny's random
+    # outputs reach ~300, and on an AMD EPYC an element near 0 differed by 4.6e-5 (1.5e-7 of that scale)
+    assert torch.allclose(out, ref, rtol=1e-5, atol=1e-5 * max(1.0, ref.abs().max().item()))
 
 
 @pytest.mark.parametrize("name", ["dit-tiny", "flux-tiny", "wan-tiny", "hunyuan-tiny"])
