@@ -415,7 +415,7 @@ def main() -> None:
     note = _md("video.md")  # which weights the run used, when they are not the shipped ones
     parts += ["## Video", "", *([note, ""] if note else [])] + (
         [f"Command: `{command(video)}`", "", *model_section("video", video)[2:]] if video else ["Not yet run.", ""])
-    speed = _load("speed_peers_video")  # the video lead's timing run (its quality: the run above)
+    speed = _load("speed_video")  # the video lead's timing run (its quality: the run above)
     if video and speed:
         parts += speed_section("video", speed, [video])
     (ROOT / "BENCHMARKS.md").write_text("\n".join(parts) + "\n")
