@@ -121,6 +121,17 @@ def test_video_sweep_table_names_the_command_of_its_own_model():
     assert "`python -m ditcache.models.card --models video --sweep`" in table and "{name}" not in table
 
 
+def test_a_sweep_off_the_defaults_names_its_scales_and_clips():
+    """latte's shipped sweep ran 5 clips per class at six scales, not the video defaults (3 per class, 1.5-5):
+    its table's command must say so, or rerunning it would give another sweep."""
+    from ditcache.models.card import _video_sweep_table
+
+    table = _video_sweep_table("latte")
+    assert ("`python -m ditcache.models.card --models latte --sweep --sweep-per-class 5 --scales 1.5 2 3 5 7.5 10`"
+            in table)
+    assert "| 5.0 | 0.510 | 176.00 | 0.795 |" in table
+
+
 def test_a_first_stage_writes_the_files_and_a_later_one_folds_by_its_init_file(tmp_path):
     """--first ships a from-scratch run; a stage started from that run's own file (not the shipped name) folds
     only when the file's float16 weights are the shipped ones."""
