@@ -1,10 +1,10 @@
 """Process-wide settings a benchmark script takes on its command line: OpenMP's wait policy and glibc's allocator.
 
-OpenMP reads OMP_WAIT_POLICY once, when torch loads, so a script calls ``apply_wait_policy()`` before it imports
-torch and ``check_wait_policy(args, parser, applied)`` after parsing. ``--wait-policy=passive`` (the default: idle threads
-sleep at once, so a job on the other core does not slow the run) or ``--wait-policy=default`` (the variable
-unset: libgomp's threads spin a while before sleeping, what a user's run gets). Given as one argument
-(``--wait-policy=X``), because it is read from sys.argv before argparse runs.
+OpenMP reads OMP_WAIT_POLICY once, when torch loads, so a script calls ``apply_wait_policy()`` before it
+imports torch and ``check_wait_policy(args, parser, applied)`` after parsing. ``--wait-policy=passive`` (the
+default: idle threads sleep at once, so a job on the other core does not slow the run) or
+``--wait-policy=default`` (the variable unset: libgomp's threads spin a while before sleeping, what a user's run
+gets). Given as one argument (``--wait-policy=X``), because it is read from sys.argv before argparse runs.
 
 ``--allocator=tuned`` keeps freed memory in the process (glibc's mallopt: no trimming of the heap, no mmap for
 large blocks), so a tensor allocated again after one of its size was freed does not fault its pages in anew;
