@@ -25,9 +25,14 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (mallo
 KEEP = 1 << 30  # bytes: a trim threshold no heap top here reaches, an mmap threshold above any one tensor here
 
 
+def _argv_value(option: str, default: str) -> str:
+    """The value of ``--option=value`` in sys.argv, read before argparse runs (and before torch loads)."""
+    return next((a.split("=", 1)[1] for a in sys.argv if a.startswith(f"{option}=")), default)
+
+
 def apply_wait_policy() -> str:
     """Set or unset OMP_WAIT_POLICY from ``--wait-policy=...`` in sys.argv; returns the policy's name."""
-    policy = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--wait-policy=")), "passive")
+    policy = _argv_value("--wait-policy", "passive")
     if policy == "default":
         os.environ.pop("OMP_WAIT_POLICY", None)
     else:
@@ -49,10 +54,9 @@ def check_wait_policy(args, parser, applied: str) -> None:
                      "must be read before torch loads")
 
 
-
 def apply_allocator() -> str:
     """Tune glibc from ``--allocator=...`` in sys.argv before the first large allocation; returns its name."""
-    allocator = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--allocator=")), "default")
+    allocator = _argv_value("--allocator", "default")
     if allocator == "tuned":
         libc = ctypes.CDLL(ctypes.util.find_library("c"))
         if not (libc.mallopt(M_TRIM_THRESHOLD, KEEP) and libc.mallopt(M_MMAP_THRESHOLD, KEEP)):
