@@ -238,7 +238,9 @@ def speed_section(name: str, speed: dict, quality: list[dict]) -> list[str]:
 def command(report: dict) -> str:
     """The `ditcache bench` line that made a report, from the settings it saved."""
     c = report["config"]
-    return (f"ditcache bench --model {c['model']} --methods '{c['methods']}' --peers '{c['peers']}' "
+    procs = report.get("processes", 1)  # seeds sharded over processes (torchrun) when > 1
+    launcher = f"torchrun --nproc-per-node {procs} -m ditcache" if procs > 1 else "ditcache"
+    return (f"{launcher} bench --model {c['model']} --methods '{c['methods']}' --peers '{c['peers']}' "
             f"--seeds {c['seeds']} --steps {c['steps']} --batch {c['batch']} --repeats {c['repeats']}"
             + (f" --budget '{c['budget']}'" if c.get("budget") else "")
             + (" --speed-only" if c.get("speed_only") else "")

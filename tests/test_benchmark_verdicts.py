@@ -312,3 +312,25 @@ def test_latte_accuracy_verdict_follows_its_card():
     m = found[0]
     assert (float(m["acc"]), int(m["n"])) == (round(ev["per_frame_accuracy"], 3), ev["clips"])
     assert m["verdict"] == ("missed" if ev["per_frame_accuracy"] < 0.8 else "not shown")
+
+
+def test_each_run_section_gives_the_command_that_made_its_report():
+    """A section's "Command:" line reproduces its report: the model, seeds, threads and steps the report saved,
+    and torchrun with the report's process count when its seeds were sharded over processes."""
+    sections = _sections()
+    checked = 0
+    for k, (start, name) in enumerate(sections):
+        end = sections[k + 1][0] if k + 1 < len(sections) else len(LINES)
+        cmds = [line for line in LINES[start:end] if line.startswith("Command: `")]
+        if not name or not cmds:
+            continue
+        report = _report(name)
+        cfg, procs = report["config"], report.get("processes", 1)
+        cmd = cmds[0].split("`")[1]
+        launcher = f"torchrun --nproc-per-node {procs} -m ditcache bench " if procs > 1 else "ditcache bench "
+        assert cmd.startswith(launcher), (name, cmd[:60], procs)
+        for flag, value in (("--model", cfg["model"]), ("--seeds", cfg["seeds"]), ("--steps", cfg["steps"]),
+                            ("--threads", cfg["threads"])):
+            assert f" {flag} {value} " in f"{cmd} ", (name, flag, value)
+        checked += 1
+    assert checked >= 12  # the main, peers, claims and video runs
