@@ -98,6 +98,27 @@ def test_card_text_only_lists_the_stages_of_a_staged_default(tmp_path, monkeypat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["MODEL_CARD_uvit.md", "uvit.json", "uvit_eval.json"]
 
 
+def test_card_text_only_busy_marks_the_saved_timing(tmp_path, monkeypatch):
+    """`--text-only --busy` records in the eval JSON that its timing ran beside other jobs, and the card then says
+    so beside the seconds; without the mark the seconds stand alone."""
+    import shutil
+
+    from ditcache.models import card
+
+    for f in ("uvit.json", "uvit_eval.json"):
+        shutil.copy(card.WEIGHTS_DIR / f, tmp_path / f)
+    ev = json.loads((tmp_path / "uvit_eval.json").read_text())
+    ev.pop("timed_busy", None)
+    (tmp_path / "uvit_eval.json").write_text(json.dumps(ev))
+    monkeypatch.setattr(card, "WEIGHTS_DIR", tmp_path)
+    row = f"median of 3 | {ev['generation_seconds_16x50_cfg']:.2f} s"
+    card.main(["--models", "uvit", "--text-only", "--threads", "1"])
+    assert f"{row} |" in (tmp_path / "MODEL_CARD_uvit.md").read_text()
+    card.main(["--models", "uvit", "--text-only", "--busy", "--threads", "1"])
+    assert f"{row} (timed beside other jobs: not a speed figure) |" in (tmp_path / "MODEL_CARD_uvit.md").read_text()
+    assert json.loads((tmp_path / "uvit_eval.json").read_text())["timed_busy"] is True
+
+
 def test_video_cards_name_their_own_model_and_objective():
     """The two video defaults share the clips but not the model: Latte's card names Latte, its alternating
     blocks and DDPM/DDIM, the video default's names Wan and rectified flow; both count 8 frames x 9 x 9 tokens."""

@@ -174,6 +174,11 @@ PAPER_MODELS = {
 }
 
 
+def _busy(ev: dict) -> str:
+    """What a card says after a timing taken beside other jobs (``--busy``, recorded in the eval JSON)."""
+    return " (timed beside other jobs: not a speed figure)" if ev.get("timed_busy") else ""
+
+
 def _card(name: str, meta: dict, ev: dict, sanity: dict, gen_seconds: float) -> str:
     tr = meta["training"]
     threads = ev.get("threads", torch.get_num_threads())  # of the timed generation (older evals: not recorded)
@@ -274,7 +279,7 @@ Uncached, {ev['steps']} steps, CFG scale {ev['guidance_scale']}, one row per cla
 | FD, Gaussian noise images (1000) vs test (10k) | {sanity['fd_noise1000_vs_test']:.3f} |
 | class accuracy (classifier agrees with requested class) | {ev['class_accuracy']:.3f} |
 | per-class accuracy, classes 0..9 | {per_class} |
-| one 16-image generation, 50 steps, CFG, {threads} thread(s), median of 3 | {gen_seconds:.2f} s |
+| one 16-image generation, 50 steps, CFG, {threads} thread(s), median of 3 | {gen_seconds:.2f} s{_busy(ev)} |
 {_sweep_table(name)}
 Regenerate with `python -m ditcache.models.card --models {name} --per-class {ev['samples'] // 10}`.
 """
@@ -360,7 +365,7 @@ def _video_intro(name: str, spec) -> str:
             "stream).")
 
 
-def video_card(model, per_class: int, steps: int, out: Path) -> dict:
+def video_card(model, per_class: int, steps: int, out: Path, busy: bool = False) -> dict:
     """The video default's card: a sample strip and GIF, per-frame accuracy and FD in classifier space, label
     consistency across each clip's frames, and the same measures on real moving clips for reference."""
     from ditcache.data import load_fashion_mnist, moving_clips
@@ -383,7 +388,8 @@ def video_card(model, per_class: int, steps: int, out: Path) -> dict:
     ev = {"clips": int(labels.numel()), "steps": steps, "guidance_scale": model.default_guidance_scale,
           "per_frame_accuracy": row["accuracy"], "fd_frames_vs_test": row["fd"], "consistency": row["consistency"],
           "real_per_frame_accuracy": real_row["accuracy"], "real_fd_frames_vs_test": qr.ref_fd,
-          "real_consistency": real_row["consistency"], "generation_seconds": round(seconds, 1)}
+          "real_consistency": real_row["consistency"], "generation_seconds": round(seconds, 1),
+          "timed_busy": busy}
     (out / f"{name}_eval.json").write_text(json.dumps(ev, indent=2) + "\n")
     tr = meta["training"]
     arch = "\n".join(f"| `{k}` | {v} |" for k, v in meta["transformer_kwargs"].items())
@@ -437,7 +443,7 @@ Every frame's item is cropped at its centre of brightness and judged by the ship
 {ev['real_fd_frames_vs_test']:.2f} |
 | label consistency (share of a clip's frames given its majority label) | {ev['consistency']:.3f} | \
 {ev['real_consistency']:.3f} |
-| generation of {ev['clips']} clips, {steps} steps | {ev['generation_seconds']:.0f} s | |
+| generation of {ev['clips']} clips, {steps} steps | {ev['generation_seconds']:.0f} s{_busy(ev)} | |
 
 {_video_sweep_table(name)}
 Regenerate with `python -m ditcache.models.card --models {name} --per-class {per_class}`.
@@ -482,6 +488,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="the sweep's CFG scales (default: 1.5 3 5 for images, 1.5 2 3 5 for clips)")
     parser.add_argument("--sweep-per-class", type=int, default=None,
                         help="the sweep's samples per class and scale (default: 20 for images, 3 for clips)")
+    parser.add_argument("--busy", action="store_true",
+                        help="the machine runs other jobs: the card marks its timing as no speed figure (with "
+                             "--text-only: marks the saved timing so)")
     parser.add_argument("--text-only", action="store_true",
                         help="rewrite the image models' cards from their saved <name>_eval.json (no sampling)")
     args = parser.parse_args(argv)
@@ -493,6 +502,9 @@ def main(argv: list[str] | None = None) -> None:
                 raise SystemExit("--text-only covers the image models; a video card is written by sampling")
             meta, ev = (json.loads((out / f"{name}{suffix}.json").read_text()) for suffix in ("", "_eval"))
             sanity = {k: v for k, v in ev.items() if k.startswith("fd_") and k != "fd_model_vs_test"}
+            if args.busy:  # the saved timing was taken beside other jobs: say so from now on
+                ev["timed_busy"] = True
+                (out / f"{name}_eval.json").write_text(json.dumps(ev, indent=2) + "\n")
             (out / f"MODEL_CARD_{name}.md").write_text(
                 _card(name, meta, ev, sanity, ev["generation_seconds_16x50_cfg"]))
             print(f"wrote {out / f'MODEL_CARD_{name}.md'}")
@@ -515,7 +527,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.models:
         model = load_default(name)
         if name in VIDEO_DEFAULTS:
-            print(name, json.dumps(video_card(model, args.per_class, args.steps, out)))
+            print(name, json.dumps(video_card(model, args.per_class, args.steps, out, args.busy)))
             continue
         meta = json.loads((out / f"{name}.json").read_text())
         plot_loss(out / f"{name}_loss.csv", out / f"{name}_loss.png", f"{name}: training loss")
@@ -524,7 +536,8 @@ def main(argv: list[str] | None = None) -> None:
                   out / f"{name}_samples.png")
         gen_seconds = time_generation(model, steps=args.steps)
         ev = evaluate(model, classifier, args.per_class, args.steps, args.guidance_scale)
-        ev.update(sanity, generation_seconds_16x50_cfg=gen_seconds, threads=torch.get_num_threads())
+        ev.update(sanity, generation_seconds_16x50_cfg=gen_seconds, threads=torch.get_num_threads(),
+                  timed_busy=args.busy)
         (out / f"{name}_eval.json").write_text(json.dumps(ev, indent=2) + "\n")
         (out / f"MODEL_CARD_{name}.md").write_text(_card(name, meta, ev, sanity, gen_seconds))
         print(name, json.dumps(ev))
