@@ -174,6 +174,11 @@ PAPER_MODELS = {
 }
 
 
+def _write_eval(out: Path, name: str, ev: dict) -> None:
+    """<name>_eval.json: what a card's numbers come from (``--text-only`` rewrites the card from it)."""
+    (out / f"{name}_eval.json").write_text(json.dumps(ev, indent=2) + "\n")
+
+
 def _busy(ev: dict) -> str:
     """What a card says after a timing taken beside other jobs (``--busy``, recorded in the eval JSON)."""
     return " (timed beside other jobs: not a speed figure)" if ev.get("timed_busy") else ""
@@ -390,7 +395,7 @@ def video_card(model, per_class: int, steps: int, out: Path, busy: bool = False)
           "real_per_frame_accuracy": real_row["accuracy"], "real_fd_frames_vs_test": qr.ref_fd,
           "real_consistency": real_row["consistency"], "generation_seconds": round(seconds, 1),
           "timed_busy": busy}
-    (out / f"{name}_eval.json").write_text(json.dumps(ev, indent=2) + "\n")
+    _write_eval(out, name, ev)
     tr = meta["training"]
     arch = "\n".join(f"| `{k}` | {v} |" for k, v in meta["transformer_kwargs"].items())
     init = tr.get("init_from")
@@ -504,7 +509,7 @@ def main(argv: list[str] | None = None) -> None:
             sanity = {k: v for k, v in ev.items() if k.startswith("fd_") and k != "fd_model_vs_test"}
             if args.busy:  # the saved timing was taken beside other jobs: say so from now on
                 ev["timed_busy"] = True
-                (out / f"{name}_eval.json").write_text(json.dumps(ev, indent=2) + "\n")
+                _write_eval(out, name, ev)
             (out / f"MODEL_CARD_{name}.md").write_text(
                 _card(name, meta, ev, sanity, ev["generation_seconds_16x50_cfg"]))
             print(f"wrote {out / f'MODEL_CARD_{name}.md'}")
@@ -538,7 +543,7 @@ def main(argv: list[str] | None = None) -> None:
         ev = evaluate(model, classifier, args.per_class, args.steps, args.guidance_scale)
         ev.update(sanity, generation_seconds_16x50_cfg=gen_seconds, threads=torch.get_num_threads(),
                   timed_busy=args.busy)
-        (out / f"{name}_eval.json").write_text(json.dumps(ev, indent=2) + "\n")
+        _write_eval(out, name, ev)
         (out / f"MODEL_CARD_{name}.md").write_text(_card(name, meta, ev, sanity, gen_seconds))
         print(name, json.dumps(ev))
 
