@@ -5,7 +5,8 @@
 It reads, where present: results/<model>/report.json (`ditcache bench`, one per default model),
 results/extra_<model>/report.json (more settings on the same seeds), results/speed_<model>/report.json
 (wall-clock of the deciding settings over more rounds), results/peers_<model>/report.json (every peer
-beside ditcache's fastest settings on each image default, 100 seeds; its timing run in results/speed_peers_<model>),
+beside ditcache's fastest settings on each default, 100 seeds or clips; its timing run in
+results/speed_peers_<model>),
 results/claims_<model>/report.json (the seed methods' claims, with results/claims_<model>.md: a verdict
 per claim), results/choices_*/ (seed choices), results/*.md (tables printed by the other scripts: token
 paths, learned choices, compile, speed at DiT-XL/2's width, rows that moved), and results/video/report.json.
@@ -361,12 +362,14 @@ def main() -> None:
         verdicts = _md(f"claims_{model}.md")  # a sentence per claim, written from the tables above
         parts += [f"**Verdicts on `{model}`:**", "", verdicts, ""] if verdicts else []
     parts += ["## The lead over the peers", "",
-              "ditcache's fastest settings on each image default against every peer at each of its settings, on "
+              "ditcache's fastest settings on each default against every peer at each of its settings, on "
               "the same 100 seeds (the sample size at which an FD difference of 5% is decidable, above). The quality "
               "run's wall-clock is one round; the lead is decided by the timing run below it (speed only: the same "
               "settings, interleaved, 2 threads, >= 3 rounds, on a quiet machine), for the settings the quality run "
-              "shows within the budget. The video default's lead is in its own section.", ""]
-    for model in ("dit", "flux", "dit256", "flux256"):
+              "shows within the budget. `video` is decided the same way at 100 clips, against the three peers its "
+              "earlier 20-clip run of every method had (diffusers' TaylorSeer, MagCache and SeaCache; the Video "
+              "section further down): the other peers were not run on it, for time.", ""]
+    for model in ("dit", "flux", "dit256", "flux256", "video"):
         report = _load(f"peers_{model}")
         if report is None:
             parts += [f"`{model}`: not yet run.", ""]
@@ -402,8 +405,8 @@ def main() -> None:
               "`.mdt` say what was simplified). The image models' quality target is class accuracy "
               ">= 0.9, met only when the 95% Wilson interval of the card's accuracy lies above it"
               + (": " + "; ".join(quality) if quality else "")
-              + f". {latte}. The verdicts below are about these models as shipped (dit256: 0.904 at 1000 samples); "
-              "they may change as the models improve.", ""]
+              + f". {latte}. The verdicts below are about these models as each claims run found them (its reading "
+              "names the training stage; dit256: 0.904 at 1000 samples); they may change as the models improve.", ""]
     for model in ("uvit", "mdt", "latte"):
         report = _load(f"claims_{model}")
         if report is None:
