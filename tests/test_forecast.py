@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ditcache.forecast import FoCa, HiCache, Taylor
+from ditcache.forecast import FoCa, HiCache, Taylor, common
 from ditcache.forecast.common import Coords
 from ditcache.forecast.hyca import ChannelMix
 from ditcache.store import Store
@@ -136,3 +136,27 @@ def test_hyca_forecasts_leave_the_cache_as_it_was():
         prev = out
     got = [float(mix.predict(history, prev, Coords(10.0, 10), 2)[0]) for _ in range(2)]
     assert got == [92.0, 92.0] and float(prev[0]) == 64.0
+    # its terms: a (D,) weight per channel for each order, 2 and 2^2 / 2 = 2 here
+    assert [w.tolist() for w, _ in mix.terms(history, Coords(10.0, 10), 2)] == [[2.0], [2.0]]
+
+
+@pytest.mark.parametrize("forecaster", [Taylor(), Taylor(differences="newton"), HiCache()], ids=["taylor", "newton",
+                                                                                                 "hicache"])
+def test_terms_give_the_forecast_as_anchor_plus_a_rise(forecaster):
+    """A forecaster with ``terms``: its forecast is the anchor plus sum w F, for any anchor (the engine
+    builds it on an edited anchor); on a parabola sampled at steps 0, 1, 2 the order-2 rise at step 4
+    is the same for anchor a and a + 3."""
+    h: dict = {}
+    xs = [torch.full((1, 2, 1), float(s * s)) for s in range(3)]
+    prev = None
+    for s, x in enumerate(xs):
+        forecaster.update(h, prev, (x,), (Coords(float(s), s), None if s == 0 else Coords(float(s - 1), s - 1)), 2)
+        prev = (x,)
+    at = Coords(4.0, 4)
+    terms = forecaster.terms(h, at, 2)
+    assert len(terms) == 2
+    a = xs[-1]
+    torch.testing.assert_close(common.apply_terms((a,), terms)[0], forecaster.predict(h, (a,), at, 2)[0])
+    rise = forecaster.predict(h, (a,), at, 2)[0] - a
+    torch.testing.assert_close(forecaster.predict(h, (a + 3.0,), at, 2)[0] - (a + 3.0), rise)
+    assert forecaster.terms(h, at, 0) == []

@@ -210,8 +210,29 @@ class _OneBlock(torch.nn.Module):
         return self.blocks[0](hidden_states)
 
 
+class _WithoutTerms:
+    """Taylor's forecasts from a forecaster that does not give its terms: the engine then forecasts every row
+    first and refreshes the forecast (``tokens.refresh``) instead of editing the anchor first."""
+
+    def __init__(self):
+        self._taylor = ditcache.forecast.Taylor()
+
+    def validate(self):
+        self._taylor.validate()
+
+    def held(self, order):
+        return self._taylor.held(order)
+
+    def update(self, *args):
+        self._taylor.update(*args)
+
+    def predict(self, *args):
+        return self._taylor.predict(*args)
+
+
+@pytest.mark.parametrize("path", ["terms", "forecast first"])
 @pytest.mark.parametrize("refresh", ["persist", "step"])
-def test_clusca_refresh_and_propagation_by_hand(refresh):
+def test_clusca_refresh_and_propagation_by_hand(refresh, path):
     """Four 1-D tokens, timesteps 3, 2, 1, 0; ClusCa(interval 3, warm-up 2, order 1, K 2, gamma 0.25):
     steps 0 and 1 are full, 2 and 3 refresh one token per cluster. With a = 2 x1 (the MLP output at step
     1, the anchor) and F1 = (2 x1 - 2 x0) / (2 - 3) (timestep units), the forecast at timestep t adds
@@ -225,8 +246,9 @@ def test_clusca_refresh_and_propagation_by_hand(refresh):
     outs = []
     hook = model.blocks[0].mlp.register_forward_hook(lambda m, a, o: outs.append(o))
     gamma = 0.25
+    forecast = ditcache.forecast.Taylor() if path == "terms" else _WithoutTerms()
     with ditcache.cached(model, ditcache.ClusCa(interval=3, warmup=2, order=1, clusters=2, gamma=gamma,
-                                                refresh=refresh), steps=4, trace=True) as run:
+                                                refresh=refresh, forecast=forecast), steps=4, trace=True) as run:
         results = []
         for x, t in zip(xs, ts):
             outs.clear()

@@ -168,6 +168,68 @@ def test_refresh_under_a_forecast_by_hand():
     torch.testing.assert_close(out.flatten(), torch.tensor([1.5, 6.0, 2.0, 10.0]))
 
 
+def test_edit_anchor_by_hand():
+    """The anchor of test_refresh_under_a_forecast_by_hand edited directly from the fresh rows' new values
+    (fresh - rise: 6 - 1 = 5 at row 1, 10 - 2 = 8 at row 3): the same edited anchor, [3, 5, 5.5, 8]."""
+    a = torch.tensor([[[1.0], [9.0], [3.0], [7.0]]])             # (1, 4, 1)
+    labels = torch.tensor([[0, 0, 1, 1]])
+    idx = torch.tensor([[1, 3]])
+    value = torch.tensor([[[5.0], [8.0]]])
+    edited = T.edit_anchor(a, idx, value, (labels, 2, 0.5))
+    torch.testing.assert_close(edited.flatten(), torch.tensor([3.0, 5.0, 5.5, 8.0]))
+    assert torch.equal(a.flatten(), torch.tensor([1.0, 9.0, 3.0, 7.0]))  # never edited in place
+    # a cluster with no chosen row keeps its rows: only row 0 moves (1 -> 3), rows 2 and 3 stay
+    edited = T.edit_anchor(a, torch.tensor([[1]]), torch.tensor([[[5.0]]]), (labels, 2, 0.5))
+    torch.testing.assert_close(edited.flatten(), torch.tensor([3.0, 5.0, 3.0, 7.0]))
+    # without propagation: the rows replaced, nothing else
+    edited = T.edit_anchor(a, idx, value)
+    assert torch.equal(edited.flatten(), torch.tensor([1.0, 5.0, 3.0, 8.0]))
+    # a padding row (valid False: another rank holds it) keeps its anchor value 7 and does not count in
+    # cluster 1's mean, which then has no chosen row: rows 2 and 3 stay
+    edited = T.edit_anchor(a, idx, value, (labels, 2, 0.5), valid=torch.tensor([[True, False]]))
+    torch.testing.assert_close(edited.flatten(), torch.tensor([3.0, 5.0, 3.0, 7.0]))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_edit_anchor_in_half_precision_matches_float32(dtype):
+    """The edit in half precision keeps the dtype and matches float32's, with and without a cluster that has
+    no chosen row."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(2, 12, 8, generator=g)
+    labels = (torch.arange(12) % 3).expand(2, -1)
+    idx = torch.tensor([[0, 5, 7], [1, 2, 3]])                  # one row of each cluster; then only the first
+    value = torch.randn(2, 3, 8, generator=g)
+    for every in (True, False):
+        i = idx if every else idx[:, :1]
+        v = value if every else value[:, :1]
+        want = T.edit_anchor(a, i, v, (labels, 3, 0.25))
+        got = T.edit_anchor(a.to(dtype), i, v.to(dtype), (labels, 3, 0.25))
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.float(), want, rtol=2e-2, atol=2e-2)
+
+
+def test_rise_at_rows_by_hand():
+    """Terms [(w, F)] read at rows: 2 F1 + 0.5 F2, and a (D,) weight per channel."""
+    f1 = torch.arange(8.0).view(1, 4, 2)                         # rows [0,1], [2,3], [4,5], [6,7]
+    f2 = torch.ones(1, 4, 2)
+    idx = torch.tensor([[2, 0]])
+    rise = T.rise_at([(2.0, (f1,)), (0.5, (f2,))], 0, idx)
+    assert torch.equal(rise, torch.tensor([[[8.5, 10.5], [0.5, 2.5]]]))
+    rise = T.rise_at([(torch.tensor([1.0, -1.0]), (None, f1))], 1, idx)
+    assert torch.equal(rise, torch.tensor([[[4.0, -5.0], [0.0, -1.0]]]))
+    assert T.rise_at([], 0, idx) is None
+
+
+def test_gather_tokens_from_a_channels_first_layout():
+    """A (B, N, D) view of (B, D, N) memory (DiT's hidden state after the patch embedding) is read in place:
+    the same rows as from a contiguous copy."""
+    x = torch.arange(2 * 3 * 5.0).view(2, 3, 5).transpose(1, 2)    # (2, 5, 3), not flattenable to (10, 3)
+    idx = torch.tensor([[4, 0], [1, 1]])
+    want = torch.stack([x[0, [4, 0]], x[1, [1, 1]]])
+    assert torch.equal(T.gather_tokens(x, idx), want)
+    assert torch.equal(T.gather_tokens(x.contiguous(), idx), want)
+
+
 def _capture(model, module, name):
     """One forward of a tiny zoo model; the module's call (args, kwargs) and output."""
     from ditcache import zoo

@@ -78,6 +78,14 @@ class Store:
             return entry.anchor
         return self.forecaster.predict(entry.history, entry.anchor, coords, order)
 
+    def terms(self, key: tuple[int, int], coords: Coords, order: int) -> list | None:
+        """The forecast's terms [(w, F)] at ``coords`` (the forecast is the anchor plus sum w F: no terms is
+        reuse), or None for a forecaster that does not give them (``ditcache.forecast``)."""
+        terms = getattr(self.forecaster, "terms", None)
+        if terms is None:
+            return None
+        return [] if order == 0 else terms(self._entry(key).history, coords, order)
+
     def commit(self, key: tuple[int, int], out: Output, coords: Coords) -> None:
         """A forecast step returned ``out``: forecasters that feed their own outputs back (FoCa) see it."""
         commit = getattr(self.forecaster, "commit", None)

@@ -296,8 +296,13 @@ def _flat_rows(idx: torch.Tensor, n: int) -> torch.Tensor:
 def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """x (B, N, D), idx (B, k) -> (B, k, D). index_select on the flattened rows: on the CPU about 10x
     faster than advanced indexing (and that than gather with an expanded index) for a (B, N) idx, as
-    ClusCa's cluster means spread to every token (20 x 648 x 128: 0.8 ms against 9 ms)."""
+    ClusCa's cluster means spread to every token (20 x 648 x 128: 0.8 ms against 9 ms). A tensor whose rows
+    cannot be flattened without a copy (a hidden state kept in the patch embedding's channels-first layout, as
+    DiT's is; a slice of a joint sequence) is indexed in place instead: flattening it copied all of it to read
+    k rows (32 x 256 x 128, k 16: 0.9 ms against 0.1 ms)."""
     b, n, d = x.shape
+    if b > 1 and x.stride(0) != n * x.stride(1):                               # rows not one flat run of B * N
+        return x[torch.arange(b, device=x.device).unsqueeze(1), idx]           # (B, k, D)
     return x.reshape(b * n, d).index_select(0, _flat_rows(idx, n)).view(b, idx.shape[1], d)
 
 
@@ -309,39 +314,39 @@ def scatter_tokens(base: torch.Tensor, idx: torch.Tensor, fresh: torch.Tensor) -
     return out
 
 
-def refresh(anchor: torch.Tensor, base: torch.Tensor, idx: torch.Tensor, fresh: torch.Tensor,
-            propagate: tuple | None = None, keep_anchor: bool = True, valid: torch.Tensor | None = None,
-            reduce=None) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """Put fresh rows into a forecast; returns (edited anchor or None, output), each (B, N, D).
+def rise_at(terms: list, stream: int, idx: torch.Tensor) -> torch.Tensor | None:
+    """What a forecast adds to its anchor at rows idx (B, k) of one stream: sum w F[stream] there, (B, k, D)
+    in the factors' dtype; ``terms`` [(w, F)] as ``forecast.common.apply_terms`` takes them (w a float or a
+    (D,) weight per channel). None when there are none (reuse)."""
+    rise = None
+    for w, f in terms:
+        rows = gather_tokens(f[stream], idx)                                    # (B, k, D)
+        term = rows * (w.to(rows.device, rows.dtype) if isinstance(w, torch.Tensor) else w)
+        rise = term if rise is None else rise.add_(term)
+    return rise
 
-    anchor (B, N, D): the order-0 values the forecast ``base`` (B, N, D) is built on (``base is anchor``
-    for plain reuse); idx (B, k) rows computed afresh, fresh (B, k, D) their outputs. A fresh row's
-    anchor becomes its output minus what the forecast adds there (rise = base - anchor), so the output
-    holds ``fresh`` at those rows. ``propagate`` = (labels (B, N) in [0, K), K, gamma), ClusCa's: every
-    other row's anchor moves towards the mean fresh anchor of its cluster by gamma (rows of a cluster with
-    no fresh row stay), which moves its output by the same amount: output = base + (edited - anchor).
-    Full-size work: two passes without propagation, four with (a gather, a subtraction, two adds), where
-    materialising rise and the edited anchor and adding them back took five; ``keep_anchor=False`` (the
-    caller will not keep the edit) skips building the edited anchor.
+
+def edit_anchor(anchor: torch.Tensor, idx: torch.Tensor, value: torch.Tensor, propagate: tuple | None = None,
+                valid: torch.Tensor | None = None, reduce=None) -> torch.Tensor:
+    """A new (B, N, D) anchor: ``anchor`` with rows idx (B, k) set to ``value`` (B, k, D), and with
+    ``propagate`` = (labels (B, N) in [0, K), K, gamma), ClusCa's, every row moved towards the mean new value
+    of its cluster by gamma (rows of a cluster with no chosen row stay; the chosen rows themselves move
+    towards their own cluster's mean, a no-op when alone in it). ``anchor`` is never edited in place.
+
+    Full-size work: one pass to copy without propagation; with it two, the means gathered to every row and
+    mixed into the anchor (``torch.lerp``).
 
     Under context parallelism (a token choice made over the whole sequence): ``valid`` (B, k) marks the rows
-    this rank holds of the choice (the rest pad it and keep their forecast: as not chosen), and ``reduce``
-    sums the (B, K, D + 1) cluster sums and counts over the ranks, so a cluster's fresh mean is the whole
-    sequence's."""
+    this rank holds of the choice (the rest pad it: their value is the anchor's, and they do not count in
+    the means), and ``reduce`` sums the (B, K, D + 1) cluster sums and counts over the ranks, so a cluster's
+    mean is the whole sequence's."""
     b, n, d = anchor.shape
-    reuse = base is anchor
-    fresh = fresh.to(anchor.dtype)
-    if valid is not None:  # padding rows: their forecast, so they change as the rows not chosen do
-        fresh = torch.where(valid.unsqueeze(-1), fresh, gather_tokens(base, idx))
-    if reuse:
-        value = fresh                                                           # (B, k, D) new anchor rows
-    else:
-        value = fresh - (gather_tokens(base, idx) - gather_tokens(anchor, idx))
+    value = value.to(anchor.dtype)
+    if valid is not None:
+        value = torch.where(valid.unsqueeze(-1), value, gather_tokens(anchor, idx))
     gamma = 0.0 if propagate is None else propagate[2]
     if gamma == 0:
-        edited = scatter_tokens(anchor, idx, value) if keep_anchor or reuse else None
-        out = edited if reuse else scatter_tokens(base, idx, fresh)
-        return edited, out
+        return scatter_tokens(anchor, idx, value)
     labels, k, _ = propagate
     fresh_labels = labels.gather(1, idx)                                        # (B, k)
     weight = torch.ones_like(fresh_labels, dtype=anchor.dtype) if valid is None else valid.to(anchor.dtype)
@@ -350,26 +355,44 @@ def refresh(anchor: torch.Tensor, base: torch.Tensor, idx: torch.Tensor, fresh: 
         0, _flat_rows(fresh_labels, k), weighted.reshape(-1, d)).view(b, k, d)  # (B, K, D)
     counts = torch.zeros(b, k, dtype=anchor.dtype, device=anchor.device).scatter_add_(
         1, fresh_labels, weight)                                                # (B, K)
-    if reduce is not None:  # the whole sequence's fresh rows: one collective of (B, K, D + 1)
+    if reduce is not None:  # the whole sequence's chosen rows: one collective of (B, K, D + 1)
         both = reduce(torch.cat([sums, counts.unsqueeze(-1)], -1))
         sums, counts = both[..., :d], both[..., d]
-    mean = sums / counts.clamp_min(1).unsqueeze(-1)                             # (B, K, D) fresh means
-    step = (counts > 0).to(anchor.dtype) * gamma                                # (B, K): 0 where no fresh row
-    delta = gather_tokens(mean, labels).sub_(anchor)                            # (B, N, D) towards the mean
-    if bool((counts > 0).all()):   # one fresh row per cluster (ClusCa's draw): a scalar step
-        alpha = gamma
-    else:                          # a cluster with no fresh row: its rows do not move
-        delta.mul_(step.gather(1, labels).unsqueeze(-1))
-        alpha = 1.0
-    # the fresh rows themselves move towards their own cluster's mean (a no-op when alone in it)
+    mean = sums / counts.clamp_min(1).unsqueeze(-1)                             # (B, K, D)
+    step = (counts > 0).to(anchor.dtype) * gamma                                # (B, K): 0 where no chosen row
+    # the means gathered to every row, then mixed in (a one-hot matrix product of inner dimension K was
+    # faster, 0.35-0.47 against 0.8-0.9 ms at 32 x 256 x 128 and 2 threads, but its multiply-adds by zero
+    # lowered FLOP x by 2.4% on dit256 and so raised the share of it kept in wall-clock: not taken)
+    keep = 1.0 - (gamma if bool((counts > 0).all()) else step.gather(1, labels).unsqueeze(-1))  # or (B, N, 1)
+    edited = gather_tokens(mean, labels).lerp_(anchor, keep)                    # (B, N, D): into the gathered means
     moved = torch.lerp(value, gather_tokens(mean, fresh_labels), step.gather(1, fresh_labels).unsqueeze(-1))
-    rows = _flat_rows(idx, n)                                                   # (B * k,)
-    edited = None
-    if keep_anchor or reuse:
-        edited = torch.add(anchor, delta, alpha=alpha)
-        edited.view(b * n, d).index_copy_(0, rows, moved.reshape(-1, d))
-    if reuse:
-        return edited, edited
-    out = torch.add(base, delta, alpha=alpha)
-    out.view(b * n, d).index_copy_(0, rows, (moved + (fresh - value)).reshape(-1, d))
-    return edited, out
+    edited.view(b * n, d).index_copy_(0, _flat_rows(idx, n), moved.reshape(-1, d))
+    return edited
+
+
+def refresh(anchor: torch.Tensor, base: torch.Tensor, idx: torch.Tensor, fresh: torch.Tensor,
+            propagate: tuple | None = None, keep_anchor: bool = True, valid: torch.Tensor | None = None,
+            reduce=None) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Put fresh rows into a forecast that is already built; returns (edited anchor or None, output), each
+    (B, N, D). The engine takes this path only for a forecaster that cannot give its forecast's rise at a few
+    rows (``rise_rows``); with one it edits the anchor first and forecasts from it (``edit_anchor``).
+
+    anchor (B, N, D): the order-0 values the forecast ``base`` (B, N, D) is built on (``base is anchor``
+    for plain reuse); idx (B, k) rows computed afresh, fresh (B, k, D) their outputs. A fresh row's
+    anchor becomes its output minus what the forecast adds there (rise = base - anchor), so the output
+    holds ``fresh`` at those rows; ``propagate``, ``valid`` and ``reduce`` as in ``edit_anchor``, whose
+    moves shift the output by as much as the anchor: output = base + (edited - anchor).
+    ``keep_anchor=False`` (the caller will not keep the edit) skips building the edited anchor when nothing
+    propagates."""
+    b, n, d = anchor.shape
+    reuse = base is anchor
+    fresh = fresh.to(anchor.dtype)
+    if valid is not None:  # padding rows: their forecast, so they change as the rows not chosen do
+        fresh = torch.where(valid.unsqueeze(-1), fresh, gather_tokens(base, idx))
+    value = fresh if reuse else fresh - (gather_tokens(base, idx) - gather_tokens(anchor, idx))  # (B, k, D)
+    if propagate is None or propagate[2] == 0:
+        edited = scatter_tokens(anchor, idx, value) if keep_anchor or reuse else None
+        out = edited if reuse else scatter_tokens(base, idx, fresh)
+        return edited, out
+    edited = edit_anchor(anchor, idx, value, propagate, valid, reduce)
+    return edited, (edited if reuse else torch.add(base, edited).sub_(anchor))

@@ -16,11 +16,11 @@ import torch
 from torch import nn
 
 from .. import adapters
-from ..forecast.common import Coords
+from ..forecast.common import Coords, apply_terms
 from ..parallel import SOLO, ContextGroup
 from ..plan import Action, Plan, Site
 from ..store import Store, as_tuple, from_tuple
-from ..tokens import gather_tokens, refresh
+from ..tokens import edit_anchor, gather_tokens, refresh, rise_at
 
 
 def host_side(fn):
@@ -145,10 +145,34 @@ class Executor:
         return from_tuple(base, self.store.single(key))
 
     def _partial(self, key, plan: Plan, compute):
-        """A PARTIAL branch's output: its forecast with the rows ``plan.tokens`` (B, k) computed afresh by
-        ``compute(idx)`` -> (B, k, D) (the only heavy work) and refreshed into it (``_refresh``)."""
-        base = self.store.predict(key, self.coords, plan.order)
-        base = (self._refresh(key, plan, base[0], compute(plan.tokens)),) + tuple(base[1:])
+        """A PARTIAL branch's output: its forecast with the rows ``plan.tokens`` (B, k) of stream 0 computed
+        afresh by ``compute(idx)`` -> (B, k, D) (the only heavy work).
+
+        Edits are made on the anchor (the order-0 part the forecast is built on): a fresh token's anchor
+        value is its fresh output minus what the forecast adds there at this step, so this step returns the
+        fresh output, and later forecasts extrapolate from it. Propagation (ClusCa) moves every anchor
+        row towards its cluster's fresh mean, leaving the higher-order terms unscaled; with ``write_back``
+        the edited anchor is kept until the next full step. A forecaster that gives its terms (the forecast
+        is the anchor plus sum w F): the forecast is read at the k rows, the anchor edited, and the forecast
+        built once on the edited anchor (``tokens.edit_anchor``; with propagation two full-size passes for
+        order 1, where forecasting first and then moving the output as the anchor took five). Any other
+        forecaster: the forecast is made, then refreshed (``tokens.refresh``)."""
+        terms = self.store.terms(key, self.coords, plan.order)
+        anchor = self.store.entries[key].anchor                   # per stream (B, N, D)
+        fresh = compute(plan.tokens)                               # (B, k, D)
+        reduce = self.shards.all_reduce if plan.valid is not None and plan.propagate is not None else None
+        if terms is None:
+            base = self.store.predict(key, self.coords, plan.order)
+            edited, out = refresh(anchor[0], base[0], plan.tokens, fresh, plan.propagate,
+                                  keep_anchor=plan.write_back, valid=plan.valid, reduce=reduce)
+            base = (out,) + tuple(base[1:])
+        else:
+            rise = rise_at(terms, 0, plan.tokens)                  # (B, k, D) in the factors' dtype, or None
+            value = fresh if rise is None else fresh.to(rise.dtype) - rise
+            edited = edit_anchor(anchor[0], plan.tokens, value, plan.propagate, valid=plan.valid, reduce=reduce)
+            base = apply_terms((edited,) + tuple(anchor[1:]), terms)
+        if plan.write_back:
+            self.store.edit(key, 0, edited)
         if plan.order > 0:
             self.store.commit(key, base, self.coords)
         return from_tuple(base, self.store.single(key))
@@ -228,22 +252,6 @@ class Executor:
         finally:
             for h in handles:
                 h.remove()
-
-    def _refresh(self, key, plan: Plan, base: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
-        """Put the ``fresh`` rows (B, k, D) into a forecast ``base`` (B, N, D) of stream 0.
-
-        Edits are made on the anchor (the order-0 part the forecast is built on): a fresh token's anchor
-        value is its fresh output minus what the forecast adds at this step, so this step returns the
-        fresh output, and later forecasts extrapolate from it. Propagation (ClusCa) moves every anchor
-        row towards its cluster's fresh mean there, leaving the higher-order terms unscaled; with
-        ``write_back`` the edited anchor is kept until the next full step (``tokens.refresh``)."""
-        anchor = self.store.entries[key].anchor[0]                 # (B, N, D)
-        reduce = self.shards.all_reduce if plan.valid is not None and plan.propagate is not None else None
-        edited, out = refresh(anchor, base, plan.tokens, fresh, plan.propagate, keep_anchor=plan.write_back,
-                              valid=plan.valid, reduce=reduce)
-        if plan.write_back:
-            self.store.edit(key, 0, edited)
-        return out
 
     def verify_block(self, sites: list[Site], orig):
         """The forward of a block whose branch sites a method checks (SpeCa: the reference checks its last

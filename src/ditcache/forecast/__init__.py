@@ -12,7 +12,10 @@ A forecaster is a small config dataclass with two functions over a per-site ``hi
   ``memory.predict`` prices it without knowing the forecaster.
 
 and optionally ``commit(history, out, coord)`` (see FoCa), called once with the output a step returned,
-and ``new_history(key)``, the first history of a site (see HyCa's per-site channel solvers).
+``new_history(key)``, the first history of a site (see HyCa's per-site channel solvers), and
+``terms(history, coords, order) -> [(w, F)]``: the forecast is its anchor plus sum w F (w a float or a (D,)
+weight per channel; ``common.apply_terms``), so it can be read at a few rows, and built on an anchor edited
+after the fact, without forecasting every row twice (the token methods' partial steps: ``engine.execute``).
 Outputs are tuples of (B, N, D) tensors (joint attention returns two streams; a stream may be None).
 Every method that forecasts takes one (``ClusCa(forecast=HiCache())``); each lives in its own file.
 """

@@ -45,6 +45,17 @@ def add_channel_scaled(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor, into: 
     return a.addcmul_(w, b) if into else torch.addcmul(a, w, b)
 
 
+def apply_terms(anchor: Output, terms: list) -> Output:
+    """The forecast of a forecaster that adds weighted factors to its anchor: anchor + sum_k w_k F_k per
+    stream, ``terms`` = [(w_k, F_k)] with w_k a float or a (D,) tensor (a weight per channel). No terms: the
+    anchor itself. The first term makes a new tensor, the rest add into it."""
+    out = anchor
+    for i, (w, f) in enumerate(terms):
+        add = add_channel_scaled if isinstance(w, torch.Tensor) else add_scaled
+        out = combine(out, f, lambda a, b, w=w, add=add, into=i > 0: add(a, b, w, into))
+    return out
+
+
 def lift(t: torch.Tensor) -> torch.Tensor:
     """Differences are kept in float32 when the model runs in half precision: third and fourth
     differences of fp16 features divided by DiT's integer timestep gaps underflow."""

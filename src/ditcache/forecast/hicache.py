@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .common import Coords, Output, add_scaled, check_units, combine
+from .common import Coords, Output, apply_terms, check_units
 from .taylor import Taylor
 
 
@@ -51,11 +51,11 @@ class HiCache:
     def update(self, history: dict, prev: Output | None, fresh: Output, coords, order: int) -> None:
         self._taylor.update(history, prev, fresh, coords, order)
 
-    def predict(self, history: dict, anchor: Output, coords: Coords, order: int) -> Output:
+    def terms(self, history: dict, coords: Coords, order: int) -> list[tuple[float, Output]]:
+        """The forecast's terms [(w_k, F_k)], w_k the scaled Hermite polynomial's (``apply_terms``)."""
         factors = history.get("factors", [])[:order]
         delta = coords.get(self.units) - history["nodes"][0] if factors else 0.0
-        out = anchor
-        for k, f in enumerate(factors, start=1):
-            w = scaled_hermite(k, delta, self.sigma) / math.factorial(k)
-            out = combine(out, f, lambda a, b, w=w, into=k > 1: add_scaled(a, b, w, into))  # first term: new
-        return out
+        return [(scaled_hermite(k, delta, self.sigma) / math.factorial(k), f) for k, f in enumerate(factors, start=1)]
+
+    def predict(self, history: dict, anchor: Output, coords: Coords, order: int) -> Output:
+        return apply_terms(anchor, self.terms(history, coords, order))

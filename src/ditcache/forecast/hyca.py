@@ -35,7 +35,7 @@ from typing import ClassVar
 
 import torch
 
-from .common import Coords, Output, add_channel_scaled, combine
+from .common import Coords, Output, apply_terms
 from .taylor import Taylor
 
 SOLVERS: dict[str, object] = {
@@ -85,17 +85,18 @@ class ChannelMix:
     def update(self, history: dict, prev: Output | None, fresh: Output, coords, order: int) -> None:
         self._taylor.update(history, prev, fresh, coords, min(order, 2))
 
-    def predict(self, history: dict, anchor: Output, coords: Coords, order: int) -> Output:
+    def terms(self, history: dict, coords: Coords, order: int) -> list[tuple[torch.Tensor, Output]]:
+        """The forecast's terms [(w_k, F_k)], w_k (D,) the weight of order k of each channel's solver
+        (``apply_terms``)."""
         factors = history.get("factors", [])[:2]
         if not factors:
-            return anchor
+            return []
         nodes = history["nodes"]
         delta = coords.step - nodes[0]
         gap = nodes[0] - nodes[1] if len(nodes) > 1 else 1.0
         per_solver = coefficients(delta, gap, self.pool)                       # (P, 2)
         idx = self.solvers[history["site"]]                                    # (D,)
-        out = anchor
-        for k, f in enumerate(factors):
-            w = per_solver[:, k][idx]                                          # (D,) this order's weight per channel
-            out = combine(out, f, lambda a, b, w=w, into=k > 0: add_channel_scaled(a, b, w, into))  # first: new
-        return out
+        return [(per_solver[:, k][idx], f) for k, f in enumerate(factors)]
+
+    def predict(self, history: dict, anchor: Output, coords: Coords, order: int) -> Output:
+        return apply_terms(anchor, self.terms(history, coords, order))

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .common import Coords, Output, add_scaled, check_units, combine, lift
+from .common import Coords, Output, apply_terms, check_units, combine, lift
 
 DIFFERENCES = ("backward", "newton")
 
@@ -70,16 +70,18 @@ class Taylor:
         history["factors"] = factors
         history["nodes"] = ([x] + nodes)[: order + 1] if factors else [x]
 
-    def predict(self, history: dict, anchor: Output, coords: Coords, order: int) -> Output:
+    def terms(self, history: dict, coords: Coords, order: int) -> list[tuple[float, Output]]:
+        """The forecast's terms [(w_i, F_i)]: it is the anchor plus sum_i w_i F_i (``apply_terms``)."""
         factors = history.get("factors", [])[:order]
-        if not factors:
-            return anchor
-        x, nodes = coords.get(self.units), history["nodes"]
-        out = anchor
+        x, nodes = coords.get(self.units), history.get("nodes")
+        terms = []
         for i, f in enumerate(factors, start=1):
             if self.differences == "backward":
                 w = (x - nodes[0]) ** i / math.factorial(i)
             else:
                 w = math.prod(x - nodes[j] for j in range(i))
-            out = combine(out, f, lambda a, b, w=w, into=i > 1: add_scaled(a, b, w, into))  # first term: new
-        return out
+            terms.append((w, f))
+        return terms
+
+    def predict(self, history: dict, anchor: Output, coords: Coords, order: int) -> Output:
+        return apply_terms(anchor, self.terms(history, coords, order))
