@@ -11,7 +11,8 @@ plans: scores, k-means, token choice, over the generation's wall-clock). ClusCa 
 with the planning they had before (L1 k-means up to 100 iterations; attention scores from every query
 row, keys projected again) and now (L2 k-means through matrix products, at most 10 warm-started
 iterations, each sample stopping once settled; scores from 64 query rows and the keys the full step
-computed; fresh rows and propagation written in four full-size passes); ClusCa also with k-means
+computed; the anchor edited first and the forecast built once on it: with propagation three full-size
+passes, the means gathered, mixed in and the forecast's term added); ClusCa also with k-means
 capped at 5 iterations, ToCa also with 64 query rows but keys projected again. TaylorSeer is the yardstick: the same
 schedule and order without token work.
 """

@@ -8,7 +8,7 @@ import torch
 
 import ditcache
 from ditcache import zoo
-from ditcache.plan import FULL, REUSE, Action
+from ditcache.plan import FULL, REUSE, Action, Site
 from ditcache.sampling import sample
 
 FAMILIES = ["dit-tiny", "pixart-tiny", "flux-tiny", "sd3-tiny", "wan-tiny", "hunyuan-tiny", "latte-tiny"]
@@ -277,6 +277,22 @@ def test_clusca_refresh_and_propagation_by_hand(refresh, path):
         anchor = edited
     # the two clusters are {0, 1} and {2, 3}
     assert labels[0] == labels[1] != labels[2] == labels[3]
+
+
+def test_clusca_draws_every_site_at_once_as_one_site_at_a_time():
+    """ClusCa's tokens for all sites of a step, drawn in one call per stream, are the ones drawn site by site
+    from the same generator (image and text sites interleaved, as in a Flux double block)."""
+    from ditcache.tokens import one_per_cluster
+
+    g = torch.Generator().manual_seed(3)
+    labels = {"image": torch.randint(4, (2, 10), generator=g), "text": torch.randint(2, (2, 3), generator=g)}
+    state = {"labels": labels, ("k", "image"): 4, ("k", "text"): 2}
+    sites = [Site(name=f"s{i}", kind="mlp", layer=i, module=None, partial="tokens", stream=stream, index=i)
+             for i, stream in enumerate(["image", "text", "image", "text", "image"])]
+    got = ditcache.ClusCa()._picks(state, sites, torch.Generator().manual_seed(7))
+    gen = torch.Generator().manual_seed(7)
+    want = [one_per_cluster(labels[s.stream], state[("k", s.stream)], gen) for s in sites]
+    assert len(got) == 5 and all(torch.equal(a, b) for a, b in zip(got, want))
 
 
 def test_bad_token_method_parameters():

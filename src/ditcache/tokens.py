@@ -269,11 +269,14 @@ def _kmeans_pp(x: torch.Tensor, k: int, generator: torch.Generator | None, dista
     return torch.stack(seeds, 1)
 
 
-def one_per_cluster(labels: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def one_per_cluster(labels: torch.Tensor, k: int, generator: torch.Generator | None = None,
+                    noise: torch.Tensor | None = None) -> torch.Tensor:
     """(B, k) indices: one uniformly random member of each cluster. An empty cluster lends its slot to a
-    random token that no other cluster chose (so the k indices are distinct when k <= N)."""
+    random token that no other cluster chose (so the k indices are distinct when k <= N). ``noise`` (B, N):
+    the random priorities in [0, 1), if the caller drew them (else drawn from ``generator``)."""
     b, n = labels.shape
-    noise = torch.rand(b, n, generator=generator).to(labels.device)             # (B, N) random priorities
+    if noise is None:
+        noise = torch.rand(b, n, generator=generator).to(labels.device)         # (B, N) random priorities
     best = torch.full((b, k), -1.0, device=labels.device).scatter_reduce(1, labels, noise, "amax")  # (B, k)
     winner = noise == best.gather(1, labels)                                    # (B, N): its cluster's pick
     slot = torch.where(winner, labels, k)                                       # losers go to a spare column

@@ -154,7 +154,7 @@ class Executor:
         row towards its cluster's fresh mean, leaving the higher-order terms unscaled; with ``write_back``
         the edited anchor is kept until the next full step. A forecaster that gives its terms (the forecast
         is the anchor plus sum w F): the forecast is read at the k rows, the anchor edited, and the forecast
-        built once on the edited anchor (``tokens.edit_anchor``; with propagation two full-size passes for
+        built once on the edited anchor (``tokens.edit_anchor``; with propagation three full-size passes for
         order 1, where forecasting first and then moving the output as the anchor took five). Any other
         forecaster: the forecast is made, then refreshed (``tokens.refresh``)."""
         terms = self.store.terms(key, self.coords, plan.order)

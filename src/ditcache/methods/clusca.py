@@ -141,14 +141,14 @@ class ClusCa:
         whole = ctx.shards.active and self.sharding == "global"  # labels and draws over the whole sequence
         forecast = Plan(Action.FORECAST, order=self.order)
         persist = self.refresh == "persist"
+        todo = [i for i, s in enumerate(sites) if _refreshed(s) and state["labels"].get(s.stream) is not None]
+        picks = dict(zip(todo, self._picks(state, [sites[i] for i in todo], gen)))  # position -> (B, k)
         plans = []
-        for site in sites:
-            labels = state["labels"].get(site.stream) if _refreshed(site) else None
-            if labels is None:
+        for i, site in enumerate(sites):
+            if i not in picks:
                 plans.append(forecast)
                 continue
-            k = state[("k", site.stream)]
-            idx = T.one_per_cluster(labels, k, gen)                             # (B, k)
+            labels, k, idx = state["labels"][site.stream], state[("k", site.stream)], picks[i]
             valid = None
             if whole:  # this rank's rows of the whole sequence's draw; its clusters' means summed over ranks
                 n = state[("n", site.stream)]
@@ -158,6 +158,23 @@ class ClusCa:
             plans.append(Plan(Action.PARTIAL, tokens=idx, order=self.order, write_back=persist,
                               propagate=propagate, valid=valid))
         return plans
+
+    def _picks(self, state: dict, todo: list[Site], gen) -> list[torch.Tensor]:
+        """(B, k) tokens for each site of ``todo``, a random one of each cluster (``tokens.one_per_cluster``),
+        all sites of a stream in one call: the random numbers are drawn at once, in site order, and are the
+        ones a draw per site would take (the generator fills them one after another), while the choice's
+        dozen small operations run once per stream and step instead of once per site."""
+        sizes = [state["labels"][s.stream].numel() for s in todo]
+        noise = torch.rand(sum(sizes), generator=gen).split(sizes)                # per site (B * N,)
+        picks: list = [None] * len(todo)
+        for stream in dict.fromkeys(s.stream for s in todo):
+            labels = state["labels"][stream]                                    # (B, N)
+            mine = [i for i, s in enumerate(todo) if s.stream == stream]
+            stacked = torch.cat([noise[i] for i in mine]).view(-1, labels.shape[1]).to(labels.device)  # (S * B, N)
+            idx = T.one_per_cluster(labels.repeat(len(mine), 1), state[("k", stream)], noise=stacked)
+            for i, part in zip(mine, idx.split(labels.shape[0])):
+                picks[i] = part
+        return picks
 
     def _cluster(self, state: dict, stream: str, x: torch.Tensor | None, gen, grid, shards) -> torch.Tensor | None:
         """(B, N) labels of one stream's tokens, warm-started from its last centroids; None if absent.
