@@ -377,8 +377,9 @@ def refresh(anchor: torch.Tensor, base: torch.Tensor, idx: torch.Tensor, fresh: 
             propagate: tuple | None = None, keep_anchor: bool = True, valid: torch.Tensor | None = None,
             reduce=None) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Put fresh rows into a forecast that is already built; returns (edited anchor or None, output), each
-    (B, N, D). The engine takes this path only for a forecaster that cannot give its forecast's rise at a few
-    rows (``rise_rows``); with one it edits the anchor first and forecasts from it (``edit_anchor``).
+    (B, N, D). The engine takes this path only for a forecaster that does not give its terms (FoCa); with
+    terms it reads their rise at the fresh rows (``rise_at``), edits the anchor first (``edit_anchor``) and
+    forecasts from it.
 
     anchor (B, N, D): the order-0 values the forecast ``base`` (B, N, D) is built on (``base is anchor``
     for plain reuse); idx (B, k) rows computed afresh, fresh (B, k, D) their outputs. A fresh row's
@@ -387,7 +388,6 @@ def refresh(anchor: torch.Tensor, base: torch.Tensor, idx: torch.Tensor, fresh: 
     moves shift the output by as much as the anchor: output = base + (edited - anchor).
     ``keep_anchor=False`` (the caller will not keep the edit) skips building the edited anchor when nothing
     propagates."""
-    b, n, d = anchor.shape
     reuse = base is anchor
     fresh = fresh.to(anchor.dtype)
     if valid is not None:  # padding rows: their forecast, so they change as the rows not chosen do
