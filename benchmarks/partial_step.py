@@ -56,7 +56,7 @@ def pairs(b: int) -> dict[str, tuple]:
         return T.refresh(anchor, apply_terms((anchor,), terms)[0], idx, fresh, prop)
 
     hidden = torch.randn(b, D, N, generator=g).transpose(1, 2)                              # (B, N, D) view
-    rows = (idx + torch.arange(b).unsqueeze(1) * N).reshape(-1)
+    rows = T._flat_rows(idx, N)                                                               # (B * K,)
 
     def rows_in_place():
         return T.gather_tokens(hidden, idx)
