@@ -27,6 +27,8 @@ TS_4_2 = [0, 1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41, 45, 49]      # TaylorSeer'
 TS_6_3 = [0, 1, 2, 8, 14, 20, 26, 32, 38, 44]                        # its FLUX setting: 10 full = 5.00x
 TS_5_1 = [0, 5, 10, 15, 20, 25, 30, 35, 40, 45]                      # HunyuanVideo's
 CL_5_3 = [0, 1, 2, 7, 12, 17, 22, 27, 32, 37, 42, 47]                # ClusCa's FLUX defaults
+TS_8_2_TAIL6 = [0, 1, 9, 17, 25, 33, 41]       # N 8, W 2 fires at 9, 17, ..., 49; a 6-step tail drops 49
+TS_4_2_TAIL5 = [0, 1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41]  # tail 0.1 of 50 = 5 steps (45..49): drops 45, 49
 TPRR_4_2 = [0, 4, 8, 12, 16, 20, 24] + list(range(26, 50, 2))
 TPRR_6_2 = [0, 6, 12, 18, 24] + list(range(26, 50, 2))
 TPRR_3_2_03 = [0, 3, 6, 9, 12, 15] + list(range(17, 50, 2))
@@ -39,6 +41,8 @@ STATIC = [
     (ditcache.FORA(), FORA3), (ditcache.FORA(interval=2), FORA2), (ditcache.FORA(interval=5), FORA5),
     (ditcache.TaylorSeer(), TS_4_2), (ditcache.TaylorSeer(interval=6, order=1, warmup=3), TS_6_3),
     (ditcache.TaylorSeer(interval=5, order=1, warmup=1), TS_5_1),
+    (ditcache.TaylorSeer(interval=8, tail=6), TS_8_2_TAIL6), (ditcache.TaylorSeer(tail=0.1), TS_4_2_TAIL5),
+    (ditcache.TaylorSeer(interval=8, tail=1), TS_8_2_TAIL6), (ditcache.TaylorSeer(tail=4), TS_4_2[:-1]),
     (ditcache.ClusCa(), CL_5_3), (ditcache.ClusCa.preset("dit"), TS_4_2),
     (ditcache.ClusCa.preset("hunyuanvideo"), TS_5_1),
     (ditcache.FreqCa(), TS_6_3), (ditcache.FreqCa(interval=4, warmup=2), TS_4_2),
@@ -65,7 +69,7 @@ def _run_full_steps(method, name="dit-tiny", steps=50):
 
 @pytest.mark.parametrize("method,full", [
     (ditcache.FORA(), FORA3), (ditcache.TaylorSeer(), TS_4_2), (ditcache.ClusCa(clusters=4), CL_5_3),
-    (ditcache.FreqCa(), TS_6_3),
+    (ditcache.FreqCa(), TS_6_3), (ditcache.TaylorSeer(interval=8, tail=6), TS_8_2_TAIL6),
 ])
 def test_runs_follow_their_schedule(method, full):
     assert _run_full_steps(method) == full
@@ -81,6 +85,68 @@ def test_toca_schedules(method, full, name):
     assert _run_full_steps(method, name) == full
 
 
+def test_a_tail_never_turns_the_warm_up_into_forecasts():
+    """A tail as long as the run leaves the warm-up's full steps and removes every later one."""
+    assert ditcache.TaylorSeer(warmup=3, tail=50).full_steps(50) == [0, 1, 2]
+    assert ditcache.TaylorSeer(warmup=3, tail=0.99).full_steps(8) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("bad", [-1, 1.0, -0.1, True, "6", None])
+def test_a_bad_tail_is_refused(bad):
+    with pytest.raises(ValueError, match="tail must be"):
+        ditcache.TaylorSeer(tail=bad)
+    with pytest.raises(ValueError, match="tail must be"):
+        ditcache.HyCa(tail=bad)
+
+
+def test_hyca_follows_its_calibration_schedule_with_a_tail():
+    """The shipped `dit256` calibration: interval 5, warm-up 3, so full at 0, 1, 2, then 2 + 5k: 7, 12, ..., 47;
+    interval 7 gives 9, 16, ..., 44; a tail of 6 (steps 44..49) drops 44 and 47."""
+    from ditcache.adapters import find_sites
+    from ditcache.models import load_default
+
+    model = load_default("dit256").transformer
+    runs = {}
+    for kw in ({}, {"interval": 7}, {"tail": 6}, {"interval": 7, "tail": 6}):
+        method = ditcache.HyCa(artifact="dit256", **kw)
+        method.bind(model, find_sites(model))
+        runs[tuple(kw.items())] = method.full_steps(50)
+    assert runs[()] == [0, 1, 2, 7, 12, 17, 22, 27, 32, 37, 42, 47]
+    assert runs[(("interval", 7),)] == [0, 1, 2, 9, 16, 23, 30, 37, 44]
+    assert runs[(("tail", 6),)] == [0, 1, 2, 7, 12, 17, 22, 27, 32, 37, 42]
+    assert runs[(("interval", 7), ("tail", 6))] == [0, 1, 2, 9, 16, 23, 30, 37]
+
+
 def test_taylorseer_forecasts_the_last_steps_only_between_full_ones():
     """The old schedule forecast the last three of 50 steps at N=4; the reference computes step 49."""
     assert TS_4_2[-1] == 49 and torch.tensor(TS_4_2).diff()[2:].eq(4).all()
+
+
+def test_the_shipped_ddim_last_step_ignores_the_model():
+    """DDIM ending on timestep 0 with set_alpha_to_one=False steps from alpha_bar_0 to alpha_bar_0: x_prev =
+    sqrt(a) (x - sqrt(1 - a) eps) / sqrt(a) + sqrt(1 - a) eps = x, whatever eps is (the basis of ``tail``)."""
+    from ditcache.sampling import SCHEDULERS
+
+    scheduler = SCHEDULERS["ddim"]()
+    scheduler.set_timesteps(50)
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    last = scheduler.timesteps[-1]
+    assert int(last) == 0
+    for eps in (torch.zeros_like(x), torch.ones_like(x), -3 * x):
+        assert torch.allclose(scheduler.step(eps, last, x).prev_sample, x, atol=1e-6)
+
+
+def test_a_tail_over_the_last_ddim_step_leaves_the_images_as_they_were():
+    """TaylorSeer at interval 6 computes step 49 (1 + 6 * 8); a tail of 1 forecasts it instead, and since that
+    DDIM step ignores the model, the samples agree to rounding while one full step fewer is run."""
+    model = zoo.build("dit-tiny")
+    noise, cond, uncond = zoo.conditioning("dit-tiny", 2)
+    out, fulls = [], []
+    for method in (ditcache.TaylorSeer(interval=6), ditcache.TaylorSeer(interval=6, tail=1)):
+        with ditcache.cached(model, method) as run:
+            out.append(sample(model, noise, cond, uncond, steps=50, guidance_scale=2.0))
+        fulls.append([r.step for r in run.stats.records if all(a == "full" for a in r.actions)])
+    assert fulls[0][-1] == 49 and fulls[1] == fulls[0][:-1]
+    # within 4 float32 ulps of the largest value (forecasting step 43 as well moves them by 3x that)
+    ulps = 4 * torch.finfo(torch.float32).eps * out[0].abs().max()
+    assert (out[0] - out[1]).abs().max() <= ulps

@@ -127,18 +127,21 @@ def periodic_full(step: int, warmup: int, interval: int) -> bool:
     return step < warmup or (step - warmup) % interval == 0
 
 
-def counter_full(step: int, first_enhance: int, interval: int) -> bool:
+def counter_full(step: int, first_enhance: int, interval: int, stop: int | None = None) -> bool:
     """TaylorSeer's schedule (and ClusCa's, SpeCa's): the first ``first_enhance`` steps are full; then a
     counter, reset at every full step, triggers a full step when it reaches ``interval - 1``. So the
-    full steps are 0..W-1 and W-1+N, W-1+2N, ...: with W = 2, N = 4 and 50 steps, 0, 1, 5, 9, ..., 49."""
-    return step < first_enhance or (step - first_enhance + 1) % interval == 0
+    full steps are 0..W-1 and W-1+N, W-1+2N, ...: with W = 2, N = 4 and 50 steps, 0, 1, 5, 9, ..., 49.
+    ``stop``: from this step on, no full step after the warm-up (the run's forecast tail; None: no tail)."""
+    if step < first_enhance:
+        return True
+    return (stop is None or step < stop) and (step - first_enhance + 1) % interval == 0
 
 
-def counter_steps(num_steps: int, warmup: int | float, interval: int) -> list[int]:
+def counter_steps(num_steps: int, warmup: int | float, interval: int, tail: int | float = 0) -> list[int]:
     """The full steps of TaylorSeer's schedule (``counter_full``) over a run of ``num_steps``, the warm-up read
-    by ``leading`` (an int, or a share of the run)."""
-    w = leading(warmup, num_steps)
-    return [s for s in range(num_steps) if counter_full(s, w, interval)]
+    by ``leading`` (an int, or a share of the run) and the forecast tail by ``trailing``."""
+    w, stop = leading(warmup, num_steps), num_steps - trailing(tail, num_steps)
+    return [s for s in range(num_steps) if counter_full(s, w, interval, stop)]
 
 
 def leading(warmup: int | float, num_steps: int) -> int:
@@ -154,6 +157,20 @@ def check_warmup(method: str, warmup) -> None:
     if not (whole or (isinstance(warmup, float) and 0.0 < warmup < 1.0)):
         raise ValueError(f"{method}.warmup must be an int >= 1 (leading full steps; step 0 has nothing to forecast "
                          f"from) or a float in (0, 1) (that share of the run, at least one step), got {warmup!r}")
+
+
+def trailing(tail: int | float, num_steps: int) -> int:
+    """The forecast tail of a run of ``num_steps``: its last steps, in which no step is full after the warm-up.
+    ``tail`` itself when an int; a float in [0, 1) is that share of the run, rounded to the nearest step."""
+    return round(tail * num_steps) if isinstance(tail, float) else tail
+
+
+def check_tail(method: str, tail) -> None:
+    """A forecast tail: an int >= 0 (trailing steps) or a float in [0, 1) (that share of the run)."""
+    whole = isinstance(tail, int) and not isinstance(tail, bool) and tail >= 0
+    if not (whole or (isinstance(tail, float) and 0.0 <= tail < 1.0)):
+        raise ValueError(f"{method}.tail must be an int >= 0 (trailing steps with no full step) or a float in "
+                         f"[0, 1) (that share of the run), got {tail!r}")
 
 
 def kept_order(step: int, warmup: int, order: int) -> int:

@@ -14,7 +14,18 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..forecast.hyca import ChannelMix
-from ..plan import Action, Holds, Plan, Site, StepContext, counter_full, counter_steps, kept_order
+from ..plan import (
+    Action,
+    Holds,
+    Plan,
+    Site,
+    StepContext,
+    check_tail,
+    counter_full,
+    counter_steps,
+    kept_order,
+    trailing,
+)
 from .artifacts import load_artifact
 
 
@@ -23,9 +34,12 @@ class HyCa:
     artifact: str = "dit"          # a calibration file, or the name of a shipped default ('dit', 'flux', ...)
     interval: int | None = None    # full step every N steps; None: the N the calibration was made for
     warmup: int | None = None      # leading full steps; None: the calibration's
+    tail: int | float = 0          # the run's last steps with no full step in them (an int, or a share of the
+    #                                run); 0: the counter alone decides, as the calibration assumed
 
     name: ClassVar[str] = "hyca"
-    ranges: ClassVar[str] = "a calibration for this model, sampler and step count; interval, warmup >= 1 or None"
+    ranges: ClassVar[str] = ("a calibration for this model, sampler and step count; interval, warmup >= 1 or None; "
+                             "tail >= 0 or a run share in [0, 1)")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -37,6 +51,7 @@ class HyCa:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
                 raise ValueError(f"HyCa.{name} must be an int >= 1 (or None: the calibration's), got {v!r}")
+        check_tail("HyCa", self.tail)
 
     def bind(self, model, sites: list[Site]) -> None:
         art = load_artifact(self.artifact, "hyca")
@@ -51,13 +66,13 @@ class HyCa:
         self._warmup = self.warmup or art.config["warmup"]
 
     def full_steps(self, num_steps: int) -> list[int]:
-        return counter_steps(num_steps, self._warmup, self._interval)
+        return counter_steps(num_steps, self._warmup, self._interval, self.tail)
 
     def holds(self, site: Site) -> Holds:
         return Holds(output=True, history=2)
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
         self._art.check_step(ctx.step, ctx.num_steps, ctx.timestep)
-        if counter_full(ctx.step, self._warmup, self._interval):
+        if counter_full(ctx.step, self._warmup, self._interval, ctx.num_steps - trailing(self.tail, ctx.num_steps)):
             return [Plan(Action.FULL, order=kept_order(ctx.step, self._warmup, 2))] * len(sites)
         return [Plan(Action.FORECAST, order=2)] * len(sites)

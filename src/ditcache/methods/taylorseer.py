@@ -6,6 +6,14 @@ W = 2, N = 4 on 50 steps gives 0, 1, 5, 9, ..., 49). Full steps before the last 
 their output; from the last warm-up step on, each full step extends every site's finite differences
 up to ``order`` (the reference's derivative guard). The steps between forecast each branch output with
 a Taylor series in step indices, as the reference (``Taylor(units="timestep")`` measures in timesteps).
+
+``tail`` (not in the reference) leaves the run's last steps to forecasts: the counter's full steps that fall in
+them are dropped. A full step at the very end can be wasted: the shipped DDIM defaults end on timestep 0 with
+diffusers' ``set_alpha_to_one=False``, so their last step maps its input to itself whatever the model predicts
+(alpha_bar_prev = alpha_bar_t: the noise prediction cancels). On `dit256`, interval 6 with and without a
+6-step tail (which drops step 49) gives the same PSNR and FD at one full step fewer (BENCHMARKS.md, "Where the
+full steps go"). On a flow sampler the last step weighs as much as any other, so the default is the
+reference's 0.
 """
 
 from __future__ import annotations
@@ -21,11 +29,13 @@ from ..plan import (
     Site,
     StepContext,
     check_order,
+    check_tail,
     check_warmup,
     counter_full,
     counter_steps,
     kept_order,
     leading,
+    trailing,
 )
 
 
@@ -36,11 +46,14 @@ class TaylorSeer:
     #                    authors' FLUX.1-dev "N=4 O=2" point and was stable on our small models)
     warmup: int | float = 2  # first_enhance: leading full steps (authors' DiT value; FLUX uses 3); >= 1, or a
     #                    float in (0, 1): that share of the run (0.06 is 3 of 50 steps and 1 of 8)
+    tail: int | float = 0  # the run's last steps with no full step in them, forecast from the last full step (an
+    #                    int, or a share of the run as warmup); 0, the reference's: the counter alone decides
     forecast: object = field(default_factory=Taylor)  # the forecaster (ditcache.forecast): Taylor series by
     #                    default; HiCache(), FoCa() or any other plugs in here
 
     name: ClassVar[str] = "taylorseer"
-    ranges: ClassVar[str] = "interval >= 1, order 0..4, warmup >= 1 or a run share in (0, 1)"
+    ranges: ClassVar[str] = ("interval >= 1, order 0..4, warmup >= 1 or a run share in (0, 1), tail >= 0 or a run "
+                             "share in [0, 1)")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -51,15 +64,16 @@ class TaylorSeer:
         check_order("TaylorSeer", self.order)
         check_forecaster("TaylorSeer", self.forecast)
         check_warmup("TaylorSeer", self.warmup)
+        check_tail("TaylorSeer", self.tail)
 
     def full_steps(self, num_steps: int) -> list[int]:
-        return counter_steps(num_steps, self.warmup, self.interval)
+        return counter_steps(num_steps, self.warmup, self.interval, self.tail)
 
     def holds(self, site: Site) -> Holds:
         return Holds(output=True, history=self.order)
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
         w = leading(self.warmup, ctx.num_steps)
-        if counter_full(ctx.step, w, self.interval):
+        if counter_full(ctx.step, w, self.interval, ctx.num_steps - trailing(self.tail, ctx.num_steps)):
             return [Plan(Action.FULL, order=kept_order(ctx.step, w, self.order))] * len(sites)
         return [Plan(Action.FORECAST, order=self.order)] * len(sites)
