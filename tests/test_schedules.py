@@ -28,6 +28,8 @@ TS_6_3 = [0, 1, 2, 8, 14, 20, 26, 32, 38, 44]                        # its FLUX 
 TS_5_1 = [0, 5, 10, 15, 20, 25, 30, 35, 40, 45]                      # HunyuanVideo's
 CL_5_3 = [0, 1, 2, 7, 12, 17, 22, 27, 32, 37, 42, 47]                # ClusCa's FLUX defaults
 TS_8_2_TAIL6 = [0, 1, 9, 17, 25, 33, 41]       # N 8, W 2 fires at 9, 17, ..., 49; a 6-step tail drops 49
+TS_45_7 = [0, 1, 7, 14, 20, 27, 33, 40, 46]    # N 45/7, W 2: 1 + floor(j 45/7 + 1/2) = 1 + 6, 13, 19, ..., 45
+TS_7_5 = [0, 1, 9, 16, 24, 31, 39, 46]          # N 7.5, W 2: halves round up: 1 + 8, 15, 23, 30, 38, 45
 TS_4_2_TAIL5 = [0, 1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41]  # tail 0.1 of 50 = 5 steps (45..49): drops 45, 49
 TPRR_4_2 = [0, 4, 8, 12, 16, 20, 24] + list(range(26, 50, 2))
 TPRR_6_2 = [0, 6, 12, 18, 24] + list(range(26, 50, 2))
@@ -43,6 +45,8 @@ STATIC = [
     (ditcache.TaylorSeer(interval=5, order=1, warmup=1), TS_5_1),
     (ditcache.TaylorSeer(interval=8, tail=6), TS_8_2_TAIL6), (ditcache.TaylorSeer(tail=0.1), TS_4_2_TAIL5),
     (ditcache.TaylorSeer(interval=8, tail=1), TS_8_2_TAIL6), (ditcache.TaylorSeer(tail=4), TS_4_2[:-1]),
+    (ditcache.TaylorSeer(interval=45 / 7), TS_45_7), (ditcache.TaylorSeer(interval=7.5), TS_7_5),
+    (ditcache.TaylorSeer(interval=4.0), TS_4_2), (ditcache.TaylorSeer(interval=7.5, tail=4), TS_7_5[:-1]),
     (ditcache.ClusCa(), CL_5_3), (ditcache.ClusCa.preset("dit"), TS_4_2),
     (ditcache.ClusCa.preset("hunyuanvideo"), TS_5_1),
     (ditcache.FreqCa(), TS_6_3), (ditcache.FreqCa(interval=4, warmup=2), TS_4_2),
@@ -70,6 +74,7 @@ def _run_full_steps(method, name="dit-tiny", steps=50):
 @pytest.mark.parametrize("method,full", [
     (ditcache.FORA(), FORA3), (ditcache.TaylorSeer(), TS_4_2), (ditcache.ClusCa(clusters=4), CL_5_3),
     (ditcache.FreqCa(), TS_6_3), (ditcache.TaylorSeer(interval=8, tail=6), TS_8_2_TAIL6),
+    (ditcache.TaylorSeer(interval=45 / 7), TS_45_7),
 ])
 def test_runs_follow_their_schedule(method, full):
     assert _run_full_steps(method) == full
@@ -91,6 +96,15 @@ def test_a_tail_never_turns_the_warm_up_into_forecasts():
     assert ditcache.TaylorSeer(warmup=3, tail=0.99).full_steps(8) == [0, 1, 2]
 
 
+@pytest.mark.parametrize("bad", [0, 0.5, 0.99, True, "4", None])
+def test_a_bad_interval_is_refused(bad):
+    with pytest.raises(ValueError, match="interval must be an int >= 1, or a float >= 1"):
+        ditcache.TaylorSeer(interval=bad)
+    if bad is not None:  # HyCa's None: the calibration's interval
+        with pytest.raises(ValueError, match="interval must be an int >= 1, or a float >= 1"):
+            ditcache.HyCa(interval=bad)
+
+
 @pytest.mark.parametrize("bad", [-1, 1.0, -0.1, True, "6", None])
 def test_a_bad_tail_is_refused(bad):
     with pytest.raises(ValueError, match="tail must be"):
@@ -107,7 +121,7 @@ def test_hyca_follows_its_calibration_schedule_with_a_tail():
 
     model = load_default("dit256").transformer
     runs = {}
-    for kw in ({}, {"interval": 7}, {"tail": 6}, {"interval": 7, "tail": 6}):
+    for kw in ({}, {"interval": 7}, {"tail": 6}, {"interval": 7, "tail": 6}, {"interval": 45 / 7, "warmup": 2}):
         method = ditcache.HyCa(artifact="dit256", **kw)
         method.bind(model, find_sites(model))
         runs[tuple(kw.items())] = method.full_steps(50)
@@ -115,6 +129,7 @@ def test_hyca_follows_its_calibration_schedule_with_a_tail():
     assert runs[(("interval", 7),)] == [0, 1, 2, 9, 16, 23, 30, 37, 44]
     assert runs[(("tail", 6),)] == [0, 1, 2, 7, 12, 17, 22, 27, 32, 37, 42]
     assert runs[(("interval", 7), ("tail", 6))] == [0, 1, 2, 9, 16, 23, 30, 37]
+    assert runs[(("interval", 45 / 7), ("warmup", 2))] == TS_45_7
 
 
 def test_taylorseer_forecasts_the_last_steps_only_between_full_ones():

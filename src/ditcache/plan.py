@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -127,17 +128,25 @@ def periodic_full(step: int, warmup: int, interval: int) -> bool:
     return step < warmup or (step - warmup) % interval == 0
 
 
-def counter_full(step: int, first_enhance: int, interval: int, stop: int | None = None) -> bool:
+def counter_full(step: int, first_enhance: int, interval: int | float, stop: int | None = None) -> bool:
     """TaylorSeer's schedule (and ClusCa's, SpeCa's): the first ``first_enhance`` steps are full; then a
     counter, reset at every full step, triggers a full step when it reaches ``interval - 1``. So the
     full steps are 0..W-1 and W-1+N, W-1+2N, ...: with W = 2, N = 4 and 50 steps, 0, 1, 5, 9, ..., 49.
+    A fractional ``interval`` (a float >= 1, TaylorSeer's and HyCa's) spaces them evenly at W-1 + floor(j N + 1/2),
+    j = 1, 2, ... (N = 45/7 with W = 2: 7, 14, 20, 27, 33, 40, 46); a whole N gives the counter's steps.
     ``stop``: from this step on, no full step after the warm-up (the run's forecast tail; None: no tail)."""
     if step < first_enhance:
         return True
-    return (stop is None or step < stop) and (step - first_enhance + 1) % interval == 0
+    if stop is not None and step >= stop:
+        return False
+    k = step - first_enhance + 1                       # steps since the last warm-up step
+    if isinstance(interval, int):
+        return k % interval == 0
+    j = math.ceil((k - 0.5) / interval)                # the only j whose j N rounds to k, if any (N >= 1)
+    return j >= 1 and math.floor(j * interval + 0.5) == k
 
 
-def counter_steps(num_steps: int, warmup: int | float, interval: int, tail: int | float = 0) -> list[int]:
+def counter_steps(num_steps: int, warmup: int | float, interval: int | float, tail: int | float = 0) -> list[int]:
     """The full steps of TaylorSeer's schedule (``counter_full``) over a run of ``num_steps``, the warm-up read
     by ``leading`` (an int, or a share of the run) and the forecast tail by ``trailing``."""
     w, stop = leading(warmup, num_steps), num_steps - trailing(tail, num_steps)
@@ -163,6 +172,13 @@ def trailing(tail: int | float, num_steps: int) -> int:
     """The forecast tail of a run of ``num_steps``: its last steps, in which no step is full after the warm-up.
     ``tail`` itself when an int; a float in [0, 1) is that share of the run, rounded to the nearest step."""
     return round(tail * num_steps) if isinstance(tail, float) else tail
+
+
+def check_interval(method: str, interval) -> None:
+    """A counter interval: an int >= 1, or a float >= 1 (full steps spaced evenly at that fractional gap)."""
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval >= 1:
+        raise ValueError(f"{method}.interval must be an int >= 1, or a float >= 1 (evenly spaced full steps at that "
+                         f"gap), got {interval!r}")
 
 
 def check_tail(method: str, tail) -> None:

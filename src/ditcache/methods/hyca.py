@@ -20,6 +20,7 @@ from ..plan import (
     Plan,
     Site,
     StepContext,
+    check_interval,
     check_tail,
     counter_full,
     counter_steps,
@@ -32,13 +33,15 @@ from .artifacts import load_artifact
 @dataclass
 class HyCa:
     artifact: str = "dit"          # a calibration file, or the name of a shipped default ('dit', 'flux', ...)
-    interval: int | None = None    # full step every N steps; None: the N the calibration was made for
+    interval: int | float | None = None  # full step every N steps (a float: evenly at that fractional gap, as
+    #                                TaylorSeer's); None: the N the calibration was made for
     warmup: int | None = None      # leading full steps; None: the calibration's
     tail: int | float = 0          # the run's last steps with no full step in them (an int, or a share of the
     #                                run); 0: the counter alone decides, as the calibration assumed
 
     name: ClassVar[str] = "hyca"
-    ranges: ClassVar[str] = ("a calibration for this model, sampler and step count; interval, warmup >= 1 or None; "
+    ranges: ClassVar[str] = ("a calibration for this model, sampler and step count; interval >= 1 (an int, or a "
+                             "float for an even fractional gap) or None; warmup >= 1 or None; "
                              "tail >= 0 or a run share in [0, 1)")
 
     def __post_init__(self) -> None:
@@ -47,10 +50,11 @@ class HyCa:
         self._art = None
 
     def validate(self) -> None:
-        for name in ("interval", "warmup"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v < 1):
-                raise ValueError(f"HyCa.{name} must be an int >= 1 (or None: the calibration's), got {v!r}")
+        if self.interval is not None:
+            check_interval("HyCa", self.interval)
+        v = self.warmup
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"HyCa.warmup must be an int >= 1 (or None: the calibration's), got {v!r}")
         check_tail("HyCa", self.tail)
 
     def bind(self, model, sites: list[Site]) -> None:

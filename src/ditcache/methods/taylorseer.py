@@ -28,6 +28,7 @@ from ..plan import (
     Plan,
     Site,
     StepContext,
+    check_interval,
     check_order,
     check_tail,
     check_warmup,
@@ -41,7 +42,8 @@ from ..plan import (
 
 @dataclass
 class TaylorSeer:
-    interval: int = 4  # N: one full step every N steps (the authors' DiT-XL/2 DDIM-50 setting is 4)
+    interval: int | float = 4  # N: one full step every N steps (the authors' DiT-XL/2 DDIM-50 setting is 4); a
+    #                    float >= 1 spaces them evenly at that fractional gap (``plan.counter_full``)
     order: int = 2     # m: Taylor order of the forecast (DiT code recommends up to 4, FLUX uses 1; 2 is the
     #                    authors' FLUX.1-dev "N=4 O=2" point and was stable on our small models)
     warmup: int | float = 2  # first_enhance: leading full steps (authors' DiT value; FLUX uses 3); >= 1, or a
@@ -52,15 +54,14 @@ class TaylorSeer:
     #                    default; HiCache(), FoCa() or any other plugs in here
 
     name: ClassVar[str] = "taylorseer"
-    ranges: ClassVar[str] = ("interval >= 1, order 0..4, warmup >= 1 or a run share in (0, 1), tail >= 0 or a run "
-                             "share in [0, 1)")
+    ranges: ClassVar[str] = ("interval >= 1 (an int, or a float for an even fractional gap), order 0..4, "
+                             "warmup >= 1 or a run share in (0, 1), tail >= 0 or a run share in [0, 1)")
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        if not isinstance(self.interval, int) or self.interval < 1:
-            raise ValueError(f"TaylorSeer.interval must be an int >= 1, got {self.interval!r}")
+        check_interval("TaylorSeer", self.interval)
         check_order("TaylorSeer", self.order)
         check_forecaster("TaylorSeer", self.forecast)
         check_warmup("TaylorSeer", self.warmup)
