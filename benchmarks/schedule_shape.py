@@ -30,6 +30,7 @@ from ditcache.bench import markdown_table  # noqa: E402
 from ditcache.bench.running import generate  # noqa: E402
 from ditcache.bench.subjects import load_subject  # noqa: E402
 from ditcache.methods import HyCa, TaylorSeer  # noqa: E402
+from ditcache.methods.artifacts import load_artifact  # noqa: E402
 from ditcache.plan import Action, Plan, kept_order  # noqa: E402
 from ditcache.quality import Quality  # noqa: E402
 
@@ -79,7 +80,8 @@ def psnr_each(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="dit256", help="a shipped image default with a HyCa calibration")
+    ap.add_argument("--model", default="dit256", help="a shipped image default (HyCa needs its calibration)")
+    ap.add_argument("--methods", nargs="+", choices=("taylorseer", "hyca"), default=["taylorseer", "hyca"])
     ap.add_argument("--seeds", type=int, default=100)
     ap.add_argument("--batch", type=int, default=25)
     ap.add_argument("--steps", type=int, default=50)
@@ -96,6 +98,11 @@ def main() -> None:
         ap.error(f"--full must lie in {WARMUP + 1}..{args.steps} (the warm-up and at least one more)")
     if min(args.tails, default=0) < 1 or max(args.tails, default=0) > args.steps - 2 * WARMUP:
         ap.error(f"--tails must lie in 1..{args.steps - 2 * WARMUP}")
+    if "hyca" in args.methods:
+        try:
+            load_artifact(args.model, "hyca")
+        except FileNotFoundError as e:  # before the uncached images, not after them
+            ap.error(f"{e} (or leave hyca out: --methods taylorseer)")
     torch.set_num_threads(args.threads)
     subject = load_subject(args.model)
     seeds = list(range(args.seeds))
@@ -109,6 +116,7 @@ def main() -> None:
     quality = Quality(ref, subject.labels(seeds), bootstrap=200)
     methods = {"taylorseer (order 2)": (TaylorSeer, dict(order=2, warmup=WARMUP)),
                f"hyca (artifact {args.model}, warm-up {WARMUP})": (HyCa, dict(artifact=args.model, warmup=WARMUP))}
+    methods = {name: spec for name, spec in methods.items() if name.split()[0] in args.methods}
     rows = []
     for name, (cls, kw) in methods.items():
         for full in args.full:

@@ -11,9 +11,9 @@ a Taylor series in step indices, as the reference (``Taylor(units="timestep")`` 
 them are dropped. A full step at the very end can be wasted: the shipped DDIM defaults end on timestep 0 with
 diffusers' ``set_alpha_to_one=False``, so their last step maps its input to itself whatever the model predicts
 (alpha_bar_prev = alpha_bar_t: the noise prediction cancels). On `dit256`, interval 6 with and without a
-6-step tail (which drops step 49) gives the same PSNR and FD at one full step fewer (BENCHMARKS.md, "Where the
-full steps go"). On a flow sampler the last step weighs as much as any other, so the default is the
-reference's 0.
+1-step tail (which drops step 49) gives the same PSNR and FD on 200 seeds at one full step fewer (BENCHMARKS.md,
+"Where the full steps go"). On a flow sampler the last step weighs as much as any other, so the default is the
+reference's 0. A fractional ``interval`` spaces the full steps evenly at that gap (``plan.counter_full``).
 """
 
 from __future__ import annotations
