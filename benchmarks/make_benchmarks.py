@@ -236,6 +236,22 @@ def speed_section(name: str, speed: dict, quality: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def extra_section(name: str, report: dict, extra: dict | None) -> list[str]:
+    """A second run with more settings on the same seeds as ``report`` (results/extra_<name>), or nothing."""
+    if extra is None:
+        return []
+    merged = {**report, "rows": report["rows"] + extra["rows"][1:]}
+    rounds = min(report["config"]["repeats"], extra["config"]["repeats"])
+    return [f"### `{name}`: more settings", "", "A second run on the same seeds (the same uncached "
+            "images, so its quality columns compare with the table above; its wall-clock ratios are "
+            f"against its own interleaved uncached runs). Command: `{command(extra)}`", "",
+            report_body(extra), "",
+            f"**Over both runs** (each wall-clock ratio against its own run's uncached; where a timing "
+            f"run follows, it decides): "
+            f"{' '.join(targets(merged, name, rounds)[:2])}",
+            ""]
+
+
 def command(report: dict) -> str:
     """The `ditcache bench` line that made a report, from the settings it saved."""
     c = report["config"]
@@ -318,17 +334,7 @@ def main() -> None:
         section = model_section(name, report)
         parts += [*section[:2], f"Command: `{command(report)}`", "", *section[2:]]
         extra = _load(f"extra_{name}")
-        if extra is not None:  # a second run with more settings: same seeds, so same uncached images and FD
-            merged = {**report, "rows": report["rows"] + extra["rows"][1:]}
-            rounds = min(report["config"]["repeats"], extra["config"]["repeats"])
-            parts += [f"### `{name}`: more settings", "", "A second run on the same seeds (the same uncached "
-                      "images, so its quality columns compare with the table above; its wall-clock ratios are "
-                      f"against its own interleaved uncached runs). Command: `{command(extra)}`", "",
-                      report_body(extra), "",
-                      f"**Over both runs** (each wall-clock ratio against its own run's uncached; where a timing "
-                      f"run follows, it decides): "
-                      f"{' '.join(targets(merged, name, rounds)[:2])}",
-                      ""]
+        parts += extra_section(name, report, extra)
         speed = _load(f"speed_{name}")
         if speed is not None:
             parts += speed_section(name, speed, [r for r in (report, extra) if r is not None])
@@ -377,9 +383,11 @@ def main() -> None:
             continue
         parts += [f"### `{model}`: ditcache's fastest settings and the peers", "", f"Command: `{command(report)}`", ""]
         parts += model_section(f"peers_{model}", report)[2:]
-        speed = _load(f"speed_peers_{model}")  # titled `peers_<model>`: its quality is this section's report
+        extra = _load(f"extra_peers_{model}")  # ditcache settings run after the peers, on the same seeds
+        parts += extra_section(f"peers_{model}", report, extra)
+        speed = _load(f"speed_peers_{model}")  # titled `peers_<model>`: its quality is this section's reports
         if speed is not None:
-            parts += speed_section(f"peers_{model}", speed, [report])
+            parts += speed_section(f"peers_{model}", speed, [r for r in (report, extra) if r is not None])
     quality = []
     weights = ROOT / "src" / "ditcache" / "models" / "weights"
     for model in ("uvit", "mdt"):
