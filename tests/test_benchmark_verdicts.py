@@ -185,6 +185,7 @@ def test_budget_lists_hold_only_settings_shown_within_and_say_when_they_are_no_r
             continue
         rep = _report(_section_of(i))
         block = LINES[i + 1:i + 40]
+        block = block[:next((j for j, b in enumerate(block) if b.startswith("#")), len(block))]  # to the next heading
         rounds = rep["config"]["repeats"]
         assert any("not a ranking" in b for b in block[:3]) == (rounds < ROUNDS)
         for b in block:
