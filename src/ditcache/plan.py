@@ -148,8 +148,8 @@ def counter_full(step: int, first_enhance: int, interval: int | float, stop: int
 
 def counter_steps(num_steps: int, warmup: int | float, interval: int | float, tail: int | float = 0) -> list[int]:
     """The full steps of TaylorSeer's schedule (``counter_full``) over a run of ``num_steps``, the warm-up read
-    by ``leading`` (an int, or a share of the run) and the forecast tail by ``trailing``."""
-    w, stop = leading(warmup, num_steps), num_steps - trailing(tail, num_steps)
+    by ``leading`` (an int, or a share of the run) and the forecast tail by ``tail_start``."""
+    w, stop = leading(warmup, num_steps), tail_start(tail, num_steps)
     return [s for s in range(num_steps) if counter_full(s, w, interval, stop)]
 
 
@@ -168,10 +168,11 @@ def check_warmup(method: str, warmup) -> None:
                          f"from) or a float in (0, 1) (that share of the run, at least one step), got {warmup!r}")
 
 
-def trailing(tail: int | float, num_steps: int) -> int:
-    """The forecast tail of a run of ``num_steps``: its last steps, in which no step is full after the warm-up.
-    ``tail`` itself when an int; a float in [0, 1) is that share of the run, rounded to the nearest step."""
-    return round(tail * num_steps) if isinstance(tail, float) else tail
+def tail_start(tail: int | float, num_steps: int) -> int:
+    """The first step of a run's forecast tail (``counter_full``'s ``stop``): the run of ``num_steps`` ends with
+    ``tail`` steps in which no step is full after the warm-up; a float tail in [0, 1) is that share of the run,
+    rounded to the nearest step."""
+    return num_steps - (round(tail * num_steps) if isinstance(tail, float) else tail)
 
 
 def check_interval(method: str, interval) -> None:

@@ -25,7 +25,7 @@ from ..plan import (
     counter_full,
     counter_steps,
     kept_order,
-    trailing,
+    tail_start,
 )
 from .artifacts import load_artifact
 
@@ -77,6 +77,6 @@ class HyCa:
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
         self._art.check_step(ctx.step, ctx.num_steps, ctx.timestep)
-        if counter_full(ctx.step, self._warmup, self._interval, ctx.num_steps - trailing(self.tail, ctx.num_steps)):
+        if counter_full(ctx.step, self._warmup, self._interval, tail_start(self.tail, ctx.num_steps)):
             return [Plan(Action.FULL, order=kept_order(ctx.step, self._warmup, 2))] * len(sites)
         return [Plan(Action.FORECAST, order=2)] * len(sites)

@@ -38,7 +38,7 @@ from ..plan import (
     counter_steps,
     kept_order,
     leading,
-    trailing,
+    tail_start,
 )
 
 
@@ -77,6 +77,6 @@ class TaylorSeer:
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
         w = leading(self.warmup, ctx.num_steps)
-        if counter_full(ctx.step, w, self.interval, ctx.num_steps - trailing(self.tail, ctx.num_steps)):
+        if counter_full(ctx.step, w, self.interval, tail_start(self.tail, ctx.num_steps)):
             return [Plan(Action.FULL, order=kept_order(ctx.step, w, self.order))] * len(sites)
         return [Plan(Action.FORECAST, order=self.order)] * len(sites)
