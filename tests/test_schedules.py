@@ -132,6 +132,21 @@ def test_hyca_follows_its_calibration_schedule_with_a_tail():
     assert runs[(("interval", 45 / 7), ("warmup", 2))] == TS_45_7
 
 
+def test_hyca_states_its_schedule_before_a_run():
+    """full_steps answers on an instance that no run has bound yet (the calibration's interval 5 and warm-up 3
+    read from the artifact, as in the test above), and so does a copy made by dataclasses.replace, which the
+    short-schedule warning builds to suggest a setting (it raised AttributeError before)."""
+    import dataclasses
+
+    from ditcache.engine.checks import suggest
+
+    assert ditcache.HyCa(artifact="dit256").full_steps(50) == [0, 1, 2, 7, 12, 17, 22, 27, 32, 37, 42, 47]
+    assert ditcache.HyCa(artifact="dit256", interval=7).full_steps(50) == [0, 1, 2, 9, 16, 23, 30, 37, 44]
+    late = ditcache.HyCa(artifact="dit256", interval=3, warmup=40)  # full 0..39, then 41, 44, 47: 7 of 50 cached
+    assert dataclasses.replace(late, warmup=3).full_steps(50)[:5] == [0, 1, 2, 5, 8]
+    assert suggest(late, 8).full_steps(8) != late.full_steps(8)
+
+
 def test_taylorseer_forecasts_the_last_steps_only_between_full_ones():
     """The old schedule forecast the last three of 50 steps at N=4; the reference computes step 49."""
     assert TS_4_2[-1] == 49 and torch.tensor(TS_4_2).diff()[2:].eq(4).all()

@@ -66,17 +66,25 @@ class HyCa:
         self._art = art
         pool = tuple(art.config["pool"])  # the solver names the calibration chose from (indices refer to it)
         self.forecast = ChannelMix({s.index: row[row >= 0] for s, row in zip(sites, solvers)}, pool)
-        self._interval = self.interval or art.config["interval"]
-        self._warmup = self.warmup or art.config["warmup"]
+
+    def schedule(self) -> tuple[int | float, int]:
+        """(interval, warmup): the fields, or where None the calibration's (read from the artifact when this
+        instance is not bound yet, so ``full_steps`` answers before a run as every method's does)."""
+        if self.interval is not None and self.warmup is not None:
+            return self.interval, self.warmup
+        config = (self._art if self._art is not None else load_artifact(self.artifact, "hyca")).config
+        return self.interval or config["interval"], self.warmup or config["warmup"]
 
     def full_steps(self, num_steps: int) -> list[int]:
-        return counter_steps(num_steps, self._warmup, self._interval, self.tail)
+        interval, warmup = self.schedule()
+        return counter_steps(num_steps, warmup, interval, self.tail)
 
     def holds(self, site: Site) -> Holds:
         return Holds(output=True, history=2)
 
     def plan(self, ctx: StepContext, sites: list[Site], store) -> list[Plan]:
         self._art.check_step(ctx.step, ctx.num_steps, ctx.timestep)
-        if counter_full(ctx.step, self._warmup, self._interval, tail_start(self.tail, ctx.num_steps)):
-            return [Plan(Action.FULL, order=kept_order(ctx.step, self._warmup, 2))] * len(sites)
+        interval, warmup = self.schedule()
+        if counter_full(ctx.step, warmup, interval, tail_start(self.tail, ctx.num_steps)):
+            return [Plan(Action.FULL, order=kept_order(ctx.step, warmup, 2))] * len(sites)
         return [Plan(Action.FORECAST, order=2)] * len(sites)
