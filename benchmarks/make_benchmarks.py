@@ -349,6 +349,7 @@ def main() -> None:
                         ("Few-step runs: 8 steps on `flux`", "fewstep_flux.md"),
                         ("The Taylor time axis: step indices against timestep values", "time_axis.md"),
                         ("Where the full steps go: spacing and the forecast tail", "schedule_shape.md"),
+                        ("Per-branch forecasts against one forecast for the whole block stack", "stack_forecast.md"),
                         ("Moonshot: 6x wall-clock at 256 tokens with FD not shown worse", "moonshot.md")):
         text = _md(file)
         parts += [f"## {title}", "", text if text else "Not yet run.", ""]
