@@ -240,8 +240,8 @@ def contraction(args, subject) -> None:
             for _ in range(20):
                 fn()
             seconds[name].append((time.perf_counter() - t) / 20 * 1e3)
-    print(f"{args.model}: {sites} sites of ({b}, {n}, {d}), order 2 with per-channel weights (HyCa's form); largest relative "
-          f"difference of the two sums {err:.1e}; {args.threads} thread(s), wait policy {_POLICY}\n")
+    print(f"{args.model}: {sites} sites of ({b}, {n}, {d}), order 2 with per-channel weights (HyCa's form); "
+          f"largest relative difference of the two sums {err:.1e}; {args.threads} thread(s), wait policy {_POLICY}\n")
     print(markdown_table(["way", "ms per cached step (rounds)"],
                          [[name, f"{statistics.median(v):.2f} ({', '.join(f'{x:.2f}' for x in v)})"]
                           for name, v in seconds.items()]))
