@@ -142,7 +142,7 @@ def test_hyca_states_its_schedule_before_a_run():
 
     assert ditcache.HyCa(artifact="dit256").full_steps(50) == [0, 1, 2, 7, 12, 17, 22, 27, 32, 37, 42, 47]
     assert ditcache.HyCa(artifact="dit256", interval=7).full_steps(50) == [0, 1, 2, 9, 16, 23, 30, 37, 44]
-    late = ditcache.HyCa(artifact="dit256", interval=3, warmup=40)  # full 0..39, then 41, 44, 47: 7 of 50 cached
+    late = ditcache.HyCa(artifact="dit256", interval=3, warmup=40)  # full 0..39, then 42, 45, 48: 7 of 50 cached
     assert dataclasses.replace(late, warmup=3).full_steps(50)[:5] == [0, 1, 2, 5, 8]
     assert suggest(late, 8).full_steps(8) != late.full_steps(8)
 
