@@ -39,7 +39,7 @@ _POLICY = apply_wait_policy()  # before torch loads: OpenMP reads it once
 import torch  # noqa: E402
 from schedule_shape import interval, psnr_each  # noqa: E402
 
-from ditcache.bench import markdown_table  # noqa: E402
+from ditcache.bench import markdown_table, time_interleaved  # noqa: E402
 from ditcache.bench.running import generate  # noqa: E402
 from ditcache.bench.subjects import load_subject  # noqa: E402
 from ditcache.methods import TaylorSeer  # noqa: E402
@@ -118,6 +118,17 @@ def main() -> None:
     check_wait_policy(args, ap, _POLICY)
     torch.set_num_threads(args.threads)
     subject = load_subject(args.model)
+    if args.contraction:
+        contraction(args, subject)
+        return
+    if args.seeds > 0:
+        quality_rows(args, subject)
+    if args.rounds > 0:
+        timing(args, subject)
+
+
+def quality_rows(args, subject) -> None:
+    """PSNR, its paired difference (stack - per branch) and FD - uncached for each interval and order."""
     seeds = list(range(args.seeds))
     batches = [seeds[i:i + args.batch] for i in range(0, len(seeds), args.batch)]
 
@@ -128,18 +139,6 @@ def main() -> None:
                 outs.append(generate(subject, b, args.steps, method=method, count_flops=False)[0])
         return torch.cat(outs)
 
-    if args.contraction:
-        contraction(args, subject)
-        return
-    if args.seeds > 0:
-        quality_rows(args, subject, images)
-    if args.rounds > 0:
-        timing(args, subject)
-
-
-def quality_rows(args, subject, images) -> None:
-    """PSNR, its paired difference (stack - per branch) and FD - uncached for each interval and order."""
-    seeds = list(range(args.seeds))
     start = time.perf_counter()
     ref = images()
     quality = Quality(ref, subject.labels(seeds), bootstrap=200)
@@ -182,14 +181,7 @@ def timing(args, subject) -> None:
             generate(subject, timed, args.steps, count_flops=False)
 
     runs[f"whole stack N{n} order {order}"] = stacked
-    for fn in runs.values():  # warm-up round
-        fn()
-    seconds = {name: [] for name in runs}
-    for _ in range(args.rounds):
-        for name, fn in runs.items():
-            t = time.perf_counter()
-            fn()
-            seconds[name].append(time.perf_counter() - t)
+    seconds = time_interleaved(runs, repeats=args.rounds)  # a warm-up round, then A B C A B C ...
     base = statistics.median(seconds["uncached"])
     print(f"\nwall-clock, batch {args.timing_batch}, {args.threads} thread(s), median of {args.rounds} interleaved "
           f"rounds (wait policy {_POLICY}):\n")
