@@ -114,11 +114,11 @@ def main() -> None:
     start = time.perf_counter()
     ref = images()
     quality = Quality(ref, subject.labels(seeds), bootstrap=200)
-    methods = {"taylorseer (order 2)": (TaylorSeer, dict(order=2, warmup=WARMUP)),
-               f"hyca (artifact {args.model}, warm-up {WARMUP})": (HyCa, dict(artifact=args.model, warmup=WARMUP))}
-    methods = {name: spec for name, spec in methods.items() if name.split()[0] in args.methods}
+    specs = {"taylorseer": ("taylorseer (order 2)", TaylorSeer, dict(order=2, warmup=WARMUP)),
+             "hyca": (f"hyca (artifact {args.model}, warm-up {WARMUP})", HyCa,
+                      dict(artifact=args.model, warmup=WARMUP))}
     rows = []
-    for name, (cls, kw) in methods.items():
+    for name, cls, kw in (specs[m] for m in specs if m in args.methods):
         for full in args.full:
             even = None  # (N,) per-seed PSNR of the even spacing, which the other rows pair to
 
