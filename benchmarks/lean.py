@@ -1,7 +1,7 @@
 """What do lean blocks buy? The same methods with the lean path on and off, timed side by side.
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/lean.py [--models dit256 flux256] [--batch 16] [--repeats 3]
-        [--threads 2] [--methods 'hyca:interval=7' 'taylorseer:interval=6,order=1' ...]
+        [--threads 2] [--methods 'hyca:interval=7' 'taylorseer:interval=6,order=1' ...] [--switch lean|dense]
 
 A block with a lean rule (``BlockSpec.lean``: diffusers' BasicTransformerBlock, FLUX.1's double-stream block)
 builds its output from the cached branch outputs on a call where every branch reuses or forecasts, skipping the
@@ -13,6 +13,9 @@ token subset (ClusCa's partial steps), the MLP's norm and modulation run on the 
 lean off run round-robin in one process (one warm-up round, then the median of --repeats), on the same labels
 and seeds. Printed: wall x against uncached both ways, the lean gain (off time / on time) and the largest
 pixel difference between the two ways' images (rounding: a fused multiply-add instead of a multiply then add).
+
+``--switch dense`` times the lean path with its token streams copied contiguous first and as the model laid
+them out (``executor.dense``; DiT's patch embedding leaves them channels-first), lean on in both: same images.
 """
 
 from __future__ import annotations
@@ -35,16 +38,17 @@ from ditcache.methods.artifacts import for_model  # noqa: E402
 DEFAULT_METHODS = ["hyca:interval=7", "taylorseer:interval=6,order=1", "fora:interval=5"]
 
 
-def generate(model, labels, steps: int, method, lean: bool) -> torch.Tensor:
-    """One timed generation; ``method`` None: the plain model, no hooks."""
+def generate(model, labels, steps: int, method, on: bool, switch: str = "lean") -> torch.Tensor:
+    """One timed generation with the executor's ``switch`` (lean or dense) on or off; ``method`` None: the plain
+    model, no hooks."""
     if method is None:
         return model.generate(labels, steps=steps, seed=0)
     with ditcache.cached(model.transformer, method, count_flops=False) as run:
-        run.executor.lean = lean
+        setattr(run.executor, switch, on)
         return model.generate(labels, steps=steps, seed=0)
 
 
-def measure(name: str, methods: list[str], batch: int, steps: int, repeats: int) -> list[list]:
+def measure(name: str, methods: list[str], batch: int, steps: int, repeats: int, switch: str = "lean") -> list[list]:
     model = ditcache.load_default(name)
     labels = torch.arange(batch) % 10
     chosen = {m: for_model(parse_method(m), name, m) for m in methods}  # learned methods: this model's artifact
@@ -54,11 +58,11 @@ def measure(name: str, methods: list[str], batch: int, steps: int, repeats: int)
     for round_ in range(repeats + 1):  # round 0 warms up
         for key, method, lean in todo:
             start = time.perf_counter()
-            images[key, lean] = generate(model, labels, steps, method, lean)
+            images[key, lean] = generate(model, labels, steps, method, lean, switch)
             wall = time.perf_counter() - start
             if round_:
                 times[key, lean].append(wall)
-            print(f"  {name} round {round_}: {key} lean {'on' if lean else 'off'} {wall:.2f} s", flush=True)
+            print(f"  {name} round {round_}: {key} {switch} {'on' if lean else 'off'} {wall:.2f} s", flush=True)
     ref = statistics.median(times["uncached", True])
     rows = []
     for key in methods:
@@ -77,6 +81,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--switch", choices=("lean", "dense"), default="lean", help="the executor switch timed on/off")
     args = ap.parse_args()
     if args.repeats < 1:
         ap.error("--repeats must be at least 1")
@@ -90,10 +95,11 @@ def main() -> None:
                 ap.error(f"{m} cannot run on {name}: {err}")
     rows = []
     for name in args.models:
-        rows += measure(name, args.methods, args.batch, args.steps, args.repeats)
+        rows += measure(name, args.methods, args.batch, args.steps, args.repeats, args.switch)
+    sw = args.switch
     print(f"\n{args.threads} thread(s), batch {args.batch}, {args.steps} steps, median of {args.repeats} "
-          "interleaved rounds; gain = lean off time / lean on time (worst case: slowest on vs fastest off)\n")
-    print(markdown_table(["model", "method", "wall x lean off", "wall x lean on", "gain", "gain worst case",
+          f"interleaved rounds; gain = {sw} off time / {sw} on time (worst case: slowest on vs fastest off)\n")
+    print(markdown_table(["model", "method", f"wall x {sw} off", f"wall x {sw} on", "gain", "gain worst case",
                           "max |diff|"], rows))
 
 

@@ -102,6 +102,50 @@ def test_lean_blocks_return_their_forwards_output_without_the_norms(name, extra,
     assert not torch.allclose(outs[True], ref, atol=1e-4)  # the blocks did reuse (the comparison is not vacuous)
 
 
+@pytest.mark.parametrize("name", ["dit-tiny", "pixart-tiny"])
+def test_lean_blocks_lay_out_their_output_as_the_forward_does(name):
+    """The patch embedding of DiT and PixArt leaves the hidden states channels-first (a transposed
+    view); the first block's own forward adds its branch outputs first, so its output, and every later
+    block's input, is contiguous. A lean rule adds onto x (x + gate * branch), which would keep x's layout
+    in every block; with ``executor.dense`` the lean block copies its stream contiguous first, so cached calls
+    see the layouts full calls see, and the images are the same bit for bit (elementwise ops do not depend on
+    the layout). FORA(3) over 6 steps: steps 0, 2, 5 compute, 1, 3, 4 reuse in every block."""
+    entry = zoo.CONFIGS[name]
+    torch.manual_seed(0)
+    model = entry.cls(**entry.kwargs).eval()
+    blocks = [m for m in model.modules() if type(m).__name__ in adapters.BLOCKS and adapters.lean_rule(m)]
+    assert len(blocks) >= 2
+    seen: dict[bool, list] = {}  # per dense: per block call, (block, is its input contiguous, is its output)
+
+    def record(i):
+        def hook(module, args, kwargs, out):
+            x = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+            seen[dense].append((i, x.is_contiguous(), out.is_contiguous()))
+        return hook
+
+    handles = [b.register_forward_hook(record(i), with_kwargs=True) for i, b in enumerate(blocks)]
+    outs = {}
+    try:
+        for dense in (True, False):
+            seen[dense] = []
+            noise, cond, uncond = zoo.conditioning(name, 2, 0)
+            with ditcache.cached(model, ditcache.FORA(interval=3)) as run:
+                run.executor.dense = dense
+                outs[dense] = sample(model, noise, cond, uncond, steps=6, guidance_scale=3.0)
+    finally:
+        for h in handles:
+            h.remove()
+    n = len(blocks)
+    assert [r[0] for r in seen[True]] == list(range(n)) * 6  # one call per block per step (CFG batched)
+    calls = {d: [seen[d][s * n:(s + 1) * n] for s in range(6)] for d in seen}
+    forward = [(i, i > 0, True) for i in range(n)]  # the first input channels-first, the rest contiguous
+    for step in range(6):  # full steps run the forward; cached ones the lean rule, laid out the same
+        assert calls[True][step] == forward
+    for step in (1, 3, 4):  # off: the lean rule keeps the first input's layout all the way down
+        assert calls[False][step] == [(i, False, False) for i in range(n)]
+    assert torch.equal(outs[True], outs[False])
+
+
 @pytest.mark.parametrize("name,cls", [("flux-tiny", "FluxSingleTransformerBlock"),
                                       ("hunyuan-tiny", "HunyuanVideoSingleTransformerBlock")])
 def test_gated_block_finish_applies_this_steps_gate(name, cls):
