@@ -50,8 +50,8 @@ class Executor:
         self.shards = SOLO              # the context-parallel group this call's tokens are sharded over
         self.lean = True                # blocks with a lean rule skip their branches' norms on all-cached calls
         #                                 (off: every block runs its own forward; the A/B of benchmarks/lean.py)
-        self.dense = True               # lean blocks take their (B, N, D) streams contiguous (off: as the model
-        #                                 laid them out; the A/B of benchmarks/lean.py --switch dense)
+        self.dense = True               # lean blocks copy a channels-first (B, N, D) stream contiguous (off: as
+        #                                 the model laid it out; the A/B of benchmarks/lean.py --switch dense)
         self.origs: dict[int, object] = {}  # site index -> the branch module's own forward (lean PARTIAL calls)
 
     def begin(self, plans: list[Plan], branch: int, coords: Coords, passthrough: bool = False) -> None:
