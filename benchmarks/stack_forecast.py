@@ -190,7 +190,6 @@ def timing(args, subject) -> None:
                            f"{base / statistics.median(v):.2f}"] for name, v in seconds.items()]))
 
 
-
 def contraction(args, subject) -> None:
     """Per-site passes against one batched contraction for an order-2 forecast of every site with its gate,
     interleaved rounds of 20 calls each; checks that both give the same sum first."""
@@ -223,15 +222,16 @@ def contraction(args, subject) -> None:
         return x0 + out.view(b, d, n).transpose(1, 2)
 
     err = float((per_site() - one_pass()).abs().max() / per_site().abs().max())
-    runs = {"per-site passes (the engine's)": per_site, "one batched contraction": one_pass}
-    seconds = {name: [] for name in runs}
-    for _ in range(max(args.rounds, 1)):
-        for name, fn in runs.items():
+    def twenty(fn) -> float:  # ms per call over 20 calls after one untimed call (its own duration, see below)
+        fn()
+        t = time.perf_counter()
+        for _ in range(20):
             fn()
-            t = time.perf_counter()
-            for _ in range(20):
-                fn()
-            seconds[name].append((time.perf_counter() - t) / 20 * 1e3)
+        return (time.perf_counter() - t) / 20 * 1e3
+
+    runs = {"per-site passes (the engine's)": lambda: twenty(per_site),
+            "one batched contraction": lambda: twenty(one_pass)}
+    seconds = time_interleaved(runs, repeats=max(args.rounds, 1), warmup=0)  # each reports its own ms
     print(f"{args.model}: {sites} sites of ({b}, {n}, {d}), order 2 with per-channel weights (HyCa's form); "
           f"largest relative difference of the two sums {err:.1e}; {args.threads} thread(s), wait policy {_POLICY}\n")
     print(markdown_table(["way", "ms per cached step (rounds)"],
@@ -241,4 +241,3 @@ def contraction(args, subject) -> None:
 
 if __name__ == "__main__":
     main()
-
