@@ -52,17 +52,17 @@ def measure(name: str, methods: list[str], batch: int, steps: int, repeats: int,
     model = ditcache.load_default(name)
     labels = torch.arange(batch) % 10
     chosen = {m: for_model(parse_method(m), name, m) for m in methods}  # learned methods: this model's artifact
-    todo = [("uncached", None, True)] + [(m, chosen[m], lean) for m in methods for lean in (True, False)]
-    times: dict[tuple, list[float]] = {(k, lean): [] for k, _, lean in todo}
+    todo = [("uncached", None, True)] + [(m, chosen[m], flag) for m in methods for flag in (True, False)]
+    times: dict[tuple, list[float]] = {(k, flag): [] for k, _, flag in todo}
     images: dict[tuple, torch.Tensor] = {}
     for round_ in range(repeats + 1):  # round 0 warms up
-        for key, method, lean in todo:
+        for key, method, flag in todo:
             start = time.perf_counter()
-            images[key, lean] = generate(model, labels, steps, method, lean, switch)
+            images[key, flag] = generate(model, labels, steps, method, flag, switch)
             wall = time.perf_counter() - start
             if round_:
-                times[key, lean].append(wall)
-            print(f"  {name} round {round_}: {key} {switch} {'on' if lean else 'off'} {wall:.2f} s", flush=True)
+                times[key, flag].append(wall)
+            print(f"  {name} round {round_}: {key} {switch} {'on' if flag else 'off'} {wall:.2f} s", flush=True)
     ref = statistics.median(times["uncached", True])
     rows = []
     for key in methods:
