@@ -315,14 +315,15 @@ def choosing_n(report: dict) -> list[str]:
 def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
     parts = ["# Benchmarks", "",
-             "Everything here is measured on the shipped Fashion-MNIST defaults on 2 CPU cores (one thread per "
-             "job), same seeds and sampler for every row of a table, wall-clock ratios from interleaved runs in one "
-             "process. FD is the Frechet distance in the feature space of our Fashion-MNIST classifier (FD in "
-             "classifier space, not FID); featerr the distance to the uncached image in that space. Intervals are "
-             "95% bootstrap intervals over seeds; a * marks a difference to uncached whose paired interval "
-             "excludes 0. FLOP x counts everything a run executes, the methods' planning included (token scores, "
-             "k-means, SpeCa's verification: the plan GFLOPs/img column), in reports that record it; older reports "
-             "say they leave planning out. Sections list the command that regenerates them.", ""]
+             "Everything here is measured on the shipped Fashion-MNIST defaults on 2 CPU cores (each table says its "
+             "threads, and its OpenMP wait policy where it was recorded), same seeds and sampler for every row of a "
+             "table, wall-clock ratios from interleaved runs in one process. FD is the Frechet distance in the feature"
+             " space of our Fashion-MNIST classifier (FD in classifier space, not FID); featerr the distance to the "
+             "uncached image in that space. Intervals are 95% bootstrap intervals over seeds; a * marks a difference "
+             "to uncached whose paired interval excludes 0. FLOP x counts everything a run executes, the methods' "
+             "planning included (token scores, k-means, SpeCa's verification: the plan GFLOPs/img column), in reports "
+             "that record it; older reports say they leave planning out. Sections list the command that regenerates "
+             "them.", ""]
     changed = _md("changed_defaults.md")  # defaults that moved after some reports below were measured
     parts += ["## Rows measured before the 2026-12-04 changes", "", changed, ""] if changed else []
     for moved in sorted(RESULTS.glob("rows_moved_*.md")):  # a regenerated report against the one it replaced
