@@ -224,6 +224,49 @@ def test_compiled_timing_columns(tmp_path):
     assert "A peer is compiled whole with its hooks" in md and "Dynamo built no graph during the timed rounds" in md
 
 
+def test_a_block_graph_traced_for_a_peers_copy_fails_our_compiled_row_and_the_sweep_goes_on(tmp_path):
+    """FasterCache on a compiled copy of FLUX makes dynamo compile the single-stream block's forward on its own
+    (its hooks break the graph), without ditcache's hook on the block's pre-gate output; dynamo does not guard on
+    module hooks, so the next round's ditcache run on the original reuses that graph. That run used to stop the
+    whole bench with "KeyError: 3"; now its row keeps its eager columns and records the error, which names the
+    cause, and the other rows get their compiled times."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    cfg = {**SMALL, "config": "flux-tiny", "seeds": 2, "steps": 8, "peers": "fastercache"}
+    rep = run_bench(BenchConfig(methods="fora:interval=2", out=str(tmp_path), speed_only=True, compile="eager",
+                                **cfg), log=lambda *a: None)
+    torch._dynamo.reset()  # the graphs traced here are not the next test's
+    ref, ours, peer = (Row(**r) for r in rep["rows"] if not r["error"])
+    assert (ours.kind, peer.kind, peer.method) == ("ditcache", "peer", "fastercache")
+    assert ours.wall_s > 0 and ours.compiled_wall_s is None  # eager columns kept, compiled ones empty
+    assert ours.extra["compiled_error"].startswith("RuntimeError: single_transformer_blocks.")
+    assert "without ditcache's hook on its pre-gate output" in ours.extra["compiled_error"]
+    assert ref.compiled_wall_s > 0 and peer.compiled_wall_speedup == pytest.approx(
+        ref.compiled_wall_s / peer.compiled_wall_s)
+    assert "Failed compiled (eager columns only): fora `fora:interval=2` (RuntimeError" in \
+        (tmp_path / "report.md").read_text()
+
+
+def test_a_setting_that_fails_in_the_timed_rounds_is_recorded_and_not_called_again():
+    from ditcache.bench.running import guarded, time_interleaved
+
+    calls = {"ok": 0, "bad": 0}
+
+    def ok():
+        calls["ok"] += 1
+        return 0.25  # reports its own seconds
+
+    def bad():
+        calls["bad"] += 1
+        raise ValueError("no graph")
+
+    safe, failed = guarded({"ok": ok, "bad": bad})
+    times = time_interleaved(safe, repeats=2, warmup=1)
+    assert times["ok"] == [0.25, 0.25] and calls == {"ok": 3, "bad": 1}
+    assert failed == {"bad": "ValueError: no graph"}
+
+
 def test_a_compiled_peer_makes_the_eager_peers_images_and_leaves_the_model_alone():
     """--compile's peer: FirstBlockCache on a copy of the transformer compiled with its hooks gives the images
     the eager peer gives on the transformer itself (dynamo's 'eager' backend runs the same ops), and skips

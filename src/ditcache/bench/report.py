@@ -157,6 +157,12 @@ def _compiled_peers(rows: list) -> str:
     return " A peer is compiled whole with its hooks, on a copy of the transformer that shares its weights."
 
 
+def _compile_failures(rows: list) -> str:
+    """The settings that ran eager but failed compiled (``--compile``), each with its error."""
+    failed = [f"{r.method} `{r.setting}` ({r.extra['compiled_error']})" for r in rows if r.extra.get("compiled_error")]
+    return " Failed compiled (eager columns only): " + "; ".join(failed) + "." if failed else ""
+
+
 def _recompiled(rows: list) -> str:
     """Whether dynamo built graphs during the timed rounds (their time then includes compiling)."""
     counts = [(r, r.extra.get("compiled_graphs_after_warmup")) for r in rows if r.compiled_wall_s is not None]
@@ -208,7 +214,8 @@ def report_markdown(report: dict) -> str:
                 if ref.wall_s and ref.compiled_wall_s else "")
         lines += ["", f"Compiled columns: `torch.compile(transformer, backend={cfg['compile']!r})`, median of "
                   f"{cfg['repeats']} interleaved rounds after a warm-up round that pays the compilation; compiled x "
-                  f"is against the compiled uncached model{gain}." + _compiled_peers(rows) + _recompiled(rows)]
+                  f"is against the compiled uncached model{gain}." + _compiled_peers(rows) + _recompiled(rows)
+                  + _compile_failures(rows)]
     failed = [r for r in rows if r.error]
     if failed:
         lines += ["", "## Settings that could not run", ""]

@@ -42,6 +42,26 @@ def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 5, war
     return times
 
 
+def guarded(fns: dict[str, Callable[[], object]]) -> tuple[dict[str, Callable[[], object]], dict[str, str]]:
+    """``fns`` wrapped for ``time_interleaved`` so that one raising is recorded (``failed[key]``: its error) and
+    not called again, while the other settings' rounds go on; a failed call reports 0.0 s, which the caller
+    drops with the key."""
+    failed: dict[str, str] = {}
+
+    def wrap(key, fn):
+        def call():
+            if key in failed:
+                return 0.0
+            try:
+                return fn()
+            except Exception as e:  # noqa: BLE001 - any failure of one setting is that setting's result
+                failed[key] = f"{type(e).__name__}: {e}"
+                return 0.0
+        return call
+
+    return {key: wrap(key, fn) for key, fn in fns.items()}, failed
+
+
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
@@ -289,13 +309,19 @@ def _time_compiled(cfg: BenchConfig, subject: Subject, seeds: list[int], setting
                 return out
             return call
 
-        times = time_interleaved({key: counted(key, fn) for key, fn in fns.items()}, repeats=cfg.repeats,
-                                 progress=progress)
+        safe, failed = guarded({key: counted(key, fn) for key, fn in fns.items()})
+        times = time_interleaved(safe, repeats=cfg.repeats, progress=progress)
     finally:
         for peer in peers:
             peer.remove()
+    for key, error in failed.items():  # a setting that cannot run compiled keeps its eager columns
+        rows[0 if key == "ref" else int(key) + 1].extra["compiled_error"] = error
+    if "ref" in failed:
+        return  # no compiled uncached model to compare with
     t_ref = median(times["ref"])
     for key, ts in times.items():
+        if key in failed:
+            continue
         row = rows[0 if key == "ref" else int(key) + 1]
         row.compiled_wall_s = median(ts)
         row.compiled_wall_speedup = t_ref / row.compiled_wall_s

@@ -305,6 +305,18 @@ class Executor:
 
         return forward
 
+    def _pre_gate(self, site: Site) -> torch.Tensor:
+        """The pre-gate output the block's capture hook kept on this call (``Installer._capture``). Missing when
+        the block ran code that torch.compile traced without that hook: dynamo does not guard on module hooks
+        (``torch._dynamo.config.skip_nnmodule_hook_guards``), so a graph traced for another instance of the same
+        block class, such as a copy of the model compiled with other caching hooks inside, can run here."""
+        if site.index not in self.captured:
+            raise RuntimeError(
+                f"{site.name}: the block ran without ditcache's hook on its pre-gate output, so its cache cannot "
+                "be filled: torch.compile reused a graph traced for another copy of this block class (dynamo skips "
+                "guards on module hooks). Call torch._dynamo.reset() before this run.")
+        return self.captured.pop(site.index)
+
     def _run_block(self, site: Site, orig, plan: Plan, spec: adapters.BlockSpec, inputs, args, kwargs):
         """A whole block as one site. Blocks with a known gate (``spec.finish``) cache their pre-gate
         output (captured from ``spec.pre_gate``'s forward) and apply the current step's gate and residual;
@@ -320,7 +332,7 @@ class Executor:
         if action is Action.FULL:
             out = orig(*args, **kwargs)
             outs, _ = as_tuple(out)
-            value = self.captured.pop(site.index) if gated else tuple(o - x for o, x in zip(outs, xs))
+            value = self._pre_gate(site) if gated else tuple(o - x for o, x in zip(outs, xs))
             if plan.keep:
                 self.store.update(key, value, self.coords, plan.order)
             return out
@@ -328,12 +340,12 @@ class Executor:
         value = self.store.predict(key, self.coords, order)
         if plan.verify:
             real = as_tuple(self._verifying(orig, *args, **kwargs))[0]
-            real = (self.captured.pop(site.index),) if gated else tuple(o - x for o, x in zip(real, xs))
+            real = (self._pre_gate(site),) if gated else tuple(o - x for o, x in zip(real, xs))
             self.store.shared[("verify", self.branch)] = _relative_l1(value, real, self.shards)
             value = real
         if action is Action.BLEND:
             out = as_tuple(orig(*args, **kwargs))[0]
-            fresh = (self.captured.pop(site.index),) if gated else tuple(o - x for o, x in zip(out, xs))
+            fresh = (self._pre_gate(site),) if gated else tuple(o - x for o, x in zip(out, xs))
             value = tuple(v + plan.weight * (f - v) for f, v in zip(fresh, value))
         if order > 0:
             self.store.commit(key, value, self.coords)
