@@ -202,3 +202,16 @@ def test_describe_names_the_nearest_preset_and_reads_back():
     for method, text in cases:
         assert describe(method) == text
         assert parse_method(text) == method
+
+
+def test_an_error_line_names_a_bare_key_and_keeps_a_registrys_sentence():
+    """A KeyError from a registry carries a sentence, printed without the quotes str() adds; one from a failed
+    lookup inside carries only the key, so the line names it (it read 'ditcache: error: 6' before)."""
+    from ditcache.cli import _message
+
+    assert _message(KeyError(6)) == "KeyError: 6"
+    assert _message(KeyError("uncached")) == "KeyError: 'uncached'"
+    assert _message(KeyError("unknown method 'nope'; known methods: ['fora']")) == \
+        "unknown method 'nope'; known methods: ['fora']"
+    assert _message(ValueError("--num must be >= 1")) == "--num must be >= 1"
+    assert _message(TypeError("Row() got an unexpected keyword")) == "TypeError: Row() got an unexpected keyword"

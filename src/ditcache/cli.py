@@ -366,8 +366,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except (KeyError, ValueError, FileNotFoundError, TypeError, ImportError) as e:
-        print(f"ditcache: error: {e}", file=sys.stderr)
+        print(f"ditcache: error: {_message(e)}", file=sys.stderr)
         return 2
+
+
+def _message(e: Exception) -> str:
+    """One line for an error. Registries raise KeyError with a sentence, printed as it is; a bare KeyError (a
+    lookup that failed inside, whose text is only the key) and a TypeError are named, so "6" reads as a key."""
+    if isinstance(e, KeyError):
+        text = e.args[0] if len(e.args) == 1 else e
+        return text if isinstance(text, str) and " " in text else f"KeyError: {text!r}"
+    return f"TypeError: {e}" if isinstance(e, TypeError) else str(e)
 
 
 if __name__ == "__main__":
