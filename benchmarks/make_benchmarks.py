@@ -138,6 +138,13 @@ def round_leads(ours: dict, peer: dict) -> list[float] | None:
     return [p / o for o, p in zip(a, b)] if a and b and len(a) == len(b) else None
 
 
+def lead_shown(rounds: int, threads: int, seeds: int, per_round: list[float] | None) -> bool:
+    """Everything that decides a lead is shown: >= ROUNDS timing rounds at >= LEAD_THREADS threads, quality from
+    >= LEAD_SEEDS seeds, and every round's lead at the target (where the report kept its rounds)."""
+    return (rounds >= ROUNDS and threads >= LEAD_THREADS and seeds >= LEAD_SEEDS
+            and (per_round is None or min(per_round) >= LEAD))
+
+
 def fastest_pair(rows: list[dict]) -> tuple[dict | None, dict | None]:
     """The fastest ditcache row and the fastest peer row (wall-clock) among ``rows``."""
     def fastest(kind: str):
@@ -168,9 +175,7 @@ def targets(report: dict, model: str, rounds: int | None = None) -> list[str]:
     if ours and peer:
         ratio = ours["wall_speedup"] / peer["wall_speedup"]
         seeds, threads = report["config"]["seeds"], report["config"]["threads"]
-        per_round = round_leads(ours, peer)  # a lead is met only where every round's is at the target
-        shown = (rounds >= ROUNDS and threads >= LEAD_THREADS and seeds >= LEAD_SEEDS
-                 and (per_round is None or min(per_round) >= LEAD))
+        shown = lead_shown(rounds, threads, seeds, round_leads(ours, peer))
         lines.append(f"ditcache's fastest{few} is {ours['method']} `{ours['setting']}` at {ours['wall_speedup']:.2f}x "
                      f"wall-clock ({ours['flop_speedup']:.2f}x FLOPs); the fastest peer is {peer['method']} "
                      f"`{peer['setting']}` at {peer['wall_speedup']:.2f}x: {ratio:.2f}x the peer's "
@@ -225,8 +230,7 @@ def speed_section(name: str, speed: dict, quality: list[dict]) -> list[str]:
         ratio = ours["wall_speedup"] / peer["wall_speedup"]
         per_round = round_leads(ours, peer)  # None for reports written before rounds were kept
         spread = f"each round {min(per_round):.2f}x to {max(per_round):.2f}x; " if per_round else ""
-        shown = (rounds >= ROUNDS and threads >= LEAD_THREADS and seeds >= LEAD_SEEDS
-                 and (per_round is None or min(per_round) >= LEAD))
+        shown = lead_shown(rounds, threads, seeds, per_round)
         lines += ["", f"Shown within PSNR >= 30 dB and FD +5%: ditcache's fastest here is {ours['method']} "
                   f"`{ours['setting']}` at {ours['wall_speedup']:.2f}x, the fastest peer {peer['method']} "
                   f"`{peer['setting']}` at {peer['wall_speedup']:.2f}x: {ratio:.2f}x the peer's "
