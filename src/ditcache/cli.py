@@ -374,8 +374,8 @@ def _message(e: Exception) -> str:
     """One line for an error. Registries raise KeyError with a sentence, printed as it is; a bare KeyError (a
     lookup that failed inside, whose text is only the key) and a TypeError are named, so "6" reads as a key."""
     if isinstance(e, KeyError):
-        text = e.args[0] if len(e.args) == 1 else e
-        return text if isinstance(text, str) and " " in text else f"KeyError: {text!r}"
+        sentence = len(e.args) == 1 and isinstance(e.args[0], str) and " " in e.args[0]
+        return e.args[0] if sentence else f"KeyError: {e}"
     return f"TypeError: {e}" if isinstance(e, TypeError) else str(e)
 
 
